@@ -1,0 +1,196 @@
+//! The Azure Functions custom-handler payload: decoding what the host sends, encoding what it
+//! expects back. Pure; the HTTP server lives in the app crate.
+//!
+//! The host sends every value that is not a JSON object as a JSON *string holding its JSON*
+//! (strings double-encoded, arrays as a string, numbers as strings). Everything here accepts
+//! both that wrapped form and the plain one.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+
+use crate::value::parse_timestamp;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HostError {
+    #[error("the request body is not a JSON object: {0}")]
+    NotJson(String),
+    #[error("the request has no {0}")]
+    Missing(String),
+    #[error("{field} is malformed: {detail}")]
+    Malformed { field: String, detail: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Invocation {
+    pub data: Map<String, Json>,
+    pub metadata: Map<String, Json>,
+}
+
+pub fn decode_invocation(body: &[u8]) -> Result<Invocation, HostError> {
+    let root: Json = serde_json::from_slice(body).map_err(|e| HostError::NotJson(e.to_string()))?;
+    let Json::Object(mut root) = root else {
+        return Err(HostError::NotJson("the top level is not an object".into()));
+    };
+    let object = |v: Option<Json>, field: &str| -> Result<Map<String, Json>, HostError> {
+        match v.map(|v| unwrap_json(&v)) {
+            None | Some(Json::Null) => Ok(Map::new()),
+            Some(Json::Object(m)) => Ok(m),
+            Some(_) => Err(HostError::Malformed { field: field.into(), detail: "expected an object".into() }),
+        }
+    };
+    if !root.contains_key("Data") {
+        return Err(HostError::Missing("Data object".into()));
+    }
+    Ok(Invocation { data: object(root.remove("Data"), "Data")?, metadata: object(root.remove("Metadata"), "Metadata")? })
+}
+
+/// The plain value behind a possibly string-wrapped one. A string that does not hold JSON is a
+/// plain string and comes back as it is.
+pub fn unwrap_json(v: &Json) -> Json {
+    match v {
+        Json::String(s) => serde_json::from_str(s).unwrap_or_else(|_| v.clone()),
+        other => other.clone(),
+    }
+}
+
+impl Invocation {
+    pub fn data(&self, binding: &str) -> Option<Json> {
+        self.data.get(binding).map(unwrap_json)
+    }
+
+    pub fn metadata(&self, key: &str) -> Option<Json> {
+        self.metadata.get(key).map(unwrap_json)
+    }
+
+    /// `Metadata.RetryContext.RetryCount`, 0 on a first attempt.
+    pub fn retry_count(&self) -> u64 {
+        self.metadata("RetryContext")
+            .and_then(|rc| rc.get("RetryCount").map(unwrap_json))
+            .and_then(|n| n.as_u64())
+            .unwrap_or(0)
+    }
+
+    /// `Metadata.sys.UtcNow`: when the host invoked us (the host's clock, not ours).
+    pub fn host_time(&self) -> Option<DateTime<Utc>> {
+        let sys = self.metadata("sys")?;
+        parse_timestamp(unwrap_json(sys.get("UtcNow")?).as_str()?)
+    }
+}
+
+/// An Event Hub batch (`cardinality: many`, `dataType: string`), as delivered.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EventHubBatch {
+    /// Each event body exactly as sent.
+    pub bodies: Vec<String>,
+    pub partition_id: String,
+    pub event_hub: Option<String>,
+    pub consumer_group: Option<String>,
+    pub sequence_numbers: Vec<i64>,
+    pub offsets: Vec<String>,
+    pub enqueued_times: Vec<Option<DateTime<Utc>>>,
+    pub partition_keys: Vec<Option<String>>,
+    pub properties: Vec<Json>,
+    /// Set when a metadata array does not line up with the bodies: the events cannot be
+    /// attributed, so every one of them goes to quarantine with this reason.
+    pub misaligned: Option<String>,
+}
+
+pub fn decode_event_hub_batch(inv: &Invocation, binding: &str) -> Result<EventHubBatch, HostError> {
+    let data = inv.data(binding).ok_or_else(|| HostError::Missing(format!("Data.{binding}")))?;
+    let bodies: Vec<String> = match data {
+        Json::Array(items) => items
+            .into_iter()
+            .map(|item| match item {
+                Json::String(s) => s,
+                other => other.to_string(),
+            })
+            .collect(),
+        Json::String(s) => vec![s],
+        other => vec![other.to_string()],
+    };
+    let context = inv.metadata("PartitionContext").unwrap_or(Json::Null);
+    let text = |v: Option<&Json>| v.map(unwrap_json).and_then(|v| match v {
+        Json::String(s) => Some(s),
+        Json::Number(n) => Some(n.to_string()),
+        _ => None,
+    });
+    let partition_id = text(context.get("PartitionId"))
+        .ok_or_else(|| HostError::Missing("Metadata.PartitionContext.PartitionId".into()))?;
+
+    let array = |key: &str| -> Result<Vec<Json>, HostError> {
+        match inv.metadata(key) {
+            None | Some(Json::Null) => Ok(Vec::new()),
+            Some(Json::Array(items)) => Ok(items.iter().map(unwrap_json).collect()),
+            Some(_) => Err(HostError::Malformed { field: format!("Metadata.{key}"), detail: "expected an array".into() }),
+        }
+    };
+    let sequence_numbers = array("SequenceNumberArray")?
+        .iter()
+        .map(|v| v.as_i64().ok_or_else(|| HostError::Malformed { field: "Metadata.SequenceNumberArray".into(), detail: format!("{v} is not an integer") }))
+        .collect::<Result<Vec<_>, _>>()?;
+    let offsets = array("OffsetArray")?.iter().map(|v| text(Some(v)).unwrap_or_default()).collect();
+    let enqueued_times = array("EnqueuedTimeUtcArray")?
+        .iter()
+        .map(|v| v.as_str().and_then(parse_timestamp))
+        .collect();
+    let partition_keys = array("PartitionKeyArray")?.iter().map(|v| text(Some(v))).collect();
+    let properties = array("PropertiesArray")?;
+
+    let mut batch = EventHubBatch {
+        partition_id,
+        event_hub: text(context.get("EventHubName")),
+        consumer_group: text(context.get("ConsumerGroup")),
+        sequence_numbers,
+        offsets,
+        enqueued_times,
+        partition_keys,
+        properties,
+        bodies,
+        misaligned: None,
+    };
+    let n = batch.bodies.len();
+    let lengths = [
+        ("SequenceNumberArray", batch.sequence_numbers.len(), true),
+        ("EnqueuedTimeUtcArray", batch.enqueued_times.len(), true),
+        ("OffsetArray", batch.offsets.len(), false),
+        ("PartitionKeyArray", batch.partition_keys.len(), false),
+        ("PropertiesArray", batch.properties.len(), false),
+    ];
+    let wrong: Vec<String> = lengths
+        .iter()
+        .filter(|(_, len, essential)| *len != n && (*essential || *len != 0))
+        .map(|(key, len, _)| format!("{key} has {len} entries"))
+        .collect();
+    if !wrong.is_empty() {
+        batch.misaligned = Some(format!("{n} events but {}", wrong.join(", ")));
+    }
+    Ok(batch)
+}
+
+/// A timer trigger's payload.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TimerInfo {
+    pub is_past_due: bool,
+}
+
+pub fn decode_timer(inv: &Invocation, binding: &str) -> Result<TimerInfo, HostError> {
+    let data = inv.data(binding).ok_or_else(|| HostError::Missing(format!("Data.{binding}")))?;
+    let is_past_due = data.get("IsPastDue").map(unwrap_json).and_then(|v| v.as_bool()).unwrap_or(false);
+    Ok(TimerInfo { is_past_due })
+}
+
+/// The response body the host expects: always this shape, never empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub struct InvocationResponse {
+    pub outputs: Map<String, Json>,
+    pub logs: Vec<String>,
+    pub return_value: Option<Json>,
+}
+
+impl InvocationResponse {
+    pub fn with_logs(logs: Vec<String>) -> Self {
+        InvocationResponse { logs, ..Default::default() }
+    }
+}

@@ -1,0 +1,19 @@
+//! movielake's sans-IO core: contracts, the rule engine, routing to silver or quarantine,
+//! Parquet encoding to bytes, deterministic names, run manifests and the Functions host's
+//! payload format. No tokio, no network, no clock, no environment: every input is an argument.
+
+pub mod contract;
+pub mod expr;
+pub mod host;
+pub mod manifest;
+pub mod naming;
+pub mod quarantine;
+pub mod route;
+pub mod silver;
+pub mod validate;
+pub mod value;
+
+pub use contract::{Contract, ContractError, ContractSet};
+pub use route::{RunContext, SourceRecord, route};
+pub use validate::{Reason, Stage, Verdict};
+pub use value::{ColumnType, Value};

@@ -1,0 +1,145 @@
+//! Routing a batch: every record ends in silver or quarantine, or is a counted exact duplicate.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value as Json};
+
+use crate::contract::Contract;
+use crate::quarantine::{QuarantineRecord, SourcePointer};
+use crate::validate::{Reason, Rejection, Row, Stage, Verdict};
+use crate::value::Value;
+
+/// One input record: its exact text, and optionally its fields already split (text sources).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceRecord {
+    pub raw: String,
+    pub fields: Option<Map<String, Json>>,
+    pub pointer: SourcePointer,
+}
+
+impl SourceRecord {
+    pub fn json(raw: impl Into<String>, pointer: SourcePointer) -> Self {
+        SourceRecord { raw: raw.into(), fields: None, pointer }
+    }
+}
+
+/// What a run knows about itself; the same for every retry of the same input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunContext {
+    pub run_id: String,
+    /// When the input entered the platform (Event Hub enqueue time, bronze landing time).
+    pub ingested_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accepted {
+    pub row: Row,
+    pub pointer: SourcePointer,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Routed {
+    pub silver: Vec<Accepted>,
+    pub quarantine: Vec<QuarantineRecord>,
+    pub duplicates_dropped: u64,
+}
+
+impl Routed {
+    pub fn records_in(&self) -> u64 {
+        self.silver.len() as u64 + self.quarantine.len() as u64 + self.duplicates_dropped
+    }
+}
+
+/// Validates and de-duplicates a batch by the contract key. An exact repeat of a record already
+/// accepted is dropped and counted; the same key with a different body is quarantined (`dedupe`).
+pub fn route(contract: &Contract, records: impl IntoIterator<Item = SourceRecord>, ctx: &RunContext) -> Routed {
+    let mut routed = Routed::default();
+    // key -> (index in routed.silver, its fields). Exact duplicates carry the same fields and
+    // values, whatever their whitespace or key order.
+    let mut seen: HashMap<Vec<KeyPart>, (usize, Map<String, Json>)> = HashMap::new();
+
+    for record in records {
+        // Parsed once: the map is both checked and kept to recognise exact duplicates.
+        let parsed = match &record.fields {
+            Some(fields) => Some(fields.clone()),
+            None => match serde_json::from_str::<Json>(&record.raw) {
+                Ok(Json::Object(map)) => Some(map),
+                _ => None,
+            },
+        };
+        let (verdict, content) = match parsed {
+            Some(map) => (contract.check_fields(&map), map),
+            None => (contract.check_json(&record.raw), Map::new()),
+        };
+        let row = match verdict {
+            Verdict::Valid(row) => row,
+            Verdict::Rejected(rejection) => {
+                routed.quarantine.push(quarantine(contract, ctx, record, rejection));
+                continue;
+            }
+        };
+        let key = key_of(contract, &row.values);
+        if let Some(key) = key {
+            if let Some((first, first_content)) = seen.get(&key) {
+                if *first_content == content {
+                    routed.duplicates_dropped += 1;
+                } else {
+                    let first_at = &routed.silver[*first].pointer;
+                    let detail = format!("same key as {first_at} but a different body");
+                    let rejection = Rejection { stage: Stage::Dedupe, reasons: vec![Reason::new("duplicate_key", None, detail)] };
+                    routed.quarantine.push(quarantine(contract, ctx, record, rejection));
+                }
+                continue;
+            }
+            seen.insert(key, (routed.silver.len(), content));
+        }
+        routed.silver.push(Accepted { row, pointer: record.pointer });
+    }
+    routed
+}
+
+/// Builds a quarantine record for a record refused outside the contract check (for instance a
+/// batch whose metadata cannot be matched to its events).
+pub fn quarantine(contract: &Contract, ctx: &RunContext, record: SourceRecord, rejection: Rejection) -> QuarantineRecord {
+    QuarantineRecord {
+        dataset: contract.name.clone(),
+        contract_version: contract.version,
+        stage: rejection.stage,
+        reasons: rejection.reasons,
+        source: record.pointer,
+        run_id: ctx.run_id.clone(),
+        time: ctx.ingested_at,
+        raw: record.raw,
+    }
+}
+
+/// Hashable rendering of key values; floats by bits so the key is exact.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum KeyPart {
+    Text(String),
+    Int(i64),
+    Bits(u64),
+    Bool(bool),
+}
+
+fn key_of(contract: &Contract, values: &[Value]) -> Option<Vec<KeyPart>> {
+    if contract.key.is_empty() {
+        return None;
+    }
+    contract
+        .key
+        .iter()
+        .map(|&i| match values.get(i)? {
+            Value::Null => None,
+            Value::String(s) => Some(KeyPart::Text(s.clone())),
+            Value::Int32(v) => Some(KeyPart::Int(i64::from(*v))),
+            Value::Int64(v) => Some(KeyPart::Int(*v)),
+            Value::Float64(v) => Some(KeyPart::Bits(v.to_bits())),
+            Value::Bool(v) => Some(KeyPart::Bool(*v)),
+            Value::Date(d) => Some(KeyPart::Text(d.to_string())),
+            Value::Timestamp(t) => Some(KeyPart::Int(t.timestamp_micros())),
+            Value::List(items) => Some(KeyPart::Text(items.join("\u{1f}"))),
+        })
+        .collect()
+}

@@ -1,0 +1,203 @@
+//! Silver Parquet: an Arrow schema derived from the contract, zstd, lineage columns.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    ArrayBuilder, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
+    StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{DateTime, Utc};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
+use parquet::file::properties::WriterProperties;
+
+use crate::contract::Contract;
+use crate::naming::hive_value;
+use crate::route::Accepted;
+use crate::value::{ColumnType, Value, days_since_epoch};
+
+pub const RESCUED: &str = "_rescued";
+pub const SOURCE_OBJECT: &str = "_source_object";
+pub const INGESTED_AT: &str = "_ingested_at";
+pub const RUN_ID: &str = "_run_id";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("encoding Parquet failed: {0}")]
+    Parquet(#[from] ParquetError),
+    #[error("building an Arrow batch failed: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+}
+
+pub fn arrow_type(ty: ColumnType) -> DataType {
+    match ty {
+        ColumnType::String => DataType::Utf8,
+        ColumnType::Int32 => DataType::Int32,
+        ColumnType::Int64 => DataType::Int64,
+        ColumnType::Float64 => DataType::Float64,
+        ColumnType::Bool => DataType::Boolean,
+        ColumnType::Date => DataType::Date32,
+        ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        ColumnType::ListOfString => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+    }
+}
+
+fn timestamp_type() -> DataType {
+    arrow_type(ColumnType::Timestamp)
+}
+
+/// Stored columns (contract order, partition columns excluded: they live in the path), then
+/// `_rescued` and the lineage columns.
+pub fn silver_schema(contract: &Contract) -> SchemaRef {
+    let mut fields: Vec<Field> = contract
+        .stored_columns()
+        .map(|(_, c)| Field::new(&c.name, arrow_type(c.ty), !(c.required && c.derive.is_none())))
+        .collect();
+    fields.push(Field::new(RESCUED, DataType::Utf8, true));
+    fields.push(Field::new(SOURCE_OBJECT, DataType::Utf8, false));
+    fields.push(Field::new(INGESTED_AT, timestamp_type(), false));
+    fields.push(Field::new(RUN_ID, DataType::Utf8, false));
+    Arc::new(Schema::new(fields))
+}
+
+/// Lineage shared by every row of one output part.
+#[derive(Debug, Clone)]
+pub struct Lineage<'a> {
+    pub ingested_at: DateTime<Utc>,
+    pub run_id: &'a str,
+}
+
+fn writer_properties() -> WriterProperties {
+    let level = ZstdLevel::try_new(3).unwrap_or_default();
+    WriterProperties::builder().set_compression(Compression::ZSTD(level)).build()
+}
+
+/// Writes silver rows as Parquet, one row group per `write` call, into any sink: a `Vec<u8>`
+/// for small outputs, a streaming uploader for large files.
+pub struct SilverEncoder<W: Write + Send> {
+    schema: SchemaRef,
+    columns: Vec<(usize, ColumnType)>,
+    writer: ArrowWriter<W>,
+}
+
+impl<W: Write + Send> SilverEncoder<W> {
+    pub fn new(contract: &Contract, sink: W) -> Result<Self, EncodeError> {
+        let schema = silver_schema(contract);
+        let writer = ArrowWriter::try_new(sink, schema.clone(), Some(writer_properties()))?;
+        let columns = contract.stored_columns().map(|(i, c)| (i, c.ty)).collect();
+        Ok(SilverEncoder { schema, columns, writer })
+    }
+
+    pub fn write(&mut self, rows: &[&Accepted], lineage: &Lineage<'_>) -> Result<(), EncodeError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        for &(index, ty) in &self.columns {
+            arrays.push(build_column(ty, rows.iter().map(|a| a.row.values.get(index).unwrap_or(&Value::Null))));
+        }
+        let mut rescued = StringBuilder::new();
+        let mut source = StringBuilder::new();
+        let mut ingested = TimestampMicrosecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
+        let mut run = StringBuilder::new();
+        for a in rows {
+            rescued.append_option(a.row.rescued.as_deref());
+            source.append_value(&a.pointer.object);
+            ingested.append_value(lineage.ingested_at.timestamp_micros());
+            run.append_value(lineage.run_id);
+        }
+        arrays.push(Arc::new(rescued.finish()));
+        arrays.push(Arc::new(source.finish()));
+        arrays.push(Arc::new(ingested.finish()));
+        arrays.push(Arc::new(run.finish()));
+        let batch = RecordBatch::try_new(self.schema.clone(), arrays)?;
+        self.writer.write(&batch)?;
+        self.writer.flush()?;
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<W, EncodeError> {
+        Ok(self.writer.into_inner()?)
+    }
+}
+
+/// Encodes one silver part in memory.
+pub fn encode_parquet(contract: &Contract, rows: &[&Accepted], lineage: &Lineage<'_>) -> Result<Vec<u8>, EncodeError> {
+    let mut encoder = SilverEncoder::new(contract, Vec::new())?;
+    encoder.write(rows, lineage)?;
+    encoder.finish()
+}
+
+/// Groups rows by their partition values, in a stable order (by Hive path).
+pub fn partition<'a>(contract: &Contract, rows: &'a [Accepted]) -> BTreeMap<Vec<String>, (Vec<Value>, Vec<&'a Accepted>)> {
+    let mut groups: BTreeMap<Vec<String>, (Vec<Value>, Vec<&Accepted>)> = BTreeMap::new();
+    for row in rows {
+        let values: Vec<Value> =
+            contract.partition_by.iter().map(|&i| row.row.values.get(i).cloned().unwrap_or(Value::Null)).collect();
+        let key = values.iter().map(hive_value).collect();
+        groups.entry(key).or_insert_with(|| (values, Vec::new())).1.push(row);
+    }
+    groups
+}
+
+fn build_column<'a>(ty: ColumnType, values: impl Iterator<Item = &'a Value>) -> ArrayRef {
+    fn finish(mut b: impl ArrayBuilder) -> ArrayRef {
+        b.finish()
+    }
+    // A value of another variant cannot reach here (rows come from the contract check); it
+    // would be written as null rather than fail the run.
+    match ty {
+        ColumnType::String => {
+            let mut b = StringBuilder::new();
+            values.for_each(|v| b.append_option(if let Value::String(s) = v { Some(s) } else { None }));
+            finish(b)
+        }
+        ColumnType::Int32 => {
+            let mut b = Int32Builder::new();
+            values.for_each(|v| b.append_option(if let Value::Int32(x) = v { Some(*x) } else { None }));
+            finish(b)
+        }
+        ColumnType::Int64 => {
+            let mut b = Int64Builder::new();
+            values.for_each(|v| b.append_option(if let Value::Int64(x) = v { Some(*x) } else { None }));
+            finish(b)
+        }
+        ColumnType::Float64 => {
+            let mut b = Float64Builder::new();
+            values.for_each(|v| b.append_option(if let Value::Float64(x) = v { Some(*x) } else { None }));
+            finish(b)
+        }
+        ColumnType::Bool => {
+            let mut b = BooleanBuilder::new();
+            values.for_each(|v| b.append_option(if let Value::Bool(x) = v { Some(*x) } else { None }));
+            finish(b)
+        }
+        ColumnType::Date => {
+            let mut b = Date32Builder::new();
+            values.for_each(|v| b.append_option(if let Value::Date(d) = v { Some(days_since_epoch(*d)) } else { None }));
+            finish(b)
+        }
+        ColumnType::Timestamp => {
+            let mut b = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+            values.for_each(|v| b.append_option(if let Value::Timestamp(t) = v { Some(t.timestamp_micros()) } else { None }));
+            finish(b)
+        }
+        ColumnType::ListOfString => {
+            let mut b = ListBuilder::new(StringBuilder::new());
+            for v in values {
+                if let Value::List(items) = v {
+                    items.iter().for_each(|s| b.values().append_value(s));
+                    b.append(true);
+                } else {
+                    b.append(false);
+                }
+            }
+            finish(b)
+        }
+    }
+}

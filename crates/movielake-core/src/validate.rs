@@ -1,0 +1,181 @@
+//! Checking one record against its contract: a verdict, never an error.
+
+use chrono::{Datelike, Timelike};
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+
+use crate::contract::{Contract, Derive, UnknownFields};
+use crate::expr;
+use crate::value::{Value, convert, json_kind, shorten};
+
+/// Where in the pipeline a record was refused; ordered, so a record's stage is its earliest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Decode,
+    Schema,
+    Rule,
+    Dedupe,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reason {
+    pub rule: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    pub detail: String,
+}
+
+impl Reason {
+    pub fn new(rule: &str, column: Option<&str>, detail: impl Into<String>) -> Self {
+        Reason { rule: rule.to_string(), column: column.map(str::to_string), detail: detail.into() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// One value per contract column, in contract order (derived columns included).
+    pub values: Vec<Value>,
+    /// Input fields the contract does not name, as a JSON object (`None` when there were none).
+    pub rescued: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub stage: Stage,
+    pub reasons: Vec<Reason>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Valid(Row),
+    Rejected(Rejection),
+}
+
+impl Contract {
+    /// Checks one JSON text (an event body, a JSON line).
+    pub fn check_json(&self, raw: &str) -> Verdict {
+        match serde_json::from_str::<Json>(raw) {
+            Ok(Json::Object(fields)) => self.check_fields(&fields),
+            Ok(other) => reject(Stage::Decode, "json_object", format!("expected a JSON object, got {}", json_kind(&other))),
+            Err(e) => reject(Stage::Decode, "json", format!("not valid JSON: {e}")),
+        }
+    }
+
+    /// Checks one record given as named fields; reports every failing rule, not the first.
+    pub fn check_fields(&self, fields: &Map<String, Json>) -> Verdict {
+        let mut reasons: Vec<(Stage, Reason)> = Vec::new();
+        let mut values = Vec::with_capacity(self.columns.len());
+        let mut typed = vec![true; self.columns.len()];
+
+        for (i, column) in self.columns.iter().enumerate() {
+            if column.derive.is_some() {
+                values.push(Value::Null);
+                continue;
+            }
+            match convert(fields.get(&column.name), column.ty, self.input) {
+                Ok(v) => values.push(v),
+                Err(detail) => {
+                    reasons.push((Stage::Schema, Reason::new("type", Some(&column.name), detail)));
+                    values.push(Value::Null);
+                    typed[i] = false;
+                }
+            }
+        }
+        for (i, column) in self.columns.iter().enumerate() {
+            if let Some(derive) = column.derive {
+                values[i] = derive_value(derive, &values);
+            }
+        }
+
+        for (i, column) in self.columns.iter().enumerate() {
+            if !typed[i] {
+                continue;
+            }
+            let v = &values[i];
+            let name = Some(column.name.as_str());
+            if v.is_null() {
+                if column.required {
+                    reasons.push((Stage::Schema, Reason::new("required", name, "missing or null")));
+                }
+                continue;
+            }
+            let mut fail = |rule: &str, detail: String| reasons.push((Stage::Rule, Reason::new(rule, name, detail)));
+            if let (Some(min), Some(x)) = (&column.min, v.as_f64()) {
+                if min.as_f64().is_some_and(|m| x < m) {
+                    fail("min", format!("{} is below the minimum {}", v.render(), min.render()));
+                }
+            }
+            if let (Some(max), Some(x)) = (&column.max, v.as_f64()) {
+                if max.as_f64().is_some_and(|m| x > m) {
+                    fail("max", format!("{} is above the maximum {}", v.render(), max.render()));
+                }
+            }
+            if let (Some(allowed), Value::String(s)) = (&column.one_of, v) {
+                if !allowed.iter().any(|a| a == s) {
+                    fail("one_of", format!("{:?} is not one of {}", shorten(s, 60), allowed.join(", ")));
+                }
+            }
+            if let (Some(re), Value::String(s)) = (&column.regex, v) {
+                if !re.is_match(s) {
+                    fail("regex", format!("{:?} does not match /{}/", shorten(s, 60), re.as_str()));
+                }
+            }
+            if let Some(max_len) = column.max_length {
+                let len = match v {
+                    Value::String(s) => s.chars().count(),
+                    Value::List(items) => items.len(),
+                    _ => 0,
+                };
+                if len > max_len {
+                    fail("max_length", format!("length {len} is above the maximum {max_len}"));
+                }
+            }
+        }
+
+        for rule in &self.rules {
+            // A rule over a column that could not be typed says nothing new: the type reason does.
+            if expr::eval(&rule.expr, &values) == Some(false) {
+                let detail = format!("{} is false", rule.check);
+                reasons.push((Stage::Rule, Reason::new(&rule.name, None, detail)));
+            }
+        }
+
+        let unknown: Map<String, Json> = fields
+            .iter()
+            .filter(|(k, _)| !self.columns.iter().any(|c| &c.name == *k && c.derive.is_none()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if !unknown.is_empty() && self.unknown_fields == UnknownFields::Quarantine {
+            for field in unknown.keys() {
+                reasons.push((Stage::Schema, Reason::new("unknown_field", Some(field), "field is not in the contract")));
+            }
+        }
+
+        if let Some(stage) = reasons.iter().map(|(s, _)| *s).min() {
+            return Verdict::Rejected(Rejection { stage, reasons: reasons.into_iter().map(|(_, r)| r).collect() });
+        }
+        let rescued = (!unknown.is_empty()).then(|| Json::Object(unknown).to_string());
+        Verdict::Valid(Row { values, rescued })
+    }
+}
+
+fn reject(stage: Stage, rule: &str, detail: String) -> Verdict {
+    Verdict::Rejected(Rejection { stage, reasons: vec![Reason::new(rule, None, detail)] })
+}
+
+fn derive_value(derive: Derive, values: &[Value]) -> Value {
+    let (Derive::Date(i) | Derive::Hour(i) | Derive::Year(i) | Derive::Month(i)) = derive;
+    let date = match values.get(i) {
+        Some(Value::Timestamp(t)) => t.date_naive(),
+        Some(Value::Date(d)) => *d,
+        _ => return Value::Null,
+    };
+    match (derive, values.get(i)) {
+        (Derive::Date(_), _) => Value::Date(date),
+        (Derive::Hour(_), Some(Value::Timestamp(t))) => Value::Int32(t.hour() as i32),
+        (Derive::Hour(_), _) => Value::Null,
+        (Derive::Year(_), _) => Value::Int32(date.year()),
+        (Derive::Month(_), _) => Value::Int32(date.month() as i32),
+    }
+}

@@ -1,0 +1,227 @@
+//! Integration tests of the core: contracts, the rule engine, routing, Parquet encoding.
+
+use chrono::{TimeZone, Utc};
+use movielake_core::contract::Contract;
+use movielake_core::quarantine::{SourcePointer, encode_jsonl};
+use movielake_core::route::{RunContext, SourceRecord, route};
+use movielake_core::validate::{Stage, Verdict};
+use proptest::prelude::*;
+use serde_json::json;
+
+const WATCH_EVENTS: &str = include_str!("../../../contracts/watch_events.toml");
+
+fn watch_contract() -> Contract {
+    Contract::from_toml("contracts/watch_events.toml", WATCH_EVENTS).expect("the shipped contract loads")
+}
+
+fn good_event() -> serde_json::Value {
+    json!({
+        "event_id": "0b7e5c4e-1f1a-4c55-9d7e-5a8f0e2c9b11",
+        "event_type": "watch_finished",
+        "user_id": "u-42",
+        "session_id": "s-9",
+        "movie_id": 550,
+        "occurred_at": "2024-05-01T10:15:30.250Z",
+        "device": "tv",
+        "country": "FR",
+        "position_seconds": 8340,
+        "duration_seconds": 8340
+    })
+}
+
+fn ctx() -> RunContext {
+    RunContext { run_id: "run-1".into(), ingested_at: Utc.with_ymd_and_hms(2024, 5, 1, 10, 16, 0).unwrap() }
+}
+
+mod contracts {
+    use super::*;
+
+    #[test]
+    fn every_failing_rule_is_reported_not_only_the_first() {
+        let mut e = good_event();
+        e["event_type"] = json!("watch_paused"); // one_of
+        e["movie_id"] = json!(0); // min
+        e["country"] = json!("France"); // regex
+        e["position_seconds"] = json!(9000); // row rule: position <= duration
+        e["user_id"] = json!(12); // type
+        let Verdict::Rejected(r) = watch_contract().check_json(&e.to_string()) else {
+            panic!("a record breaking five rules was accepted");
+        };
+        let mut rules: Vec<(&str, Option<&str>)> =
+            r.reasons.iter().map(|r| (r.rule.as_str(), r.column.as_deref())).collect();
+        rules.sort();
+        assert_eq!(
+            rules,
+            vec![
+                ("min", Some("movie_id")),
+                ("one_of", Some("event_type")),
+                ("position_within_duration", None),
+                ("regex", Some("country")),
+                ("type", Some("user_id")),
+            ]
+        );
+        assert_eq!(r.stage, Stage::Schema, "the earliest stage names the record");
+    }
+
+    #[test]
+    fn conditional_row_rule_and_required() {
+        let mut e = good_event();
+        e.as_object_mut().unwrap().remove("position_seconds");
+        e.as_object_mut().unwrap().remove("device");
+        let Verdict::Rejected(r) = watch_contract().check_json(&e.to_string()) else { panic!("accepted") };
+        let rules: Vec<&str> = r.reasons.iter().map(|r| r.rule.as_str()).collect();
+        assert_eq!(rules, vec!["required", "finished_has_position"]);
+        assert_eq!(r.reasons[0].column.as_deref(), Some("device"));
+    }
+
+    #[test]
+    fn unknown_fields_are_rescued_not_dropped() {
+        let mut e = good_event();
+        e["app_version"] = json!("7.1.0");
+        e["ab"] = json!({"group": "b"});
+        let Verdict::Valid(row) = watch_contract().check_json(&e.to_string()) else { panic!("rejected") };
+        let rescued: serde_json::Value = serde_json::from_str(row.rescued.as_deref().unwrap()).unwrap();
+        assert_eq!(rescued, json!({"app_version": "7.1.0", "ab": {"group": "b"}}));
+    }
+
+    #[test]
+    fn unknown_fields_can_be_quarantined_instead() {
+        let text = WATCH_EVENTS.replace("unknown_fields = \"rescue\"", "unknown_fields = \"quarantine\"");
+        let c = Contract::from_toml("contracts/watch_events.toml", &text).unwrap();
+        let mut e = good_event();
+        e["extra"] = json!(1);
+        let Verdict::Rejected(r) = c.check_json(&e.to_string()) else { panic!("accepted") };
+        assert_eq!(r.reasons[0].rule, "unknown_field");
+        assert_eq!(r.reasons[0].column.as_deref(), Some("extra"));
+    }
+
+    #[test]
+    fn derived_partition_columns_follow_event_time() {
+        let Verdict::Valid(row) = watch_contract().check_json(&good_event().to_string()) else { panic!("rejected") };
+        let c = watch_contract();
+        let date = &row.values[c.column_index("event_date").unwrap()];
+        let hour = &row.values[c.column_index("hour").unwrap()];
+        assert_eq!(date.render(), "2024-05-01");
+        assert_eq!(hour.render(), "10");
+    }
+
+    fn refused(text: &str) -> String {
+        Contract::from_toml("contracts/bad.toml", text).expect_err("malformed contract accepted").to_string()
+    }
+
+    const HEAD: &str = "name = \"bad\"\nversion = 1\nsource = \"s\"\ntable = \"t\"\n";
+
+    #[test]
+    fn malformed_contracts_are_refused_with_file_and_line() {
+        let unknown_type = format!("{HEAD}\n[[columns]]\nname = \"a\"\ntype = \"integer\"\n");
+        assert_eq!(
+            refused(&unknown_type),
+            "contracts/bad.toml:8:8: column 'a': unknown type 'integer' (one of: string, int32, int64, float64, bool, date, timestamp, list<string>)"
+        );
+        let bad_rule = format!("{HEAD}\n[[columns]]\nname = \"a\"\ntype = \"int64\"\n\n[[rules]]\nname = \"r\"\ncheck = \"a <= b\"\n");
+        assert_eq!(refused(&bad_rule), "contracts/bad.toml:12:9: rule 'r': unknown column 'b'");
+        let bad_regex = format!("{HEAD}\n[[columns]]\nname = \"a\"\ntype = \"string\"\nregex = \"([a-z\"\n");
+        assert!(refused(&bad_regex).starts_with("contracts/bad.toml:9:9: column 'a': invalid regex"), "{}", refused(&bad_regex));
+        let typo = format!("{HEAD}\n[[columns]]\nname = \"a\"\ntype = \"string\"\nrequird = true\n");
+        let msg = refused(&typo);
+        assert!(msg.starts_with("contracts/bad.toml:9:1: unknown field `requird`"), "{msg}");
+        let syntax = format!("{HEAD}\n[[columns]\n");
+        assert!(refused(&syntax).starts_with("contracts/bad.toml:6:"), "{}", refused(&syntax));
+        let bad_key = format!("{HEAD}key = [\"nope\"]\n[[columns]]\nname = \"a\"\ntype = \"string\"\n");
+        assert_eq!(refused(&bad_key), "contracts/bad.toml:5:7: key names unknown column 'nope'");
+        let wrong_name = HEAD.replace("\"bad\"", "\"other\"");
+        assert_eq!(refused(&wrong_name), "contracts/bad.toml:1:8: name 'other' must match the file name 'bad.toml'");
+        let bad_min = format!("{HEAD}\n[[columns]]\nname = \"a\"\ntype = \"string\"\nmin = 3\n");
+        assert_eq!(refused(&bad_min), "contracts/bad.toml:9:7: column 'a': min does not apply to type string");
+    }
+}
+
+mod routing {
+    use super::*;
+
+    fn records(bodies: &[String]) -> Vec<SourceRecord> {
+        bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| SourceRecord::json(b.clone(), SourcePointer::event("bronze/x", "0", i as i64)))
+            .collect()
+    }
+
+    #[test]
+    fn duplicates_are_dropped_or_quarantined() {
+        let a = good_event().to_string();
+        let a_again = serde_json::to_string_pretty(&good_event()).unwrap(); // same content, other bytes
+        let mut changed = good_event();
+        changed["device"] = json!("web");
+        let routed = route(&watch_contract(), records(&[a, a_again, changed.to_string()]), &ctx());
+        assert_eq!(routed.silver.len(), 1);
+        assert_eq!(routed.duplicates_dropped, 1);
+        assert_eq!(routed.quarantine.len(), 1);
+        assert_eq!(routed.quarantine[0].stage, Stage::Dedupe);
+        assert_eq!(routed.quarantine[0].reasons[0].detail, "same key as bronze/x partition 0 sequence 0 but a different body");
+    }
+
+    #[test]
+    fn quarantine_record_format() {
+        let mut bad = good_event();
+        bad["position_seconds"] = json!(-5);
+        let routed = route(&watch_contract(), records(&[bad.to_string(), "not json".into()]), &ctx());
+        let text = String::from_utf8(encode_jsonl(&routed.quarantine)).unwrap();
+        insta::assert_snapshot!(text);
+    }
+
+    fn arbitrary_body() -> impl Strategy<Value = String> {
+        let ids = prop::sample::select(vec![
+            "0b7e5c4e-1f1a-4c55-9d7e-5a8f0e2c9b11",
+            "1b7e5c4e-1f1a-4c55-9d7e-5a8f0e2c9b11",
+            "2b7e5c4e-1f1a-4c55-9d7e-5a8f0e2c9b11",
+            "not-a-uuid",
+        ]);
+        let field = prop_oneof![
+            Just(json!(null)),
+            any::<i64>().prop_map(|n| json!(n)),
+            (0i64..10_000).prop_map(|n| json!(n)),
+            "[a-z_]{0,12}".prop_map(|s| json!(s)),
+            Just(json!("watch_started")),
+            Just(json!("FR")),
+            Just(json!("2024-05-01T10:00:00Z")),
+        ];
+        let names = prop::sample::select(vec![
+            "event_type", "user_id", "session_id", "movie_id", "occurred_at", "device", "country",
+            "position_seconds", "duration_seconds", "extra",
+        ]);
+        prop_oneof![
+            1 => ".{0,20}".prop_map(|s| s),
+            8 => (ids, prop::collection::vec((names, field), 0..12)).prop_map(|(id, fields)| {
+                let mut e = good_event();
+                e["event_id"] = json!(id);
+                for (name, value) in fields {
+                    if value.is_null() { e.as_object_mut().map(|o| o.remove(name)); } else { e[name] = value; }
+                }
+                e.to_string()
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn nothing_is_lost(bodies in prop::collection::vec(arbitrary_body(), 0..40)) {
+            let routed = route(&watch_contract(), records(&bodies), &ctx());
+            prop_assert_eq!(routed.records_in(), bodies.len() as u64);
+            let counts = movielake_core::manifest::Counts::of(&routed);
+            prop_assert!(counts.balanced());
+            // Every record is accounted for exactly once, by its pointer.
+            let mut seen: Vec<i64> = routed.silver.iter().map(|a| a.pointer.sequence_number.unwrap())
+                .chain(routed.quarantine.iter().map(|q| q.source.sequence_number.unwrap()))
+                .collect();
+            seen.sort_unstable();
+            seen.dedup();
+            prop_assert_eq!(seen.len() as u64 + routed.duplicates_dropped, bodies.len() as u64);
+            // Quarantined records keep the raw text byte for byte.
+            for q in &routed.quarantine {
+                let i = q.source.sequence_number.unwrap() as usize;
+                prop_assert_eq!(&q.raw, &bodies[i]);
+            }
+        }
+    }
+}
