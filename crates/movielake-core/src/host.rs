@@ -194,3 +194,49 @@ impl InvocationResponse {
         InvocationResponse { logs, ..Default::default() }
     }
 }
+
+/// Builds an Event Hub invocation exactly as the host sends it (`cardinality: many`,
+/// `dataType: string`): the bodies as a string holding a JSON array of strings, metadata arrays
+/// string-wrapped, `PartitionContext` an object. `movielake run` and `send-events` use it to
+/// stand in for the host.
+pub fn event_hub_request(
+    binding: &str,
+    function: &str,
+    partition_id: &str,
+    first_sequence_number: i64,
+    events: &[(String, DateTime<Utc>)],
+) -> Json {
+    let wrap = |v: Json| Json::String(v.to_string());
+    let bodies: Vec<Json> = events.iter().map(|(b, _)| Json::String(b.clone())).collect();
+    let seqs: Vec<i64> = (0..events.len() as i64).map(|i| first_sequence_number + i).collect();
+    let offsets: Vec<String> = seqs.iter().map(|s| (s * 512).to_string()).collect();
+    let enqueued: Vec<String> = events.iter().map(|(_, t)| t.format("%Y-%m-%dT%H:%M:%S%.3f").to_string()).collect();
+    let system: Vec<Json> = seqs
+        .iter()
+        .zip(&enqueued)
+        .map(|(s, t)| serde_json::json!({"SequenceNumber": s, "EnqueuedTimeUtc": t, "PartitionKey": null}))
+        .collect();
+    let now = events.last().map(|(_, t)| *t).unwrap_or_default();
+    serde_json::json!({
+        "Data": { binding: wrap(Json::Array(bodies)) },
+        "Metadata": {
+            "PartitionContext": {
+                "FullyQualifiedNamespace": "local.servicebus.windows.net",
+                "EventHubName": "watch-events",
+                "ConsumerGroup": "$Default",
+                "PartitionId": partition_id
+            },
+            "SequenceNumberArray": wrap(serde_json::json!(seqs)),
+            "OffsetArray": wrap(serde_json::json!(offsets)),
+            "EnqueuedTimeUtcArray": wrap(serde_json::json!(enqueued)),
+            "PartitionKeyArray": wrap(Json::Array(vec![Json::Null; events.len()])),
+            "PropertiesArray": wrap(Json::Array(vec![serde_json::json!({}); events.len()])),
+            "SystemPropertiesArray": wrap(Json::Array(system)),
+            "sys": {
+                "MethodName": function,
+                "UtcNow": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "RandGuid": "00000000-0000-0000-0000-000000000000"
+            }
+        }
+    })
+}

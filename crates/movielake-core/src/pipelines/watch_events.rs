@@ -1,0 +1,156 @@
+//! Watch events from an Event Hub batch: bronze Parquet of the batch as received, then the
+//! contract, de-duplication within the batch, silver parts per event hour, quarantine.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use chrono::{DateTime, Timelike, Utc};
+use parquet::arrow::ArrowWriter;
+
+use super::{Plan, PlannedWrite};
+use crate::contract::Contract;
+use crate::host::EventHubBatch;
+use crate::manifest::{Counts, OutputKind};
+use crate::naming::{quarantine_part, silver_part, stable_id};
+use crate::quarantine::{SourcePointer, encode_jsonl};
+use crate::route::{RunContext, SourceRecord, quarantine, route};
+use crate::silver::{EncodeError, Lineage, encode_parquet, partition, writer_properties};
+use crate::validate::{Reason, Rejection, Stage};
+
+pub const PIPELINE: &str = "watch_events";
+
+/// The identity of a batch: its partition and sequence range. A redelivered batch has the same
+/// identity, so every name (and byte) derived from it is the same.
+fn batch_identity(batch: &EventHubBatch) -> String {
+    match (batch.sequence_numbers.iter().min(), batch.sequence_numbers.iter().max()) {
+        (Some(first), Some(last)) if batch.misaligned.is_none() => format!("{first}-{last}"),
+        _ => format!("body-{}", stable_id(&batch.bodies.join("\u{1e}"))),
+    }
+}
+
+/// Plans the whole batch. `fallback_time` (the host's invocation time) is only used when no
+/// event carries an enqueue time.
+pub fn plan(contract: &Contract, batch: &EventHubBatch, fallback_time: DateTime<Utc>) -> Result<Plan, EncodeError> {
+    let identity = batch_identity(batch);
+    let partition_id = sanitize(&batch.partition_id);
+    let ingested_at = batch.enqueued_times.iter().flatten().max().copied().unwrap_or(fallback_time);
+    let landed_at = batch.enqueued_times.iter().flatten().min().copied().unwrap_or(ingested_at);
+    let bronze_path = format!(
+        "bronze/events/watch/date={}/hour={:02}/minute={:02}/partition={partition_id}/seq={identity}.parquet",
+        landed_at.format("%Y-%m-%d"),
+        landed_at.hour(),
+        landed_at.minute()
+    );
+    let ctx = RunContext { run_id: format!("watch-{partition_id}-{identity}"), ingested_at };
+
+    let records = batch.bodies.iter().enumerate().map(|(i, body)| {
+        let seq = batch.sequence_numbers.get(i).copied().unwrap_or(i as i64);
+        SourceRecord::json(body.clone(), SourcePointer::event(&bronze_path, &batch.partition_id, seq))
+    });
+    let routed = match &batch.misaligned {
+        None => route(contract, records, &ctx),
+        Some(why) => {
+            let mut routed = crate::route::Routed::default();
+            for record in records {
+                let rejection = Rejection {
+                    stage: Stage::Decode,
+                    reasons: vec![Reason::new("batch_metadata", None, format!("event metadata does not line up: {why}"))],
+                };
+                routed.quarantine.push(quarantine(contract, &ctx, record, rejection));
+            }
+            routed
+        }
+    };
+
+    let mut writes = vec![PlannedWrite {
+        path: bronze_path.clone(),
+        kind: OutputKind::Bronze,
+        rows: Some(batch.bodies.len() as u64),
+        bytes: encode_bronze(batch)?,
+    }];
+    let part_id = format!("{partition_id}-{identity}");
+    let lineage = Lineage { ingested_at, run_id: &ctx.run_id };
+    for (values, rows) in partition(contract, &routed.silver).into_values() {
+        writes.push(PlannedWrite {
+            path: silver_part(contract, &values, &part_id),
+            kind: OutputKind::Silver,
+            rows: Some(rows.len() as u64),
+            bytes: encode_parquet(contract, &rows, &lineage)?,
+        });
+    }
+    if !routed.quarantine.is_empty() {
+        writes.push(PlannedWrite {
+            path: quarantine_part(contract, ingested_at.date_naive(), &part_id),
+            kind: OutputKind::Quarantine,
+            rows: Some(routed.quarantine.len() as u64),
+            bytes: encode_jsonl(&routed.quarantine),
+        });
+    }
+
+    let counts = Counts::of(&routed);
+    let mut logs = vec![format!("watch events partition {} seq {identity}: {}", batch.partition_id, counts.summary())];
+    if let Some(why) = &batch.misaligned {
+        logs.push(format!("batch metadata does not line up ({why}): every event quarantined"));
+    }
+    Ok(Plan {
+        run_id: ctx.run_id,
+        pipeline: PIPELINE.into(),
+        date: ingested_at.date_naive(),
+        inputs: vec![bronze_path],
+        writes,
+        counts,
+        contracts: [(contract.name.clone(), contract.version)].into(),
+        logs,
+    })
+}
+
+/// Keeps a partition id usable as one path segment, whatever the host sent.
+fn sanitize(id: &str) -> String {
+    let clean: String = id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
+    if clean.is_empty() { "unknown".into() } else { clean }
+}
+
+/// The batch as received: one row per event, body untouched, with its Event Hub metadata.
+pub fn encode_bronze(batch: &EventHubBatch) -> Result<Vec<u8>, EncodeError> {
+    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("body", DataType::Utf8, false),
+        Field::new("partition_id", DataType::Utf8, false),
+        Field::new("sequence_number", DataType::Int64, true),
+        Field::new("offset", DataType::Utf8, true),
+        Field::new("enqueued_time", ts, true),
+        Field::new("partition_key", DataType::Utf8, true),
+        Field::new("properties", DataType::Utf8, true),
+    ]));
+    let mut body = StringBuilder::new();
+    let mut partition_id = StringBuilder::new();
+    let mut seq = Int64Builder::new();
+    let mut offset = StringBuilder::new();
+    let mut enqueued = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+    let mut key = StringBuilder::new();
+    let mut props = StringBuilder::new();
+    for (i, b) in batch.bodies.iter().enumerate() {
+        body.append_value(b);
+        partition_id.append_value(&batch.partition_id);
+        seq.append_option(batch.sequence_numbers.get(i).copied());
+        offset.append_option(batch.offsets.get(i));
+        enqueued.append_option(batch.enqueued_times.get(i).copied().flatten().map(|t| t.timestamp_micros()));
+        key.append_option(batch.partition_keys.get(i).cloned().flatten());
+        props.append_option(batch.properties.get(i).map(|p| p.to_string()));
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(body.finish()),
+        Arc::new(partition_id.finish()),
+        Arc::new(seq.finish()),
+        Arc::new(offset.finish()),
+        Arc::new(enqueued.finish()),
+        Arc::new(key.finish()),
+        Arc::new(props.finish()),
+    ];
+    let record_batch = RecordBatch::try_new(schema.clone(), columns)?;
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties()))?;
+    writer.write(&record_batch)?;
+    Ok(writer.into_inner()?)
+}

@@ -1,0 +1,150 @@
+//! The Azure Functions custom handler: the host's HTTP contract, nothing else.
+//!
+//! `POST /<FunctionName>` with `{"Data":…, "Metadata":…}`; we answer
+//! `{"Outputs":{}, "Logs":[…], "ReturnValue":null}`. Bad data is quarantined and answered 200;
+//! a failure of the infrastructure answers 500 so that the host's retry policy runs again.
+
+mod ingest_watch_events;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use movielake_core::ContractSet;
+use movielake_core::host::{HostError, Invocation, InvocationResponse, decode_invocation};
+use serde_json::json;
+
+use crate::lake::{Lake, LakeError};
+
+/// Every Function this binary serves; each has a `functions/<name>/function.json`.
+pub const FUNCTIONS: &[&str] = &[ingest_watch_events::NAME];
+
+/// Event Hub batches and file events can be large; the host sends them in one body.
+pub const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub lake: Arc<dyn Lake>,
+    pub contracts: Arc<ContractSet>,
+}
+
+/// Why an invocation did not succeed, grouped by the answer the host must get.
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionError {
+    #[error("no function named '{0}' (this binary serves: {list})", list = FUNCTIONS.join(", "))]
+    UnknownFunction(String),
+    #[error("the invocation request is malformed: {0}")]
+    BadRequest(#[from] HostError),
+    #[error("lake: {0}")]
+    Lake(#[from] LakeError),
+    #[error("contract '{0}' is not loaded; add contracts/{0}.toml")]
+    MissingContract(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl FunctionError {
+    /// The one place where failures become HTTP statuses.
+    fn status_and_kind(&self) -> (StatusCode, &'static str) {
+        match self {
+            FunctionError::UnknownFunction(_) => (StatusCode::NOT_FOUND, "unknown_function"),
+            FunctionError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            FunctionError::Lake(e) if e.is_transient() => (StatusCode::INTERNAL_SERVER_ERROR, "storage_unavailable"),
+            FunctionError::Lake(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
+            FunctionError::MissingContract(_) => (StatusCode::INTERNAL_SERVER_ERROR, "configuration"),
+            FunctionError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for FunctionError {
+    fn into_response(self) -> Response {
+        let (status, kind) = self.status_and_kind();
+        let message = self.to_string();
+        let body = json!({
+            "Outputs": {},
+            "Logs": [format!("error: {message}")],
+            "ReturnValue": null,
+            "Error": {"Kind": kind, "Message": message},
+        });
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(health))
+        .route("/{function}", post(invoke))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// The host polls `GET /` until something answers before it sends invocations.
+async fn health() -> impl IntoResponse {
+    axum::Json(json!({"status": "ready", "functions": FUNCTIONS}))
+}
+
+async fn invoke(
+    State(state): State<AppState>,
+    Path(function): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<InvocationResponse>, FunctionError> {
+    let invocation_id = headers
+        .get("x-azure-functions-invocationid")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
+    let span = tracing::info_span!("invocation", function = %function, id = %invocation_id);
+    let _entered = span.enter();
+    drop(_entered);
+    let result = call(&state, &function, &body).await;
+    match &result {
+        Ok(response) => tracing::info!(function, invocation_id, logs = ?response.logs, "invocation succeeded"),
+        Err(e) => tracing::error!(function, invocation_id, error = %e, "invocation failed"),
+    }
+    result.map(axum::Json)
+}
+
+/// Decodes a host request body and runs the Function: the one path for `serve` and `run`.
+pub async fn call(state: &AppState, function: &str, body: &[u8]) -> Result<InvocationResponse, FunctionError> {
+    if !FUNCTIONS.contains(&function) {
+        return Err(FunctionError::UnknownFunction(function.to_string()));
+    }
+    let invocation = decode_invocation(body)?;
+    dispatch(state, function, invocation).await
+}
+
+async fn dispatch(state: &AppState, function: &str, invocation: Invocation) -> Result<InvocationResponse, FunctionError> {
+    match function {
+        ingest_watch_events::NAME => ingest_watch_events::run(state, invocation).await,
+        other => Err(FunctionError::UnknownFunction(other.to_string())),
+    }
+}
+
+/// Serves on 127.0.0.1 only: the host is the one caller, on the same machine.
+pub async fn serve(state: AppState, port: u16) -> std::io::Result<()> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, lake = %state.lake.describe(), "movielake custom handler listening");
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
