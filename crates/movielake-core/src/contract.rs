@@ -94,17 +94,24 @@ impl Contract {
 
     /// Columns stored in silver files (partition columns live in the Hive path instead).
     pub fn stored_columns(&self) -> impl Iterator<Item = (usize, &Column)> {
-        self.columns.iter().enumerate().filter(|(i, _)| !self.partition_by.contains(i))
+        self.columns
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.partition_by.contains(i))
     }
 
     /// Parses and checks a contract. `file` names it in errors (`contracts/watch_events.toml`).
     pub fn from_toml(file: &str, text: &str) -> Result<Contract, ContractError> {
         let at = |span: Option<std::ops::Range<usize>>, message: String| {
             let (line, column) = line_col(text, span.map_or(0, |s| s.start));
-            ContractError { file: file.to_string(), line, column, message }
+            ContractError {
+                file: file.to_string(),
+                line,
+                column,
+                message,
+            }
         };
-        let raw: RawContract =
-            toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_string()))?;
+        let raw: RawContract = toml::from_str(text).map_err(|e| at(e.span(), e.message().trim().to_string()))?;
         let stem = file.rsplit('/').next().unwrap_or(file).trim_end_matches(".toml");
         if raw.name.get_ref() != stem {
             return Err(at(
@@ -124,7 +131,9 @@ impl Contract {
         for rc in &raw.columns {
             let name = rc.name.get_ref();
             if !is_identifier(name) || name.starts_with('_') {
-                let msg = format!("column name '{name}' must be lowercase letters, digits and '_' (a leading '_' is reserved)");
+                let msg = format!(
+                    "column name '{name}' must be lowercase letters, digits and '_' (a leading '_' is reserved)"
+                );
                 return Err(at(Some(rc.name.span()), msg));
             }
             if !seen.insert(name.clone()) {
@@ -141,9 +150,10 @@ impl Contract {
                 .get_ref()
                 .iter()
                 .map(|n| {
-                    columns.iter().position(|c| &c.name == n).ok_or_else(|| {
-                        at(Some(names.span()), format!("{what} names unknown column '{n}'"))
-                    })
+                    columns
+                        .iter()
+                        .position(|c| &c.name == n)
+                        .ok_or_else(|| at(Some(names.span()), format!("{what} names unknown column '{n}'")))
                 })
                 .collect()
         };
@@ -151,7 +161,10 @@ impl Contract {
         let partition_by = resolve(&raw.partition_by, "partition_by")?;
         for &p in &partition_by {
             if columns[p].ty == ColumnType::ListOfString {
-                return Err(at(Some(raw.partition_by.span()), "cannot partition by a list column".into()));
+                return Err(at(
+                    Some(raw.partition_by.span()),
+                    "cannot partition by a list column".into(),
+                ));
             }
         }
 
@@ -160,12 +173,18 @@ impl Contract {
         let mut rule_names = HashSet::new();
         for rr in &raw.rules {
             if !rule_names.insert(rr.name.get_ref().clone()) {
-                return Err(at(Some(rr.name.span()), format!("rule '{}' is declared twice", rr.name.get_ref())));
+                return Err(at(
+                    Some(rr.name.span()),
+                    format!("rule '{}' is declared twice", rr.name.get_ref()),
+                ));
             }
-            let expr = expr::compile(rr.check.get_ref(), &lookup).map_err(|e| {
-                at(Some(rr.check.span()), format!("rule '{}': {e}", rr.name.get_ref()))
-            })?;
-            rules.push(RowRule { name: rr.name.get_ref().clone(), check: rr.check.get_ref().clone(), expr });
+            let expr = expr::compile(rr.check.get_ref(), &lookup)
+                .map_err(|e| at(Some(rr.check.span()), format!("rule '{}': {e}", rr.name.get_ref())))?;
+            rules.push(RowRule {
+                name: rr.name.get_ref().clone(),
+                check: rr.check.get_ref().clone(),
+                expr,
+            });
         }
 
         Ok(Contract {
@@ -275,7 +294,11 @@ type Span = std::ops::Range<usize>;
 fn check_column(rc: &RawColumn, earlier: &[Column]) -> Result<Column, (Span, String)> {
     let name = rc.name.get_ref();
     let ty = ColumnType::parse(rc.ty.get_ref()).ok_or_else(|| {
-        let msg = format!("column '{name}': unknown type '{}' (one of: {})", rc.ty.get_ref(), ColumnType::NAMES);
+        let msg = format!(
+            "column '{name}': unknown type '{}' (one of: {})",
+            rc.ty.get_ref(),
+            ColumnType::NAMES
+        );
         (rc.ty.span(), msg)
     })?;
     let bound = |b: &Option<Spanned<toml::Value>>, which: &str| -> Result<Option<Value>, (Span, String)> {
@@ -291,32 +314,53 @@ fn check_column(rc: &RawColumn, earlier: &[Column]) -> Result<Column, (Span, Str
             toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
             other => return Err(err(format!("must be a number or a date, not {}", other.type_str()))),
         };
-        let kind = if json.is_string() { InputKind::Text } else { InputKind::Json };
+        let kind = if json.is_string() {
+            InputKind::Text
+        } else {
+            InputKind::Json
+        };
         let target = if ty.is_numeric() { ColumnType::Float64 } else { ty };
         convert(Some(&json), target, kind).map(Some).map_err(err)
     };
     let regex = match &rc.regex {
         None => None,
         Some(r) if ty != ColumnType::String => {
-            return Err((r.span(), format!("column '{name}': regex applies to string columns only")));
+            return Err((
+                r.span(),
+                format!("column '{name}': regex applies to string columns only"),
+            ));
         }
         Some(r) => Some(Regex::new(r.get_ref()).map_err(|e| {
-            (r.span(), format!("column '{name}': invalid regex: {}", e.to_string().lines().last().unwrap_or("")))
+            (
+                r.span(),
+                format!(
+                    "column '{name}': invalid regex: {}",
+                    e.to_string().lines().last().unwrap_or("")
+                ),
+            )
         })?),
     };
-    if let Some(one_of) = &rc.one_of {
-        if ty != ColumnType::String {
-            return Err((one_of.span(), format!("column '{name}': one_of applies to string columns only")));
-        }
+    if let Some(one_of) = &rc.one_of
+        && ty != ColumnType::String
+    {
+        return Err((
+            one_of.span(),
+            format!("column '{name}': one_of applies to string columns only"),
+        ));
     }
-    if let Some(ml) = &rc.max_length {
-        if !matches!(ty, ColumnType::String | ColumnType::ListOfString) {
-            return Err((ml.span(), format!("column '{name}': max_length applies to strings and lists only")));
-        }
+    if let Some(ml) = &rc.max_length
+        && !matches!(ty, ColumnType::String | ColumnType::ListOfString)
+    {
+        return Err((
+            ml.span(),
+            format!("column '{name}': max_length applies to strings and lists only"),
+        ));
     }
     let derive = match &rc.derive {
         None => None,
-        Some(d) => Some(parse_derive(d.get_ref(), ty, earlier).map_err(|e| (d.span(), format!("column '{name}': {e}")))?),
+        Some(d) => {
+            Some(parse_derive(d.get_ref(), ty, earlier).map_err(|e| (d.span(), format!("column '{name}': {e}")))?)
+        }
     };
     Ok(Column {
         name: name.clone(),
@@ -334,7 +378,8 @@ fn check_column(rc: &RawColumn, earlier: &[Column]) -> Result<Column, (Span, Str
 
 /// `date(col)`, `hour(col)`, `year(col)`, `month(col)` of a date/timestamp column declared above.
 fn parse_derive(text: &str, ty: ColumnType, earlier: &[Column]) -> Result<Derive, String> {
-    let usage = "derive must be date(<col>), hour(<col>), year(<col>) or month(<col>) of an earlier timestamp or date column";
+    let usage =
+        "derive must be date(<col>), hour(<col>), year(<col>) or month(<col>) of an earlier timestamp or date column";
     let (func, rest) = text.trim().split_once('(').ok_or(usage)?;
     let arg = rest.strip_suffix(')').ok_or(usage)?.trim();
     let (index, source) = earlier
@@ -349,11 +394,22 @@ fn parse_derive(text: &str, ty: ColumnType, earlier: &[Column]) -> Result<Derive
         "month" => (Derive::Month(index), ColumnType::Int32),
         _ => return Err(usage.into()),
     };
-    if !matches!(source.ty, ColumnType::Date | ColumnType::Timestamp) || (func.trim() == "hour" && source.ty != ColumnType::Timestamp) {
-        return Err(format!("cannot derive {}() from '{arg}' of type {}", func.trim(), source.ty.name()));
+    if !matches!(source.ty, ColumnType::Date | ColumnType::Timestamp)
+        || (func.trim() == "hour" && source.ty != ColumnType::Timestamp)
+    {
+        return Err(format!(
+            "cannot derive {}() from '{arg}' of type {}",
+            func.trim(),
+            source.ty.name()
+        ));
     }
     if ty != wants {
-        return Err(format!("{}() gives {}, but the column is declared {}", func.trim(), wants.name(), ty.name()));
+        return Err(format!(
+            "{}() gives {}, but the column is declared {}",
+            func.trim(),
+            wants.name(),
+            ty.name()
+        ));
     }
     Ok(derive)
 }
@@ -362,13 +418,18 @@ struct ColumnLookup<'a>(&'a [Column]);
 
 impl Columns for ColumnLookup<'_> {
     fn lookup(&self, name: &str) -> Option<(usize, ColumnType)> {
-        self.0.iter().enumerate().find(|(_, c)| c.name == name).map(|(i, c)| (i, c.ty))
+        self.0
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.name == name)
+            .map(|(i, c)| (i, c.ty))
     }
 }
 
 fn is_identifier(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         && !s.as_bytes()[0].is_ascii_digit()
 }
 

@@ -54,7 +54,11 @@ enum Token {
 
 pub fn compile(source: &str, columns: &dyn Columns) -> Result<Expr, String> {
     let tokens = tokenize(source)?;
-    let mut parser = Parser { tokens, pos: 0, columns };
+    let mut parser = Parser {
+        tokens,
+        pos: 0,
+        columns,
+    };
     let expr = parser.or()?;
     match parser.tokens.get(parser.pos) {
         None => Ok(expr),
@@ -246,7 +250,12 @@ impl Parser<'_> {
         }
         let op = match self.next() {
             Some(Token::Op(op)) => op,
-            Some(t) => return Err(format!("expected a comparison (==, !=, <, <=, >, >=), found {}", describe(&t))),
+            Some(t) => {
+                return Err(format!(
+                    "expected a comparison (==, !=, <, <=, >, >=), found {}",
+                    describe(&t)
+                ));
+            }
             None => return Err("expected a comparison (==, !=, <, <=, >, >=) at the end".into()),
         };
         let right = self.raw_operand()?;
@@ -379,7 +388,11 @@ mod tests {
     #[test]
     fn refuses_nonsense_with_a_reason() {
         assert_eq!(compile("nope < 1", &Cols), Err("unknown column 'nope'".into()));
-        assert!(compile("kind < 3", &Cols).unwrap_err().contains("cannot compare text with number"));
+        assert!(
+            compile("kind < 3", &Cols)
+                .unwrap_err()
+                .contains("cannot compare text with number")
+        );
         assert!(compile("position <", &Cols).is_err());
         assert!(compile("(position < 1", &Cols).is_err());
         assert!(compile("position < 1 duration", &Cols).is_err());

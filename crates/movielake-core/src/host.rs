@@ -36,13 +36,19 @@ pub fn decode_invocation(body: &[u8]) -> Result<Invocation, HostError> {
         match v.map(|v| unwrap_json(&v)) {
             None | Some(Json::Null) => Ok(Map::new()),
             Some(Json::Object(m)) => Ok(m),
-            Some(_) => Err(HostError::Malformed { field: field.into(), detail: "expected an object".into() }),
+            Some(_) => Err(HostError::Malformed {
+                field: field.into(),
+                detail: "expected an object".into(),
+            }),
         }
     };
     if !root.contains_key("Data") {
         return Err(HostError::Missing("Data object".into()));
     }
-    Ok(Invocation { data: object(root.remove("Data"), "Data")?, metadata: object(root.remove("Metadata"), "Metadata")? })
+    Ok(Invocation {
+        data: object(root.remove("Data"), "Data")?,
+        metadata: object(root.remove("Metadata"), "Metadata")?,
+    })
 }
 
 /// The plain value behind a possibly string-wrapped one. A string that does not hold JSON is a
@@ -97,7 +103,9 @@ pub struct EventHubBatch {
 }
 
 pub fn decode_event_hub_batch(inv: &Invocation, binding: &str) -> Result<EventHubBatch, HostError> {
-    let data = inv.data(binding).ok_or_else(|| HostError::Missing(format!("Data.{binding}")))?;
+    let data = inv
+        .data(binding)
+        .ok_or_else(|| HostError::Missing(format!("Data.{binding}")))?;
     let bodies: Vec<String> = match data {
         Json::Array(items) => items
             .into_iter()
@@ -110,11 +118,13 @@ pub fn decode_event_hub_batch(inv: &Invocation, binding: &str) -> Result<EventHu
         other => vec![other.to_string()],
     };
     let context = inv.metadata("PartitionContext").unwrap_or(Json::Null);
-    let text = |v: Option<&Json>| v.map(unwrap_json).and_then(|v| match v {
-        Json::String(s) => Some(s),
-        Json::Number(n) => Some(n.to_string()),
-        _ => None,
-    });
+    let text = |v: Option<&Json>| {
+        v.map(unwrap_json).and_then(|v| match v {
+            Json::String(s) => Some(s),
+            Json::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+    };
     let partition_id = text(context.get("PartitionId"))
         .ok_or_else(|| HostError::Missing("Metadata.PartitionContext.PartitionId".into()))?;
 
@@ -122,14 +132,25 @@ pub fn decode_event_hub_batch(inv: &Invocation, binding: &str) -> Result<EventHu
         match inv.metadata(key) {
             None | Some(Json::Null) => Ok(Vec::new()),
             Some(Json::Array(items)) => Ok(items.iter().map(unwrap_json).collect()),
-            Some(_) => Err(HostError::Malformed { field: format!("Metadata.{key}"), detail: "expected an array".into() }),
+            Some(_) => Err(HostError::Malformed {
+                field: format!("Metadata.{key}"),
+                detail: "expected an array".into(),
+            }),
         }
     };
     let sequence_numbers = array("SequenceNumberArray")?
         .iter()
-        .map(|v| v.as_i64().ok_or_else(|| HostError::Malformed { field: "Metadata.SequenceNumberArray".into(), detail: format!("{v} is not an integer") }))
+        .map(|v| {
+            v.as_i64().ok_or_else(|| HostError::Malformed {
+                field: "Metadata.SequenceNumberArray".into(),
+                detail: format!("{v} is not an integer"),
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    let offsets = array("OffsetArray")?.iter().map(|v| text(Some(v)).unwrap_or_default()).collect();
+    let offsets = array("OffsetArray")?
+        .iter()
+        .map(|v| text(Some(v)).unwrap_or_default())
+        .collect();
     let enqueued_times = array("EnqueuedTimeUtcArray")?
         .iter()
         .map(|v| v.as_str().and_then(parse_timestamp))
@@ -175,8 +196,14 @@ pub struct TimerInfo {
 }
 
 pub fn decode_timer(inv: &Invocation, binding: &str) -> Result<TimerInfo, HostError> {
-    let data = inv.data(binding).ok_or_else(|| HostError::Missing(format!("Data.{binding}")))?;
-    let is_past_due = data.get("IsPastDue").map(unwrap_json).and_then(|v| v.as_bool()).unwrap_or(false);
+    let data = inv
+        .data(binding)
+        .ok_or_else(|| HostError::Missing(format!("Data.{binding}")))?;
+    let is_past_due = data
+        .get("IsPastDue")
+        .map(unwrap_json)
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
     Ok(TimerInfo { is_past_due })
 }
 
@@ -191,7 +218,10 @@ pub struct InvocationResponse {
 
 impl InvocationResponse {
     pub fn with_logs(logs: Vec<String>) -> Self {
-        InvocationResponse { logs, ..Default::default() }
+        InvocationResponse {
+            logs,
+            ..Default::default()
+        }
     }
 }
 
@@ -210,7 +240,10 @@ pub fn event_hub_request(
     let bodies: Vec<Json> = events.iter().map(|(b, _)| Json::String(b.clone())).collect();
     let seqs: Vec<i64> = (0..events.len() as i64).map(|i| first_sequence_number + i).collect();
     let offsets: Vec<String> = seqs.iter().map(|s| (s * 512).to_string()).collect();
-    let enqueued: Vec<String> = events.iter().map(|(_, t)| t.format("%Y-%m-%dT%H:%M:%S%.3f").to_string()).collect();
+    let enqueued: Vec<String> = events
+        .iter()
+        .map(|(_, t)| t.format("%Y-%m-%dT%H:%M:%S%.3f").to_string())
+        .collect();
     let system: Vec<Json> = seqs
         .iter()
         .zip(&enqueued)

@@ -59,7 +59,11 @@ impl Counts {
             self.records_in, self.silver, self.quarantined, self.duplicates_dropped
         );
         if !self.quarantined_by_rule.is_empty() {
-            let rules: Vec<String> = self.quarantined_by_rule.iter().map(|(r, n)| format!("{r}={n}")).collect();
+            let rules: Vec<String> = self
+                .quarantined_by_rule
+                .iter()
+                .map(|(r, n)| format!("{r}={n}"))
+                .collect();
             s.push_str(&format!(" ({})", rules.join(", ")));
         }
         s

@@ -31,7 +31,12 @@ pub fn silver_part(contract: &Contract, partition: &[Value], part_id: &str) -> S
 
 /// `quarantine/<source>/<table>/date=YYYY-MM-DD/part-<id>.jsonl`
 pub fn quarantine_part(contract: &Contract, date: NaiveDate, part_id: &str) -> String {
-    format!("quarantine/{}/{}/date={}/part-{part_id}.jsonl", contract.source, contract.table, date.format("%Y-%m-%d"))
+    format!(
+        "quarantine/{}/{}/date={}/part-{part_id}.jsonl",
+        contract.source,
+        contract.table,
+        date.format("%Y-%m-%d")
+    )
 }
 
 /// `ops/runs/<pipeline>/date=YYYY-MM-DD/<run_id>.json`

@@ -21,7 +21,11 @@ pub struct SourcePointer {
 
 impl SourcePointer {
     pub fn line(object: &str, line: u64) -> Self {
-        SourcePointer { object: object.to_string(), line: Some(line), ..Default::default() }
+        SourcePointer {
+            object: object.to_string(),
+            line: Some(line),
+            ..Default::default()
+        }
     }
 
     pub fn event(object: &str, partition: &str, sequence_number: i64) -> Self {

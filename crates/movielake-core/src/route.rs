@@ -20,7 +20,11 @@ pub struct SourceRecord {
 
 impl SourceRecord {
     pub fn json(raw: impl Into<String>, pointer: SourcePointer) -> Self {
-        SourceRecord { raw: raw.into(), fields: None, pointer }
+        SourceRecord {
+            raw: raw.into(),
+            fields: None,
+            pointer,
+        }
     }
 }
 
@@ -87,21 +91,32 @@ pub fn route(contract: &Contract, records: impl IntoIterator<Item = SourceRecord
                 } else {
                     let first_at = &routed.silver[*first].pointer;
                     let detail = format!("same key as {first_at} but a different body");
-                    let rejection = Rejection { stage: Stage::Dedupe, reasons: vec![Reason::new("duplicate_key", None, detail)] };
+                    let rejection = Rejection {
+                        stage: Stage::Dedupe,
+                        reasons: vec![Reason::new("duplicate_key", None, detail)],
+                    };
                     routed.quarantine.push(quarantine(contract, ctx, record, rejection));
                 }
                 continue;
             }
             seen.insert(key, (routed.silver.len(), content));
         }
-        routed.silver.push(Accepted { row, pointer: record.pointer });
+        routed.silver.push(Accepted {
+            row,
+            pointer: record.pointer,
+        });
     }
     routed
 }
 
 /// Builds a quarantine record for a record refused outside the contract check (for instance a
 /// batch whose metadata cannot be matched to its events).
-pub fn quarantine(contract: &Contract, ctx: &RunContext, record: SourceRecord, rejection: Rejection) -> QuarantineRecord {
+pub fn quarantine(
+    contract: &Contract,
+    ctx: &RunContext,
+    record: SourceRecord,
+    rejection: Rejection,
+) -> QuarantineRecord {
     QuarantineRecord {
         dataset: contract.name.clone(),
         contract_version: contract.version,

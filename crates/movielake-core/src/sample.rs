@@ -49,8 +49,18 @@ impl Rng {
 
 /// Real TMDB ids with their runtimes in seconds.
 const MOVIES: &[(i64, i64)] = &[
-    (550, 8340), (13, 8520), (680, 9240), (155, 9120), (27205, 8880), (157336, 10140),
-    (603, 8160), (238, 10500), (424, 11700), (122, 12060), (278, 8520), (769, 8700),
+    (550, 8340),
+    (13, 8520),
+    (680, 9240),
+    (155, 9120),
+    (27205, 8880),
+    (157336, 10140),
+    (603, 8160),
+    (238, 10500),
+    (424, 11700),
+    (122, 12060),
+    (278, 8520),
+    (769, 8700),
 ];
 const DEVICES: &[&str] = &["tv", "mobile", "tablet", "web", "console"];
 const COUNTRIES: &[&str] = &["FR", "US", "DE", "GB", "ES", "IT", "BR", "JP", "IN", "CA"];
@@ -89,7 +99,10 @@ pub fn watch_events(opts: &SampleOptions) -> Vec<GeneratedEvent> {
     while out.len() < opts.count {
         if !out.is_empty() && rng.chance(opts.duplicate_share) {
             let earlier = out[out.len() - 1 - rng.below(out.len().min(20) as u64) as usize].clone();
-            out.push(GeneratedEvent { kind: EventKind::Duplicate, ..earlier });
+            out.push(GeneratedEvent {
+                kind: EventKind::Duplicate,
+                ..earlier
+            });
             continue;
         }
         clock += Duration::milliseconds(200 + rng.below(4_000) as i64);
@@ -119,7 +132,11 @@ pub fn watch_events(opts: &SampleOptions) -> Vec<GeneratedEvent> {
             } else {
                 (event.to_string(), EventKind::Valid)
             };
-            out.push(GeneratedEvent { body, occurred_at: at, kind });
+            out.push(GeneratedEvent {
+                body,
+                occurred_at: at,
+                kind,
+            });
         }
     }
     out
@@ -149,7 +166,13 @@ mod tests {
     use super::*;
 
     fn opts(seed: u64) -> SampleOptions {
-        SampleOptions { seed, count: 500, start: DateTime::UNIX_EPOCH, bad_share: 0.1, duplicate_share: 0.05 }
+        SampleOptions {
+            seed,
+            count: 500,
+            start: DateTime::UNIX_EPOCH,
+            bad_share: 0.1,
+            duplicate_share: 0.05,
+        }
     }
 
     #[test]

@@ -75,7 +75,9 @@ pub struct Lineage<'a> {
 /// zstd level 3: a fraction of the size of snappy output at a small CPU cost, readable everywhere.
 pub fn writer_properties() -> WriterProperties {
     let level = ZstdLevel::try_new(3).unwrap_or_default();
-    WriterProperties::builder().set_compression(Compression::ZSTD(level)).build()
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .build()
 }
 
 /// Writes silver rows as Parquet, one row group per `write` call, into any sink: a `Vec<u8>`
@@ -91,7 +93,11 @@ impl<W: Write + Send> SilverEncoder<W> {
         let schema = silver_schema(contract);
         let writer = ArrowWriter::try_new(sink, schema.clone(), Some(writer_properties()))?;
         let columns = contract.stored_columns().map(|(i, c)| (i, c.ty)).collect();
-        Ok(SilverEncoder { schema, columns, writer })
+        Ok(SilverEncoder {
+            schema,
+            columns,
+            writer,
+        })
     }
 
     pub fn write(&mut self, rows: &[&Accepted], lineage: &Lineage<'_>) -> Result<(), EncodeError> {
@@ -100,7 +106,10 @@ impl<W: Write + Send> SilverEncoder<W> {
         }
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         for &(index, ty) in &self.columns {
-            arrays.push(build_column(ty, rows.iter().map(|a| a.row.values.get(index).unwrap_or(&Value::Null))));
+            arrays.push(build_column(
+                ty,
+                rows.iter().map(|a| a.row.values.get(index).unwrap_or(&Value::Null)),
+            ));
         }
         let mut rescued = StringBuilder::new();
         let mut source = StringBuilder::new();
@@ -135,11 +144,17 @@ pub fn encode_parquet(contract: &Contract, rows: &[&Accepted], lineage: &Lineage
 }
 
 /// Groups rows by their partition values, in a stable order (by Hive path).
-pub fn partition<'a>(contract: &Contract, rows: &'a [Accepted]) -> BTreeMap<Vec<String>, (Vec<Value>, Vec<&'a Accepted>)> {
+pub fn partition<'a>(
+    contract: &Contract,
+    rows: &'a [Accepted],
+) -> BTreeMap<Vec<String>, (Vec<Value>, Vec<&'a Accepted>)> {
     let mut groups: BTreeMap<Vec<String>, (Vec<Value>, Vec<&Accepted>)> = BTreeMap::new();
     for row in rows {
-        let values: Vec<Value> =
-            contract.partition_by.iter().map(|&i| row.row.values.get(i).cloned().unwrap_or(Value::Null)).collect();
+        let values: Vec<Value> = contract
+            .partition_by
+            .iter()
+            .map(|&i| row.row.values.get(i).cloned().unwrap_or(Value::Null))
+            .collect();
         let key = values.iter().map(hive_value).collect();
         groups.entry(key).or_insert_with(|| (values, Vec::new())).1.push(row);
     }
@@ -180,12 +195,24 @@ fn build_column<'a>(ty: ColumnType, values: impl Iterator<Item = &'a Value>) -> 
         }
         ColumnType::Date => {
             let mut b = Date32Builder::new();
-            values.for_each(|v| b.append_option(if let Value::Date(d) = v { Some(days_since_epoch(*d)) } else { None }));
+            values.for_each(|v| {
+                b.append_option(if let Value::Date(d) = v {
+                    Some(days_since_epoch(*d))
+                } else {
+                    None
+                })
+            });
             finish(b)
         }
         ColumnType::Timestamp => {
             let mut b = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-            values.for_each(|v| b.append_option(if let Value::Timestamp(t) = v { Some(t.timestamp_micros()) } else { None }));
+            values.for_each(|v| {
+                b.append_option(if let Value::Timestamp(t) = v {
+                    Some(t.timestamp_micros())
+                } else {
+                    None
+                })
+            });
             finish(b)
         }
         ColumnType::ListOfString => {

@@ -28,7 +28,11 @@ pub struct Reason {
 
 impl Reason {
     pub fn new(rule: &str, column: Option<&str>, detail: impl Into<String>) -> Self {
-        Reason { rule: rule.to_string(), column: column.map(str::to_string), detail: detail.into() }
+        Reason {
+            rule: rule.to_string(),
+            column: column.map(str::to_string),
+            detail: detail.into(),
+        }
     }
 }
 
@@ -57,7 +61,11 @@ impl Contract {
     pub fn check_json(&self, raw: &str) -> Verdict {
         match serde_json::from_str::<Json>(raw) {
             Ok(Json::Object(fields)) => self.check_fields(&fields),
-            Ok(other) => reject(Stage::Decode, "json_object", format!("expected a JSON object, got {}", json_kind(&other))),
+            Ok(other) => reject(
+                Stage::Decode,
+                "json_object",
+                format!("expected a JSON object, got {}", json_kind(&other)),
+            ),
             Err(e) => reject(Stage::Decode, "json", format!("not valid JSON: {e}")),
         }
     }
@@ -101,25 +109,31 @@ impl Contract {
                 continue;
             }
             let mut fail = |rule: &str, detail: String| reasons.push((Stage::Rule, Reason::new(rule, name, detail)));
-            if let (Some(min), Some(x)) = (&column.min, v.as_f64()) {
-                if min.as_f64().is_some_and(|m| x < m) {
-                    fail("min", format!("{} is below the minimum {}", v.render(), min.render()));
-                }
+            if let (Some(min), Some(x)) = (&column.min, v.as_f64())
+                && min.as_f64().is_some_and(|m| x < m)
+            {
+                fail("min", format!("{} is below the minimum {}", v.render(), min.render()));
             }
-            if let (Some(max), Some(x)) = (&column.max, v.as_f64()) {
-                if max.as_f64().is_some_and(|m| x > m) {
-                    fail("max", format!("{} is above the maximum {}", v.render(), max.render()));
-                }
+            if let (Some(max), Some(x)) = (&column.max, v.as_f64())
+                && max.as_f64().is_some_and(|m| x > m)
+            {
+                fail("max", format!("{} is above the maximum {}", v.render(), max.render()));
             }
-            if let (Some(allowed), Value::String(s)) = (&column.one_of, v) {
-                if !allowed.iter().any(|a| a == s) {
-                    fail("one_of", format!("{:?} is not one of {}", shorten(s, 60), allowed.join(", ")));
-                }
+            if let (Some(allowed), Value::String(s)) = (&column.one_of, v)
+                && !allowed.iter().any(|a| a == s)
+            {
+                fail(
+                    "one_of",
+                    format!("{:?} is not one of {}", shorten(s, 60), allowed.join(", ")),
+                );
             }
-            if let (Some(re), Value::String(s)) = (&column.regex, v) {
-                if !re.is_match(s) {
-                    fail("regex", format!("{:?} does not match /{}/", shorten(s, 60), re.as_str()));
-                }
+            if let (Some(re), Value::String(s)) = (&column.regex, v)
+                && !re.is_match(s)
+            {
+                fail(
+                    "regex",
+                    format!("{:?} does not match /{}/", shorten(s, 60), re.as_str()),
+                );
             }
             if let Some(max_len) = column.max_length {
                 let len = match v {
@@ -148,12 +162,18 @@ impl Contract {
             .collect();
         if !unknown.is_empty() && self.unknown_fields == UnknownFields::Quarantine {
             for field in unknown.keys() {
-                reasons.push((Stage::Schema, Reason::new("unknown_field", Some(field), "field is not in the contract")));
+                reasons.push((
+                    Stage::Schema,
+                    Reason::new("unknown_field", Some(field), "field is not in the contract"),
+                ));
             }
         }
 
         if let Some(stage) = reasons.iter().map(|(s, _)| *s).min() {
-            return Verdict::Rejected(Rejection { stage, reasons: reasons.into_iter().map(|(_, r)| r).collect() });
+            return Verdict::Rejected(Rejection {
+                stage,
+                reasons: reasons.into_iter().map(|(_, r)| r).collect(),
+            });
         }
         let rescued = (!unknown.is_empty()).then(|| Json::Object(unknown).to_string());
         Verdict::Valid(Row { values, rescued })
@@ -161,7 +181,10 @@ impl Contract {
 }
 
 fn reject(stage: Stage, rule: &str, detail: String) -> Verdict {
-    Verdict::Rejected(Rejection { stage, reasons: vec![Reason::new(rule, None, detail)] })
+    Verdict::Rejected(Rejection {
+        stage,
+        reasons: vec![Reason::new(rule, None, detail)],
+    })
 }
 
 fn derive_value(derive: Derive, values: &[Value]) -> Value {

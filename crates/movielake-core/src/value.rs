@@ -17,8 +17,7 @@ pub enum ColumnType {
 }
 
 impl ColumnType {
-    pub const NAMES: &'static str =
-        "string, int32, int64, float64, bool, date, timestamp, list<string>";
+    pub const NAMES: &'static str = "string, int32, int64, float64, bool, date, timestamp, list<string>";
 
     pub fn parse(name: &str) -> Option<Self> {
         Some(match name.trim() {
@@ -225,7 +224,10 @@ mod tests {
         assert_eq!(c(json!(7), ColumnType::Int64), Ok(Value::Int64(7)));
         assert!(c(json!("7"), ColumnType::Int64).is_err());
         assert!(c(json!(3_000_000_000i64), ColumnType::Int32).is_err());
-        assert_eq!(c(json!(["a", "b"]), ColumnType::ListOfString), Ok(Value::List(vec!["a".into(), "b".into()])));
+        assert_eq!(
+            c(json!(["a", "b"]), ColumnType::ListOfString),
+            Ok(Value::List(vec!["a".into(), "b".into()]))
+        );
         assert!(c(json!(["a", 1]), ColumnType::ListOfString).is_err());
         assert_eq!(convert(None, ColumnType::Int64, InputKind::Json), Ok(Value::Null));
     }
@@ -235,7 +237,10 @@ mod tests {
         let c = |v: &str, ty| convert(Some(&Json::String(v.into())), ty, InputKind::Text);
         assert_eq!(c("12", ColumnType::Int32), Ok(Value::Int32(12)));
         assert_eq!(c("True", ColumnType::Bool), Ok(Value::Bool(true)));
-        assert_eq!(c("Drama,Comedy", ColumnType::ListOfString), Ok(Value::List(vec!["Drama".into(), "Comedy".into()])));
+        assert_eq!(
+            c("Drama,Comedy", ColumnType::ListOfString),
+            Ok(Value::List(vec!["Drama".into(), "Comedy".into()]))
+        );
         assert!(c("NaN", ColumnType::Float64).is_err());
         assert!(c("1995-13-40", ColumnType::Date).is_err());
     }

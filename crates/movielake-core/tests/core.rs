@@ -30,7 +30,10 @@ fn good_event() -> serde_json::Value {
 }
 
 fn ctx() -> RunContext {
-    RunContext { run_id: "run-1".into(), ingested_at: Utc.with_ymd_and_hms(2024, 5, 1, 10, 16, 0).unwrap() }
+    RunContext {
+        run_id: "run-1".into(),
+        ingested_at: Utc.with_ymd_and_hms(2024, 5, 1, 10, 16, 0).unwrap(),
+    }
 }
 
 mod contracts {
@@ -47,8 +50,11 @@ mod contracts {
         let Verdict::Rejected(r) = watch_contract().check_json(&e.to_string()) else {
             panic!("a record breaking five rules was accepted");
         };
-        let mut rules: Vec<(&str, Option<&str>)> =
-            r.reasons.iter().map(|r| (r.rule.as_str(), r.column.as_deref())).collect();
+        let mut rules: Vec<(&str, Option<&str>)> = r
+            .reasons
+            .iter()
+            .map(|r| (r.rule.as_str(), r.column.as_deref()))
+            .collect();
         rules.sort();
         assert_eq!(
             rules,
@@ -68,7 +74,9 @@ mod contracts {
         let mut e = good_event();
         e.as_object_mut().unwrap().remove("position_seconds");
         e.as_object_mut().unwrap().remove("device");
-        let Verdict::Rejected(r) = watch_contract().check_json(&e.to_string()) else { panic!("accepted") };
+        let Verdict::Rejected(r) = watch_contract().check_json(&e.to_string()) else {
+            panic!("accepted")
+        };
         let rules: Vec<&str> = r.reasons.iter().map(|r| r.rule.as_str()).collect();
         assert_eq!(rules, vec!["required", "finished_has_position"]);
         assert_eq!(r.reasons[0].column.as_deref(), Some("device"));
@@ -79,7 +87,9 @@ mod contracts {
         let mut e = good_event();
         e["app_version"] = json!("7.1.0");
         e["ab"] = json!({"group": "b"});
-        let Verdict::Valid(row) = watch_contract().check_json(&e.to_string()) else { panic!("rejected") };
+        let Verdict::Valid(row) = watch_contract().check_json(&e.to_string()) else {
+            panic!("rejected")
+        };
         let rescued: serde_json::Value = serde_json::from_str(row.rescued.as_deref().unwrap()).unwrap();
         assert_eq!(rescued, json!({"app_version": "7.1.0", "ab": {"group": "b"}}));
     }
@@ -90,14 +100,18 @@ mod contracts {
         let c = Contract::from_toml("contracts/watch_events.toml", &text).unwrap();
         let mut e = good_event();
         e["extra"] = json!(1);
-        let Verdict::Rejected(r) = c.check_json(&e.to_string()) else { panic!("accepted") };
+        let Verdict::Rejected(r) = c.check_json(&e.to_string()) else {
+            panic!("accepted")
+        };
         assert_eq!(r.reasons[0].rule, "unknown_field");
         assert_eq!(r.reasons[0].column.as_deref(), Some("extra"));
     }
 
     #[test]
     fn derived_partition_columns_follow_event_time() {
-        let Verdict::Valid(row) = watch_contract().check_json(&good_event().to_string()) else { panic!("rejected") };
+        let Verdict::Valid(row) = watch_contract().check_json(&good_event().to_string()) else {
+            panic!("rejected")
+        };
         let c = watch_contract();
         let date = &row.values[c.column_index("event_date").unwrap()];
         let hour = &row.values[c.column_index("hour").unwrap()];
@@ -106,7 +120,9 @@ mod contracts {
     }
 
     fn refused(text: &str) -> String {
-        Contract::from_toml("contracts/bad.toml", text).expect_err("malformed contract accepted").to_string()
+        Contract::from_toml("contracts/bad.toml", text)
+            .expect_err("malformed contract accepted")
+            .to_string()
     }
 
     const HEAD: &str = "name = \"bad\"\nversion = 1\nsource = \"s\"\ntable = \"t\"\n";
@@ -118,21 +134,46 @@ mod contracts {
             refused(&unknown_type),
             "contracts/bad.toml:8:8: column 'a': unknown type 'integer' (one of: string, int32, int64, float64, bool, date, timestamp, list<string>)"
         );
-        let bad_rule = format!("{HEAD}\n[[columns]]\nname = \"a\"\ntype = \"int64\"\n\n[[rules]]\nname = \"r\"\ncheck = \"a <= b\"\n");
-        assert_eq!(refused(&bad_rule), "contracts/bad.toml:12:9: rule 'r': unknown column 'b'");
+        let bad_rule = format!(
+            "{HEAD}\n[[columns]]\nname = \"a\"\ntype = \"int64\"\n\n[[rules]]\nname = \"r\"\ncheck = \"a <= b\"\n"
+        );
+        assert_eq!(
+            refused(&bad_rule),
+            "contracts/bad.toml:12:9: rule 'r': unknown column 'b'"
+        );
         let bad_regex = format!("{HEAD}\n[[columns]]\nname = \"a\"\ntype = \"string\"\nregex = \"([a-z\"\n");
-        assert!(refused(&bad_regex).starts_with("contracts/bad.toml:9:9: column 'a': invalid regex"), "{}", refused(&bad_regex));
+        assert!(
+            refused(&bad_regex).starts_with("contracts/bad.toml:9:9: column 'a': invalid regex"),
+            "{}",
+            refused(&bad_regex)
+        );
         let typo = format!("{HEAD}\n[[columns]]\nname = \"a\"\ntype = \"string\"\nrequird = true\n");
         let msg = refused(&typo);
-        assert!(msg.starts_with("contracts/bad.toml:9:1: unknown field `requird`"), "{msg}");
+        assert!(
+            msg.starts_with("contracts/bad.toml:9:1: unknown field `requird`"),
+            "{msg}"
+        );
         let syntax = format!("{HEAD}\n[[columns]\n");
-        assert!(refused(&syntax).starts_with("contracts/bad.toml:6:"), "{}", refused(&syntax));
+        assert!(
+            refused(&syntax).starts_with("contracts/bad.toml:6:"),
+            "{}",
+            refused(&syntax)
+        );
         let bad_key = format!("{HEAD}key = [\"nope\"]\n[[columns]]\nname = \"a\"\ntype = \"string\"\n");
-        assert_eq!(refused(&bad_key), "contracts/bad.toml:5:7: key names unknown column 'nope'");
+        assert_eq!(
+            refused(&bad_key),
+            "contracts/bad.toml:5:7: key names unknown column 'nope'"
+        );
         let wrong_name = HEAD.replace("\"bad\"", "\"other\"");
-        assert_eq!(refused(&wrong_name), "contracts/bad.toml:1:8: name 'other' must match the file name 'bad.toml'");
+        assert_eq!(
+            refused(&wrong_name),
+            "contracts/bad.toml:1:8: name 'other' must match the file name 'bad.toml'"
+        );
         let bad_min = format!("{HEAD}\n[[columns]]\nname = \"a\"\ntype = \"string\"\nmin = 3\n");
-        assert_eq!(refused(&bad_min), "contracts/bad.toml:9:7: column 'a': min does not apply to type string");
+        assert_eq!(
+            refused(&bad_min),
+            "contracts/bad.toml:9:7: column 'a': min does not apply to type string"
+        );
     }
 }
 
@@ -158,14 +199,21 @@ mod routing {
         assert_eq!(routed.duplicates_dropped, 1);
         assert_eq!(routed.quarantine.len(), 1);
         assert_eq!(routed.quarantine[0].stage, Stage::Dedupe);
-        assert_eq!(routed.quarantine[0].reasons[0].detail, "same key as bronze/x partition 0 sequence 0 but a different body");
+        assert_eq!(
+            routed.quarantine[0].reasons[0].detail,
+            "same key as bronze/x partition 0 sequence 0 but a different body"
+        );
     }
 
     #[test]
     fn quarantine_record_format() {
         let mut bad = good_event();
         bad["position_seconds"] = json!(-5);
-        let routed = route(&watch_contract(), records(&[bad.to_string(), "not json".into()]), &ctx());
+        let routed = route(
+            &watch_contract(),
+            records(&[bad.to_string(), "not json".into()]),
+            &ctx(),
+        );
         let text = String::from_utf8(encode_jsonl(&routed.quarantine)).unwrap();
         insta::assert_snapshot!(text);
     }
@@ -187,8 +235,16 @@ mod routing {
             Just(json!("2024-05-01T10:00:00Z")),
         ];
         let names = prop::sample::select(vec![
-            "event_type", "user_id", "session_id", "movie_id", "occurred_at", "device", "country",
-            "position_seconds", "duration_seconds", "extra",
+            "event_type",
+            "user_id",
+            "session_id",
+            "movie_id",
+            "occurred_at",
+            "device",
+            "country",
+            "position_seconds",
+            "duration_seconds",
+            "extra",
         ]);
         prop_oneof![
             1 => ".{0,20}".prop_map(|s| s),

@@ -27,9 +27,13 @@ pub enum ConfigError {
 impl ConfigError {
     pub fn hint(&self) -> &'static str {
         match self {
-            ConfigError::BadLake(_) => "use a folder (./lake, file:///data/lake), https://<account>.blob.core.windows.net, or Azurite's http://127.0.0.1:10000/devstoreaccount1",
+            ConfigError::BadLake(_) => {
+                "use a folder (./lake, file:///data/lake), https://<account>.blob.core.windows.net, or Azurite's http://127.0.0.1:10000/devstoreaccount1"
+            }
             ConfigError::Lake(_) => "check the lake URL and that this identity may read and write blobs",
-            ConfigError::ContractsUnreadable { .. } => "point MOVIELAKE_CONTRACTS (or --contracts) at the folder holding <dataset>.toml files",
+            ConfigError::ContractsUnreadable { .. } => {
+                "point MOVIELAKE_CONTRACTS (or --contracts) at the folder holding <dataset>.toml files"
+            }
             ConfigError::Contract(_) => "fix the contract file at the line shown; nothing was processed",
         }
     }
@@ -77,7 +81,10 @@ pub fn load_contracts(dir: Option<&Path>) -> Result<ContractSet, ConfigError> {
     let Some(dir) = dir else {
         return Ok(ContractSet::load(EMBEDDED_CONTRACTS.iter().copied())?);
     };
-    let unreadable = |e: std::io::Error| ConfigError::ContractsUnreadable { dir: dir.display().to_string(), message: e.to_string() };
+    let unreadable = |e: std::io::Error| ConfigError::ContractsUnreadable {
+        dir: dir.display().to_string(),
+        message: e.to_string(),
+    };
     let mut files = Vec::new();
     for entry in std::fs::read_dir(&dir).map_err(unreadable)? {
         let path = entry.map_err(unreadable)?.path();
@@ -88,7 +95,10 @@ pub fn load_contracts(dir: Option<&Path>) -> Result<ContractSet, ConfigError> {
     }
     files.sort();
     if files.is_empty() {
-        return Err(ConfigError::ContractsUnreadable { dir: dir.display().to_string(), message: "no .toml files".into() });
+        return Err(ConfigError::ContractsUnreadable {
+            dir: dir.display().to_string(),
+            message: "no .toml files".into(),
+        });
     }
     Ok(ContractSet::load(files.iter().map(|(f, t)| (f.as_str(), t.as_str())))?)
 }

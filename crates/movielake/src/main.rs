@@ -68,7 +68,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(matches!(cli.command, Command::Serve { .. }));
-    match tokio::runtime::Runtime::new().context("cannot start the async runtime").and_then(|rt| rt.block_on(run(cli))) {
+    match tokio::runtime::Runtime::new()
+        .context("cannot start the async runtime")
+        .and_then(|rt| rt.block_on(run(cli)))
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -84,43 +87,80 @@ fn init_tracing(verbose: bool) {
     let default = if verbose { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MOVIELAKE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let contracts = config::load_contracts(cli.contracts.as_deref())?;
     let lake = config::open_lake(Some(&cli.lake), cli.lake_sas.as_deref()).await?;
-    let state = AppState { lake, contracts: Arc::new(contracts) };
+    let state = AppState {
+        lake,
+        contracts: Arc::new(contracts),
+    };
     match cli.command {
         Command::Serve { port } => {
-            handler::serve(state, port).await.with_context(|| format!("cannot serve on 127.0.0.1:{port}"))?;
+            handler::serve(state, port)
+                .await
+                .with_context(|| format!("cannot serve on 127.0.0.1:{port}"))?;
         }
         Command::Contracts => {
             for c in state.contracts.iter() {
                 let key: Vec<&str> = c.key.iter().map(|&i| c.columns[i].name.as_str()).collect();
                 println!(
                     "{} v{} ({}): silver/{}/{}  {} columns, {} row rules, key [{}]",
-                    c.name, c.version, c.file, c.source, c.table, c.columns.len(), c.rules.len(), key.join(", ")
+                    c.name,
+                    c.version,
+                    c.file,
+                    c.source,
+                    c.table,
+                    c.columns.len(),
+                    c.rules.len(),
+                    key.join(", ")
                 );
             }
         }
-        Command::Run { events, seed, start, partitions, batch_size } => {
-            eprintln!("movielake run: {events} watch events (seed {seed}) into {}", state.lake.describe());
-            let opts = RunOptions { events, seed, start, partitions, batch_size };
+        Command::Run {
+            events,
+            seed,
+            start,
+            partitions,
+            batch_size,
+        } => {
+            eprintln!(
+                "movielake run: {events} watch events (seed {seed}) into {}",
+                state.lake.describe()
+            );
+            let opts = RunOptions {
+                events,
+                seed,
+                start,
+                partitions,
+                batch_size,
+            };
             let started = std::time::Instant::now();
             let summary = run_watch_events(&state, &opts, &|line| eprintln!("  {line}")).await?;
             let c = &summary.counts;
-            println!("watch_events: {} invocations in {:.1?}", summary.invocations, started.elapsed());
+            println!(
+                "watch_events: {} invocations in {:.1?}",
+                summary.invocations,
+                started.elapsed()
+            );
             println!("  records in       {:>7}", c.records_in);
             println!("  silver           {:>7}", c.silver);
             println!("  quarantined      {:>7}", c.quarantined);
             for (rule, n) in &c.quarantined_by_rule {
-                println!("    {rule:<22} {n:>5}");
+                println!("    {rule:<26} {n:>5}");
             }
             println!("  duplicates       {:>7}", c.duplicates_dropped);
             let balanced = if c.balanced() { "yes" } else { "NO" };
             println!("  in = silver + quarantined + duplicates: {balanced}");
-            println!("lake: {}  (silver/events/watch, quarantine/events/watch, ops/runs/watch_events)", state.lake.describe());
+            println!(
+                "lake: {}  (silver/events/watch, quarantine/events/watch, ops/runs/watch_events)",
+                state.lake.describe()
+            );
             anyhow::ensure!(c.balanced(), "records were lost: the counts do not add up");
         }
     }

@@ -23,7 +23,12 @@ pub struct Applied {
     pub bronze_already_landed: usize,
 }
 
-pub async fn apply(lake: &dyn Lake, plan: Plan, started_at: DateTime<Utc>, clock: Instant) -> Result<Applied, LakeError> {
+pub async fn apply(
+    lake: &dyn Lake,
+    plan: Plan,
+    started_at: DateTime<Utc>,
+    clock: Instant,
+) -> Result<Applied, LakeError> {
     let mut bronze_already_landed = 0;
     for w in plan.writes.iter().filter(|w| w.kind == OutputKind::Bronze) {
         match lake.put(&w.path, Bytes::from(w.bytes.clone()), PutMode::Create).await {
@@ -34,14 +39,21 @@ pub async fn apply(lake: &dyn Lake, plan: Plan, started_at: DateTime<Utc>, clock
     }
     futures::stream::iter(plan.writes.iter().filter(|w| w.kind != OutputKind::Bronze).map(Ok))
         .try_for_each_concurrent(CONCURRENT_WRITES, |w| async move {
-            lake.put(&w.path, Bytes::from(w.bytes.clone()), PutMode::Overwrite).await.map(|_| ())
+            lake.put(&w.path, Bytes::from(w.bytes.clone()), PutMode::Overwrite)
+                .await
+                .map(|_| ())
         })
         .await?;
 
     let outputs = plan
         .writes
         .iter()
-        .map(|w| Output { path: w.path.clone(), kind: w.kind, rows: w.rows, bytes: w.bytes.len() as u64 })
+        .map(|w| Output {
+            path: w.path.clone(),
+            kind: w.kind,
+            rows: w.rows,
+            bytes: w.bytes.len() as u64,
+        })
         .collect();
     let manifest = RunManifest {
         run_id: plan.run_id.clone(),
@@ -61,5 +73,9 @@ pub async fn apply(lake: &dyn Lake, plan: Plan, started_at: DateTime<Utc>, clock
         message: format!("cannot encode the run manifest: {e}"),
     })?;
     lake.put(&manifest_path, Bytes::from(body), PutMode::Overwrite).await?;
-    Ok(Applied { manifest, manifest_path, bronze_already_landed })
+    Ok(Applied {
+        manifest,
+        manifest_path,
+        bronze_already_landed,
+    })
 }

@@ -25,7 +25,11 @@ pub struct RunSummary {
 
 /// Generates watch events, cuts them into host-shaped Event Hub batches (round-robin over
 /// partitions, consecutive sequence numbers) and invokes `ingest_watch_events` for each.
-pub async fn run_watch_events(state: &AppState, opts: &RunOptions, progress: &dyn Fn(&str)) -> Result<RunSummary, FunctionError> {
+pub async fn run_watch_events(
+    state: &AppState,
+    opts: &RunOptions,
+    progress: &dyn Fn(&str),
+) -> Result<RunSummary, FunctionError> {
     let events = watch_events(&SampleOptions {
         seed: opts.seed,
         count: opts.events,
@@ -40,15 +44,28 @@ pub async fn run_watch_events(state: &AppState, opts: &RunOptions, progress: &dy
         per_partition[i % partitions].push((e.body, e.occurred_at + chrono::Duration::milliseconds(350)));
     }
     let mut summary = RunSummary::default();
-    let total_batches: usize = per_partition.iter().map(|p| p.len().div_ceil(opts.batch_size.max(1))).sum();
+    let total_batches: usize = per_partition
+        .iter()
+        .map(|p| p.len().div_ceil(opts.batch_size.max(1)))
+        .sum();
     for (partition, events) in per_partition.iter().enumerate() {
         for (n, chunk) in events.chunks(opts.batch_size.max(1)).enumerate() {
             let first_seq = (n * opts.batch_size.max(1)) as i64;
-            let request = event_hub_request("events", "ingest_watch_events", &partition.to_string(), first_seq, chunk);
+            let request = event_hub_request(
+                "events",
+                "ingest_watch_events",
+                &partition.to_string(),
+                first_seq,
+                chunk,
+            );
             let body = serde_json::to_vec(&request).map_err(|e| FunctionError::Internal(e.to_string()))?;
             let response = call(state, "ingest_watch_events", &body).await?;
             summary.invocations += 1;
-            progress(&format!("[{}/{total_batches}] {}", summary.invocations, response.logs.first().map_or("", String::as_str)));
+            progress(&format!(
+                "[{}/{total_batches}] {}",
+                summary.invocations,
+                response.logs.first().map_or("", String::as_str)
+            ));
             if let Some(m) = response.logs.iter().find_map(|l| l.strip_prefix("manifest ")) {
                 summary.manifests.push(m.to_string());
             }

@@ -35,19 +35,37 @@ fn batch_identity(batch: &EventHubBatch) -> String {
 pub fn plan(contract: &Contract, batch: &EventHubBatch, fallback_time: DateTime<Utc>) -> Result<Plan, EncodeError> {
     let identity = batch_identity(batch);
     let partition_id = sanitize(&batch.partition_id);
-    let ingested_at = batch.enqueued_times.iter().flatten().max().copied().unwrap_or(fallback_time);
-    let landed_at = batch.enqueued_times.iter().flatten().min().copied().unwrap_or(ingested_at);
+    let ingested_at = batch
+        .enqueued_times
+        .iter()
+        .flatten()
+        .max()
+        .copied()
+        .unwrap_or(fallback_time);
+    let landed_at = batch
+        .enqueued_times
+        .iter()
+        .flatten()
+        .min()
+        .copied()
+        .unwrap_or(ingested_at);
     let bronze_path = format!(
         "bronze/events/watch/date={}/hour={:02}/minute={:02}/partition={partition_id}/seq={identity}.parquet",
         landed_at.format("%Y-%m-%d"),
         landed_at.hour(),
         landed_at.minute()
     );
-    let ctx = RunContext { run_id: format!("watch-{partition_id}-{identity}"), ingested_at };
+    let ctx = RunContext {
+        run_id: format!("watch-{partition_id}-{identity}"),
+        ingested_at,
+    };
 
     let records = batch.bodies.iter().enumerate().map(|(i, body)| {
         let seq = batch.sequence_numbers.get(i).copied().unwrap_or(i as i64);
-        SourceRecord::json(body.clone(), SourcePointer::event(&bronze_path, &batch.partition_id, seq))
+        SourceRecord::json(
+            body.clone(),
+            SourcePointer::event(&bronze_path, &batch.partition_id, seq),
+        )
     });
     let routed = match &batch.misaligned {
         None => route(contract, records, &ctx),
@@ -56,7 +74,11 @@ pub fn plan(contract: &Contract, batch: &EventHubBatch, fallback_time: DateTime<
             for record in records {
                 let rejection = Rejection {
                     stage: Stage::Decode,
-                    reasons: vec![Reason::new("batch_metadata", None, format!("event metadata does not line up: {why}"))],
+                    reasons: vec![Reason::new(
+                        "batch_metadata",
+                        None,
+                        format!("event metadata does not line up: {why}"),
+                    )],
                 };
                 routed.quarantine.push(quarantine(contract, &ctx, record, rejection));
             }
@@ -71,7 +93,10 @@ pub fn plan(contract: &Contract, batch: &EventHubBatch, fallback_time: DateTime<
         bytes: encode_bronze(batch)?,
     }];
     let part_id = format!("{partition_id}-{identity}");
-    let lineage = Lineage { ingested_at, run_id: &ctx.run_id };
+    let lineage = Lineage {
+        ingested_at,
+        run_id: &ctx.run_id,
+    };
     for (values, rows) in partition(contract, &routed.silver).into_values() {
         writes.push(PlannedWrite {
             path: silver_part(contract, &values, &part_id),
@@ -90,9 +115,15 @@ pub fn plan(contract: &Contract, batch: &EventHubBatch, fallback_time: DateTime<
     }
 
     let counts = Counts::of(&routed);
-    let mut logs = vec![format!("watch events partition {} seq {identity}: {}", batch.partition_id, counts.summary())];
+    let mut logs = vec![format!(
+        "watch events partition {} seq {identity}: {}",
+        batch.partition_id,
+        counts.summary()
+    )];
     if let Some(why) = &batch.misaligned {
-        logs.push(format!("batch metadata does not line up ({why}): every event quarantined"));
+        logs.push(format!(
+            "batch metadata does not line up ({why}): every event quarantined"
+        ));
     }
     Ok(Plan {
         run_id: ctx.run_id,
@@ -108,7 +139,10 @@ pub fn plan(contract: &Contract, batch: &EventHubBatch, fallback_time: DateTime<
 
 /// Keeps a partition id usable as one path segment, whatever the host sent.
 fn sanitize(id: &str) -> String {
-    let clean: String = id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
+    let clean: String = id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
     if clean.is_empty() { "unknown".into() } else { clean }
 }
 
@@ -136,7 +170,14 @@ pub fn encode_bronze(batch: &EventHubBatch) -> Result<Vec<u8>, EncodeError> {
         partition_id.append_value(&batch.partition_id);
         seq.append_option(batch.sequence_numbers.get(i).copied());
         offset.append_option(batch.offsets.get(i));
-        enqueued.append_option(batch.enqueued_times.get(i).copied().flatten().map(|t| t.timestamp_micros()));
+        enqueued.append_option(
+            batch
+                .enqueued_times
+                .get(i)
+                .copied()
+                .flatten()
+                .map(|t| t.timestamp_micros()),
+        );
         key.append_option(batch.partition_keys.get(i).cloned().flatten());
         props.append_option(batch.properties.get(i).map(|p| p.to_string()));
     }

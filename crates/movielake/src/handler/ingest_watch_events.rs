@@ -21,11 +21,15 @@ pub async fn run(state: &AppState, invocation: Invocation) -> Result<InvocationR
         .get(watch_events::PIPELINE)
         .ok_or_else(|| FunctionError::MissingContract(watch_events::PIPELINE.into()))?;
     let fallback_time = invocation.host_time().unwrap_or(started_at);
-    let plan = watch_events::plan(contract, &batch, fallback_time).map_err(|e| FunctionError::Internal(e.to_string()))?;
+    let plan =
+        watch_events::plan(contract, &batch, fallback_time).map_err(|e| FunctionError::Internal(e.to_string()))?;
     let mut logs = plan.logs.clone();
     let applied = apply(state.lake.as_ref(), plan, started_at, clock).await?;
     if applied.bronze_already_landed > 0 {
-        logs.push(format!("bronze already landed (retry {}): outputs rewritten identically", invocation.retry_count()));
+        logs.push(format!(
+            "bronze already landed (retry {}): outputs rewritten identically",
+            invocation.retry_count()
+        ));
     }
     logs.push(format!("manifest {}", applied.manifest_path));
     Ok(InvocationResponse::with_logs(logs))

@@ -120,7 +120,11 @@ pub async fn call(state: &AppState, function: &str, body: &[u8]) -> Result<Invoc
     dispatch(state, function, invocation).await
 }
 
-async fn dispatch(state: &AppState, function: &str, invocation: Invocation) -> Result<InvocationResponse, FunctionError> {
+async fn dispatch(
+    state: &AppState,
+    function: &str,
+    invocation: Invocation,
+) -> Result<InvocationResponse, FunctionError> {
     match function {
         ingest_watch_events::NAME => ingest_watch_events::run(state, invocation).await,
         other => Err(FunctionError::UnknownFunction(other.to_string())),
@@ -132,7 +136,9 @@ pub async fn serve(state: AppState, port: u16) -> std::io::Result<()> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, lake = %state.lake.describe(), "movielake custom handler listening");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
 }
 
 async fn shutdown_signal() {

@@ -55,7 +55,13 @@ impl LocalLake {
 fn etag_of(meta: &fs::Metadata) -> ETag {
     // A published file is never modified in place (every write is a new inode renamed or linked
     // into place), so inode + size + mtime identifies one version.
-    ETag(format!("{:x}-{:x}-{:x}{:09}", meta.ino(), meta.len(), meta.mtime(), meta.mtime_nsec()))
+    ETag(format!(
+        "{:x}-{:x}-{:x}{:09}",
+        meta.ino(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec()
+    ))
 }
 
 fn io_error(path: &str, action: &str, e: io::Error) -> LakeError {
@@ -63,10 +69,14 @@ fn io_error(path: &str, action: &str, e: io::Error) -> LakeError {
     match e.kind() {
         io::ErrorKind::NotFound => LakeError::NotFound { path: path.to_string() },
         io::ErrorKind::AlreadyExists => LakeError::AlreadyExists { path: path.to_string() },
-        io::ErrorKind::Interrupted | io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
-            LakeError::Transient { path: path.to_string(), message }
-        }
-        _ => LakeError::Other { path: path.to_string(), message },
+        io::ErrorKind::Interrupted | io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => LakeError::Transient {
+            path: path.to_string(),
+            message,
+        },
+        _ => LakeError::Other {
+            path: path.to_string(),
+            message,
+        },
     }
 }
 
@@ -83,7 +93,10 @@ impl Lake for LocalLake {
             }
             let mut buf = Vec::with_capacity(meta.len() as usize);
             f.read_to_end(&mut buf).map_err(|e| io_error(&p, "read", e))?;
-            Ok(Object { bytes: Bytes::from(buf), etag: etag_of(&meta) })
+            Ok(Object {
+                bytes: Bytes::from(buf),
+                etag: etag_of(&meta),
+            })
         })
         .await
     }
@@ -116,11 +129,19 @@ impl Lake for LocalLake {
         self.blocking(prefix, move || {
             // Walk only the folder the prefix is certainly inside of.
             let dir_part = key_prefix.rsplit_once('/').map_or("", |(d, _)| d);
-            let start = if dir_part.is_empty() { base.clone() } else { base.join(dir_part) };
+            let start = if dir_part.is_empty() {
+                base.clone()
+            } else {
+                base.join(dir_part)
+            };
             let mut out = Vec::new();
             walk(&start, &base, &mut |key, meta| {
                 if key.starts_with(&key_prefix) {
-                    out.push(ObjectMeta { path: format!("{container}/{key}"), size: meta.len(), etag: etag_of(meta) });
+                    out.push(ObjectMeta {
+                        path: format!("{container}/{key}"),
+                        size: meta.len(),
+                        etag: etag_of(meta),
+                    });
                 }
             })
             .map_err(|e| io_error(&p, "list", e))?;
@@ -192,10 +213,10 @@ fn walk(dir: &Path, base: &Path, visit: &mut dyn FnMut(&str, &fs::Metadata)) -> 
         let path = entry.path();
         if meta.is_dir() {
             walk(&path, base, visit)?;
-        } else if let Ok(rel) = path.strip_prefix(base) {
-            if let Some(key) = rel.to_str() {
-                visit(key, &meta);
-            }
+        } else if let Ok(rel) = path.strip_prefix(base)
+            && let Some(key) = rel.to_str()
+        {
+            visit(key, &meta);
         }
     }
     Ok(())

@@ -45,7 +45,9 @@ fn host_request(bodies: &[String], first_seq: i64) -> String {
 
 async fn post(server: &Server, function: &str, body: String, chunked: bool) -> (u16, String, String) {
     let client = reqwest::Client::new();
-    let req = client.post(server.url(&format!("/{function}"))).header("X-Azure-Functions-InvocationId", "4b1c9e3e");
+    let req = client
+        .post(server.url(&format!("/{function}")))
+        .header("X-Azure-Functions-InvocationId", "4b1c9e3e");
     let req = if chunked {
         // A streamed body has no Content-Length: hyper sends it with Transfer-Encoding: chunked.
         let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
@@ -56,7 +58,12 @@ async fn post(server: &Server, function: &str, body: String, chunked: bool) -> (
     };
     let resp = req.send().await.expect("request");
     let status = resp.status().as_u16();
-    let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     (status, content_type, resp.text().await.expect("body"))
 }
 
@@ -82,7 +89,11 @@ fn files(root: &Path, prefix: &str) -> Vec<String> {
 fn parquet_rows(path: &Path) -> i64 {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let file = std::fs::File::open(path).expect("open parquet");
-    SerializedFileReader::new(file).expect("parquet").metadata().file_metadata().num_rows()
+    SerializedFileReader::new(file)
+        .expect("parquet")
+        .metadata()
+        .file_metadata()
+        .num_rows()
 }
 
 #[tokio::test]
@@ -105,9 +116,18 @@ async fn answers_the_host_poll_and_unknown_functions() {
         body,
         r#"{"Error":{"Kind":"bad_request","Message":"the invocation request is malformed: the request body is not a JSON object: EOF while parsing a value at line 1 column 12"},"Logs":["error: the invocation request is malformed: the request body is not a JSON object: EOF while parsing a value at line 1 column 12"],"Outputs":{},"ReturnValue":null}"#
     );
-    let (status, _, body) = post(&server, "ingest_watch_events", r#"{"Data":{"events":"[]"},"Metadata":{}}"#.into(), false).await;
+    let (status, _, body) = post(
+        &server,
+        "ingest_watch_events",
+        r#"{"Data":{"events":"[]"},"Metadata":{}}"#.into(),
+        false,
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
-    assert!(body.contains("the request has no Metadata.PartitionContext.PartitionId"), "{body}");
+    assert!(
+        body.contains("the request has no Metadata.PartitionContext.PartitionId"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -117,7 +137,11 @@ async fn ingests_a_string_wrapped_chunked_batch_and_is_idempotent() {
     let server = Server::start(&lake.display().to_string(), dir.path());
     let mut bad = event(ID_B, "watch_finished", -5);
     bad["country"] = json!("France");
-    let bodies = vec![event(ID_A, "watch_started", 0).to_string(), bad.to_string(), "not json at all".to_string()];
+    let bodies = vec![
+        event(ID_A, "watch_started", 0).to_string(),
+        bad.to_string(),
+        "not json at all".to_string(),
+    ];
     let request = host_request(&bodies, 10);
 
     let (status, ctype, body) = post(&server, "ingest_watch_events", request.clone(), true).await;
@@ -146,13 +170,24 @@ async fn ingests_a_string_wrapped_chunked_batch_and_is_idempotent() {
     assert_eq!(lines[1]["stage"], json!("decode"));
 
     // The host retries the same batch: same names, same bytes, and it says so.
-    let before: Vec<Vec<u8>> = written.iter().filter(|p| !p.starts_with("ops/")).map(|p| std::fs::read(lake.join(p)).unwrap()).collect();
-    let retry = request.replace(r#""sys":{"#, r#""RetryContext":{"RetryCount":1,"MaxRetryCount":-1},"sys":{"#);
+    let before: Vec<Vec<u8>> = written
+        .iter()
+        .filter(|p| !p.starts_with("ops/"))
+        .map(|p| std::fs::read(lake.join(p)).unwrap())
+        .collect();
+    let retry = request.replace(
+        r#""sys":{"#,
+        r#""RetryContext":{"RetryCount":1,"MaxRetryCount":-1},"sys":{"#,
+    );
     let (status, _, body) = post(&server, "ingest_watch_events", retry, false).await;
     assert_eq!(status, 200);
     assert!(body.contains("bronze already landed (retry 1)"), "{body}");
     assert_eq!(files(&lake, ""), written, "a retry writes no new objects");
-    let after: Vec<Vec<u8>> = written.iter().filter(|p| !p.starts_with("ops/")).map(|p| std::fs::read(lake.join(p)).unwrap()).collect();
+    let after: Vec<Vec<u8>> = written
+        .iter()
+        .filter(|p| !p.starts_with("ops/"))
+        .map(|p| std::fs::read(lake.join(p)).unwrap())
+        .collect();
     assert!(before == after, "a retry rewrites the same bytes");
 }
 
@@ -199,12 +234,19 @@ async fn misaligned_metadata_quarantines_every_event_and_succeeds() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     let server = Server::start(&lake.display().to_string(), dir.path());
-    let bodies = vec![event(ID_A, "watch_started", 0).to_string(), event(ID_B, "watch_started", 0).to_string()];
-    let request = host_request(&bodies, 5).replace(r#""SequenceNumberArray":"[5,6]""#, r#""SequenceNumberArray":"[5]""#);
+    let bodies = vec![
+        event(ID_A, "watch_started", 0).to_string(),
+        event(ID_B, "watch_started", 0).to_string(),
+    ];
+    let request =
+        host_request(&bodies, 5).replace(r#""SequenceNumberArray":"[5,6]""#, r#""SequenceNumberArray":"[5]""#);
     let (status, _, body) = post(&server, "ingest_watch_events", request, false).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("in=2 silver=0 quarantined=2"), "{body}");
-    assert!(body.contains("2 events but SequenceNumberArray has 1 entries"), "{body}");
+    assert!(
+        body.contains("2 events but SequenceNumberArray has 1 entries"),
+        "{body}"
+    );
     assert_eq!(files(&lake, "bronze").len(), 1, "bronze still lands");
 }
 
@@ -221,7 +263,13 @@ async fn storage_failures_answer_500_so_the_host_retries() {
     assert_eq!((status, ctype.as_str()), (500, "application/json"), "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["Error"]["Kind"], json!("storage_error"));
-    assert!(v["Error"]["Message"].as_str().unwrap().contains("bronze/events/watch/date=2024-05-01"), "{body}");
+    assert!(
+        v["Error"]["Message"]
+            .as_str()
+            .unwrap()
+            .contains("bronze/events/watch/date=2024-05-01"),
+        "{body}"
+    );
     drop(server);
 
     // Blob storage that does not answer: transient.

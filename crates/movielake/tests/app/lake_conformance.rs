@@ -11,40 +11,80 @@ async fn suite(lake: Arc<dyn Lake>, run: &str) {
     let p = |key: &str| format!("ops/{run}/{key}");
 
     // get of nothing
-    assert!(matches!(lake.get(&p("missing")).await, Err(LakeError::NotFound { .. })), "missing object");
+    assert!(
+        matches!(lake.get(&p("missing")).await, Err(LakeError::NotFound { .. })),
+        "missing object"
+    );
 
     // create-only, then refused
-    let first = lake.put(&p("a/one.json"), Bytes::from_static(b"first"), PutMode::Create).await.expect("create");
+    let first = lake
+        .put(&p("a/one.json"), Bytes::from_static(b"first"), PutMode::Create)
+        .await
+        .expect("create");
     let got = lake.get(&p("a/one.json")).await.expect("get");
     assert_eq!((got.bytes.as_ref(), &got.etag), (b"first".as_ref(), &first));
-    let again = lake.put(&p("a/one.json"), Bytes::from_static(b"second"), PutMode::Create).await;
-    assert!(matches!(again, Err(LakeError::AlreadyExists { .. })), "create-only must refuse: {again:?}");
+    let again = lake
+        .put(&p("a/one.json"), Bytes::from_static(b"second"), PutMode::Create)
+        .await;
+    assert!(
+        matches!(again, Err(LakeError::AlreadyExists { .. })),
+        "create-only must refuse: {again:?}"
+    );
     assert_eq!(lake.get(&p("a/one.json")).await.expect("get").bytes.as_ref(), b"first");
 
     // overwrite changes the ETag
-    let second = lake.put(&p("a/one.json"), Bytes::from_static(b"second"), PutMode::Overwrite).await.expect("overwrite");
+    let second = lake
+        .put(&p("a/one.json"), Bytes::from_static(b"second"), PutMode::Overwrite)
+        .await
+        .expect("overwrite");
     assert_ne!(second, first);
     assert_eq!(lake.get(&p("a/one.json")).await.expect("get").etag, second);
 
     // if-match: current wins, stale refused and changes nothing
-    let third = lake.put(&p("a/one.json"), Bytes::from_static(b"third"), PutMode::IfMatch(second.clone())).await.expect("if-match");
-    let stale = lake.put(&p("a/one.json"), Bytes::from_static(b"stale"), PutMode::IfMatch(second)).await;
-    assert!(matches!(stale, Err(LakeError::PreconditionFailed { .. })), "stale ETag must be refused: {stale:?}");
+    let third = lake
+        .put(
+            &p("a/one.json"),
+            Bytes::from_static(b"third"),
+            PutMode::IfMatch(second.clone()),
+        )
+        .await
+        .expect("if-match");
+    let stale = lake
+        .put(&p("a/one.json"), Bytes::from_static(b"stale"), PutMode::IfMatch(second))
+        .await;
+    assert!(
+        matches!(stale, Err(LakeError::PreconditionFailed { .. })),
+        "stale ETag must be refused: {stale:?}"
+    );
     let now = lake.get(&p("a/one.json")).await.expect("get");
     assert_eq!((now.bytes.as_ref(), now.etag), (b"third".as_ref(), third));
-    let absent = lake.put(&p("a/absent"), Bytes::from_static(b"x"), PutMode::IfMatch(first)).await;
-    assert!(matches!(absent, Err(LakeError::NotFound { .. })), "if-match on nothing: {absent:?}");
+    let absent = lake
+        .put(&p("a/absent"), Bytes::from_static(b"x"), PutMode::IfMatch(first))
+        .await;
+    assert!(
+        matches!(absent, Err(LakeError::NotFound { .. })),
+        "if-match on nothing: {absent:?}"
+    );
 
     // empty and large objects round-trip
-    lake.put(&p("empty"), Bytes::new(), PutMode::Create).await.expect("empty");
+    lake.put(&p("empty"), Bytes::new(), PutMode::Create)
+        .await
+        .expect("empty");
     assert!(lake.get(&p("empty")).await.expect("get empty").bytes.is_empty());
     let large: Vec<u8> = (0..9 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-    lake.put(&p("large.bin"), Bytes::from(large.clone()), PutMode::Create).await.expect("large");
-    assert!(lake.get(&p("large.bin")).await.expect("get large").bytes == large, "large object differs");
+    lake.put(&p("large.bin"), Bytes::from(large.clone()), PutMode::Create)
+        .await
+        .expect("large");
+    assert!(
+        lake.get(&p("large.bin")).await.expect("get large").bytes == large,
+        "large object differs"
+    );
 
     // list: by prefix (not only by folder), sorted, with sizes and ETags that match get
     for key in ["list/b2", "list/a1", "list/a2/deep.json", "listing-other"] {
-        lake.put(&p(key), Bytes::from(key.as_bytes().to_vec()), PutMode::Create).await.expect("put for list");
+        lake.put(&p(key), Bytes::from(key.as_bytes().to_vec()), PutMode::Create)
+            .await
+            .expect("put for list");
     }
     let listed = lake.list(&p("list/a")).await.expect("list");
     let paths: Vec<&str> = listed.iter().map(|m| m.path.as_str()).collect();
@@ -60,14 +100,23 @@ async fn suite(lake: Arc<dyn Lake>, run: &str) {
     // paths that could escape the lake are refused before any IO
     for bad in ["ops/../etc/passwd", "/ops/x", "ops//x", "OPS/x", "ops", "ops/a\\b"] {
         let r = lake.put(bad, Bytes::from_static(b"x"), PutMode::Overwrite).await;
-        assert!(matches!(r, Err(LakeError::Other { .. })), "{bad} must be refused: {r:?}");
+        assert!(
+            matches!(r, Err(LakeError::Other { .. })),
+            "{bad} must be refused: {r:?}"
+        );
     }
 
     // concurrent create-only writers of one name: exactly one wins
     let contenders: Vec<_> = (0..12)
         .map(|i| {
             let (lake, path) = (lake.clone(), p("race/winner"));
-            tokio::spawn(async move { (i, lake.put(&path, Bytes::from(format!("writer {i}")), PutMode::Create).await) })
+            tokio::spawn(async move {
+                (
+                    i,
+                    lake.put(&path, Bytes::from(format!("writer {i}")), PutMode::Create)
+                        .await,
+                )
+            })
         })
         .collect();
     let mut winners = Vec::new();
@@ -83,7 +132,9 @@ async fn suite(lake: Arc<dyn Lake>, run: &str) {
     assert_eq!(stored.bytes, Bytes::from(format!("writer {}", winners[0])));
 
     // compare-and-swap under contention: no increment is lost
-    lake.put(&p("counter"), Bytes::from_static(b"0"), PutMode::Create).await.expect("counter");
+    lake.put(&p("counter"), Bytes::from_static(b"0"), PutMode::Create)
+        .await
+        .expect("counter");
     let workers: Vec<_> = (0..6)
         .map(|_| {
             let (lake, path) = (lake.clone(), p("counter"));
@@ -92,7 +143,10 @@ async fn suite(lake: Arc<dyn Lake>, run: &str) {
                     loop {
                         let cur = lake.get(&path).await.expect("read counter");
                         let n: u64 = std::str::from_utf8(&cur.bytes).expect("utf8").parse().expect("number");
-                        match lake.put(&path, Bytes::from((n + 1).to_string()), PutMode::IfMatch(cur.etag)).await {
+                        match lake
+                            .put(&path, Bytes::from((n + 1).to_string()), PutMode::IfMatch(cur.etag))
+                            .await
+                        {
                             Ok(_) => break,
                             Err(LakeError::PreconditionFailed { .. }) => continue,
                             Err(e) => panic!("cas: {e}"),
@@ -126,5 +180,8 @@ async fn azure_blob_lake_conforms_on_azurite() {
 async fn unreachable_storage_is_transient() {
     let lake = AzureBlobLake::new("http://127.0.0.1:9/devstoreaccount1", AzureAuth::AzuriteDevKey).expect("lake");
     let r = lake.get("ops/x").await;
-    assert!(matches!(r, Err(LakeError::Transient { .. })), "connection refused must be transient: {r:?}");
+    assert!(
+        matches!(r, Err(LakeError::Transient { .. })),
+        "connection refused must be transient: {r:?}"
+    );
 }

@@ -12,7 +12,9 @@ pub fn azurite_endpoint() -> Option<String> {
             panic!("CI is set but MOVIELAKE_TEST_AZURITE is not: .ci/run must start Azurite and export it")
         }
         _ => {
-            eprintln!("SKIPPED: Azure half of the lake suite: set MOVIELAKE_TEST_AZURITE (scripts/test.sh starts Azurite and sets it)");
+            eprintln!(
+                "SKIPPED: Azure half of the lake suite: set MOVIELAKE_TEST_AZURITE (scripts/test.sh starts Azurite and sets it)"
+            );
             None
         }
     }
@@ -20,7 +22,9 @@ pub fn azurite_endpoint() -> Option<String> {
 
 /// A unique prefix per test run, so runs against one Azurite never see each other's objects.
 pub fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     format!("{name}-{}-{nanos}", std::process::id())
 }
 
@@ -32,7 +36,10 @@ pub struct Server {
 
 impl Server {
     pub fn start(lake: &str, dir: &Path) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
         let contracts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts");
         let child = Command::new(env!("CARGO_BIN_EXE_movielake"))
             .arg("serve")

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""End-to-end check of a local lake written by `movielake run`, with readers that are not ours.
+
+Every run manifest in ops/runs is checked against the objects it names: silver Parquet is read
+by pyarrow and by DuckDB (row counts, types, rules holding, no duplicate keys), quarantine lines
+are parsed, bronze keeps every record, and `in = silver + quarantined + duplicates` holds.
+Exits non-zero with a list of what failed.
+"""
+import json
+import pathlib
+import re
+import sys
+
+import duckdb
+import pyarrow.parquet as pq
+
+failures = []
+
+
+def check(ok, message):
+    if not ok:
+        failures.append(message)
+
+
+def main(root: pathlib.Path) -> int:
+    manifests = sorted((root / "ops" / "runs").rglob("*.json"))
+    check(manifests, f"no run manifests under {root}/ops/runs")
+    totals = {"records_in": 0, "silver": 0, "quarantined": 0, "duplicates_dropped": 0}
+    for path in manifests:
+        m = json.loads(path.read_text())
+        c = m["counts"]
+        for k in totals:
+            totals[k] += c[k]
+        check(c["records_in"] == c["silver"] + c["quarantined"] + c["duplicates_dropped"],
+              f"{path}: counts do not add up: {c}")
+        silver_rows = 0
+        for out in m["outputs"]:
+            obj = root / out["path"]
+            check(obj.is_file(), f"{path}: output {out['path']} is missing")
+            if not obj.is_file():
+                continue
+            check(obj.stat().st_size == out["bytes"], f"{out['path']}: size differs from the manifest")
+            if out["kind"] in ("silver", "bronze"):
+                rows = pq.read_metadata(obj).num_rows
+                check(rows == out["rows"], f"{out['path']}: pyarrow reads {rows} rows, manifest says {out['rows']}")
+                if out["kind"] == "silver":
+                    silver_rows += rows
+                else:
+                    check(rows == c["records_in"], f"{out['path']}: bronze has {rows} rows for {c['records_in']} records")
+            elif out["kind"] == "quarantine":
+                lines = [json.loads(l) for l in obj.read_text().splitlines()]
+                check(len(lines) == out["rows"], f"{out['path']}: {len(lines)} lines, manifest says {out['rows']}")
+                for q in lines:
+                    missing = {"dataset", "contract_version", "stage", "reasons", "source", "run_id", "time", "raw"} - q.keys()
+                    check(not missing, f"{out['path']}: quarantine record lacks {missing}")
+                    check(q["reasons"] and all({"rule", "detail"} <= r.keys() for r in q["reasons"]),
+                          f"{out['path']}: a quarantine record without reasons")
+        check(silver_rows == c["silver"], f"{path}: silver files hold {silver_rows} rows, manifest says {c['silver']}")
+
+    silver = root / "silver" / "events" / "watch"
+    if silver.is_dir():
+        glob = str(silver / "**" / "*.parquet")
+        con = duckdb.connect()
+        con.execute(f"CREATE VIEW watch AS SELECT * FROM read_parquet('{glob}', hive_partitioning = true)")
+        types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE watch)").fetchall())
+        expected = {"event_id": "VARCHAR", "movie_id": "BIGINT", "occurred_at": "TIMESTAMP WITH TIME ZONE",
+                    "position_seconds": "BIGINT", "event_date": "DATE", "_ingested_at": "TIMESTAMP WITH TIME ZONE",
+                    "_run_id": "VARCHAR", "_source_object": "VARCHAR", "_rescued": "VARCHAR"}
+        for col, ty in expected.items():
+            check(types.get(col) == ty, f"DuckDB sees {col} as {types.get(col)}, expected {ty}")
+        n, bad_pos, bad_country, null_ids, wrong_hour = con.execute("""
+            SELECT count(*),
+                   count(*) FILTER (WHERE position_seconds > duration_seconds),
+                   count(*) FILTER (WHERE NOT regexp_matches(country, '^[A-Z]{2}$')),
+                   count(*) FILTER (WHERE event_id IS NULL),
+                   count(*) FILTER (WHERE hour(occurred_at AT TIME ZONE 'UTC') <> hour
+                                     OR CAST(occurred_at AT TIME ZONE 'UTC' AS DATE) <> event_date)
+            FROM watch""").fetchone()
+        check(n == totals["silver"], f"DuckDB reads {n} silver rows, manifests say {totals['silver']}")
+        check(bad_pos == 0, f"{bad_pos} silver rows break position <= duration")
+        check(bad_country == 0, f"{bad_country} silver rows have a bad country")
+        check(null_ids == 0, f"{null_ids} silver rows without event_id")
+        check(wrong_hour == 0, f"{wrong_hour} silver rows sit in the wrong event-time partition")
+        dup_in_file = con.execute("""
+            SELECT count(*) FROM (SELECT filename, event_id FROM read_parquet(?, filename = true)
+                                  GROUP BY ALL HAVING count(*) > 1)""", [glob]).fetchone()[0]
+        check(dup_in_file == 0, f"{dup_in_file} event_ids repeated within one silver part")
+        # pyarrow and DuckDB agree on the values, not only the counts.
+        table = pq.read_table(str(silver), partitioning="hive")
+        check(table.num_rows == n, f"pyarrow reads {table.num_rows} rows, DuckDB {n}")
+        pa_sum = sum(v for v in table.column("position_seconds").to_pylist() if v is not None)
+        db_sum = con.execute("SELECT coalesce(sum(position_seconds), 0) FROM watch").fetchone()[0]
+        check(pa_sum == db_sum, f"sum(position_seconds): pyarrow {pa_sum}, DuckDB {db_sum}")
+        check(all(re.fullmatch(r"[0-9a-f-]{36}", v) for v in table.column("event_id").to_pylist()),
+              "an event_id in silver is not a UUID")
+
+    print(f"check_lake: {len(manifests)} manifests; in={totals['records_in']} silver={totals['silver']} "
+          f"quarantined={totals['quarantined']} duplicates={totals['duplicates_dropped']}")
+    for f in failures:
+        print(f"FAIL: {f}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: check_lake.py <lake folder>")
+    sys.exit(main(pathlib.Path(sys.argv[1])))
