@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test of movielake, installing what the tests need first:
+#   - Azurite (the Azure Storage emulator, npm) in ./.tools, started here and stopped on exit;
+#   - pyarrow and DuckDB (independent Parquet readers) in ./.venv.
+# Then: all Rust tests (unit, contract, property, snapshot, handler over HTTP, lake conformance
+# on the local folder and on Azurite), and an end-to-end `movielake run` whose lake is checked
+# by pyarrow and DuckDB (tests/check_lake.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "Python readers (pyarrow, duckdb) in .venv"
+[[ -x .venv/bin/python ]] || python3 -m venv .venv
+.venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+
+step "Azurite"
+scripts/azurite.sh start
+trap 'scripts/azurite.sh stop' EXIT
+export MOVIELAKE_TEST_AZURITE="http://127.0.0.1:${AZURITE_BLOB_PORT:-10000}/devstoreaccount1"
+
+step "Rust tests"
+cargo test --workspace --locked
+
+step "End to end: movielake run on a fresh local lake, read back by pyarrow and DuckDB"
+lake="$(mktemp -d)/lake"
+cargo run --locked --quiet --bin movielake -- run --lake "$lake" --events 4000 --seed 42
+.venv/bin/python tests/check_lake.py "$lake"
+
+step "End to end on Azurite: the same run against the blob lake"
+cargo run --locked --quiet --bin movielake -- run --lake "$MOVIELAKE_TEST_AZURITE" --events 1000 --seed 7 >/dev/null
+
+printf '\nall tests passed\n'
