@@ -85,6 +85,8 @@ def main(root: pathlib.Path) -> int:
             SELECT count(*) FROM (SELECT filename, event_id FROM read_parquet(?, filename = true)
                                   GROUP BY ALL HAVING count(*) > 1)""", [glob]).fetchone()[0]
         check(dup_in_file == 0, f"{dup_in_file} event_ids repeated within one silver part")
+        repeated = con.execute("SELECT count(*) - count(DISTINCT event_id) FROM watch").fetchone()[0]
+        check(repeated == 0, f"{repeated} event_ids appear more than once in silver")
         # pyarrow and DuckDB agree on the values, not only the counts.
         table = pq.read_table(str(silver), partitioning="hive")
         check(table.num_rows == n, f"pyarrow reads {table.num_rows} rows, DuckDB {n}")

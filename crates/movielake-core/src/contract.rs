@@ -60,6 +60,8 @@ pub struct Column {
     pub regex: Option<Regex>,
     pub max_length: Option<usize>,
     pub derive: Option<Derive>,
+    /// Read from the record's delivery metadata (enqueue time, sequence number), not its body.
+    pub from_metadata: bool,
     pub description: Option<String>,
 }
 
@@ -279,6 +281,7 @@ struct RawColumn {
     regex: Option<Spanned<String>>,
     max_length: Option<Spanned<usize>>,
     derive: Option<Spanned<String>>,
+    from: Option<Spanned<String>>,
     description: Option<String>,
 }
 
@@ -362,8 +365,26 @@ fn check_column(rc: &RawColumn, earlier: &[Column]) -> Result<Column, (Span, Str
             Some(parse_derive(d.get_ref(), ty, earlier).map_err(|e| (d.span(), format!("column '{name}': {e}")))?)
         }
     };
+    let from_metadata = match &rc.from {
+        None => false,
+        Some(f) if f.get_ref() == "body" => false,
+        Some(f) if f.get_ref() == "metadata" => true,
+        Some(f) => {
+            return Err((
+                f.span(),
+                format!("column '{name}': from must be \"body\" or \"metadata\""),
+            ));
+        }
+    };
+    if from_metadata && derive.is_some() {
+        return Err((
+            rc.name.span(),
+            format!("column '{name}': a derived column cannot also come from metadata"),
+        ));
+    }
     Ok(Column {
         name: name.clone(),
+        from_metadata,
         ty,
         required: rc.required,
         min: bound(&rc.min, "min")?,

@@ -4,7 +4,8 @@
 //! expr    := and ("or" and)*
 //! and     := unary ("and" unary)*
 //! unary   := "not" unary | "(" expr ")" | operand (cmp operand | "is" ["not"] "null")
-//! operand := column | number | 'text' | true | false
+//! operand := column [("+" | "-") number unit] | number | 'text' | true | false
+//! unit    := seconds | minutes | hours | days     (timestamp and date columns only)
 //! cmp     := == | != | < | <= | > | >=
 //! ```
 //! Nulls follow SQL CHECK semantics: a comparison with a null is unknown, and a rule fails only
@@ -25,6 +26,8 @@ pub enum CmpOp {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Operand {
     Column(usize),
+    /// A timestamp or date column moved by a fixed amount (`enqueued_at + 5 minutes`).
+    Shifted(usize, chrono::Duration),
     Literal(Value),
 }
 
@@ -48,6 +51,8 @@ enum Token {
     Number(f64, bool),
     Text(String),
     Op(CmpOp),
+    Plus,
+    Minus,
     Open,
     Close,
 }
@@ -69,7 +74,7 @@ pub fn compile(source: &str, columns: &dyn Columns) -> Result<Expr, String> {
 /// `Some(true)` holds, `Some(false)` fails, `None` is unknown (a null was involved).
 pub fn eval(expr: &Expr, row: &[Value]) -> Option<bool> {
     match expr {
-        Expr::Compare(a, op, b) => compare(operand(a, row), *op, operand(b, row)),
+        Expr::Compare(a, op, b) => compare(&operand(a, row), *op, &operand(b, row)),
         Expr::IsNull(a, negated) => Some(operand(a, row).is_null() != *negated),
         Expr::Not(e) => eval(e, row).map(|v| !v),
         Expr::And(a, b) => match (eval(a, row), eval(b, row)) {
@@ -85,10 +90,16 @@ pub fn eval(expr: &Expr, row: &[Value]) -> Option<bool> {
     }
 }
 
-fn operand<'a>(o: &'a Operand, row: &'a [Value]) -> &'a Value {
+fn operand<'a>(o: &'a Operand, row: &'a [Value]) -> std::borrow::Cow<'a, Value> {
+    use std::borrow::Cow;
     match o {
-        Operand::Column(i) => row.get(*i).unwrap_or(&Value::Null),
-        Operand::Literal(v) => v,
+        Operand::Column(i) => Cow::Borrowed(row.get(*i).unwrap_or(&Value::Null)),
+        Operand::Shifted(i, by) => Cow::Owned(match row.get(*i) {
+            Some(Value::Timestamp(t)) => t.checked_add_signed(*by).map_or(Value::Null, Value::Timestamp),
+            Some(Value::Date(d)) => d.checked_add_signed(*by).map_or(Value::Null, Value::Date),
+            _ => Value::Null,
+        }),
+        Operand::Literal(v) => Cow::Borrowed(v),
     }
 }
 
@@ -120,6 +131,8 @@ fn tokenize(source: &str) -> Result<Vec<Token>, String> {
         match c {
             c if c.is_whitespace() => i += 1,
             '(' => (tokens.push(Token::Open), i += 1).1,
+            '+' => (tokens.push(Token::Plus), i += 1).1,
+            '-' if !next.is_some_and(|n| n.is_ascii_digit()) => (tokens.push(Token::Minus), i += 1).1,
             ')' => (tokens.push(Token::Close), i += 1).1,
             '=' | '!' | '<' | '>' => {
                 let (op, len) = match (c, next) {
@@ -173,6 +186,8 @@ fn describe(t: &Token) -> String {
         Token::Number(n, _) => format!("number {n}"),
         Token::Text(s) => format!("text '{s}'"),
         Token::Op(op) => format!("operator {op:?}"),
+        Token::Plus => "'+'".into(),
+        Token::Minus => "'-'".into(),
         Token::Open => "'('".into(),
         Token::Close => "')'".into(),
     }
@@ -181,6 +196,7 @@ fn describe(t: &Token) -> String {
 /// A parsed operand before its literal is typed against the other side of the comparison.
 enum Raw {
     Column(usize, ColumnType),
+    Shifted(usize, ColumnType, chrono::Duration),
     Number(f64, bool),
     Text(String),
     Bool(bool),
@@ -266,16 +282,53 @@ impl Parser<'_> {
         Ok(Expr::Compare(a, op, b))
     }
 
+    /// `5 minutes`, `300 seconds`, `1 day`.
+    fn duration(&mut self) -> Result<chrono::Duration, String> {
+        let amount = match self.next() {
+            Some(Token::Number(n, true)) if n.abs() < 1e9 => n as i64,
+            _ => return Err("expected a whole number and a unit after '+' / '-' (e.g. 5 minutes)".into()),
+        };
+        let unit = match self.next() {
+            Some(Token::Ident(u)) => u,
+            _ => return Err("expected a unit (seconds, minutes, hours, days)".into()),
+        };
+        let seconds = match unit.trim_end_matches('s') {
+            "second" => 1,
+            "minute" => 60,
+            "hour" => 3_600,
+            "day" => 86_400,
+            other => return Err(format!("unknown unit '{other}' (seconds, minutes, hours, days)")),
+        };
+        Ok(chrono::Duration::seconds(amount * seconds))
+    }
+
     fn raw_operand(&mut self) -> Result<Raw, String> {
         match self.next() {
             Some(Token::Number(n, integral)) => Ok(Raw::Number(n, integral)),
             Some(Token::Text(s)) => Ok(Raw::Text(s)),
             Some(Token::Ident(s)) if s == "true" || s == "false" => Ok(Raw::Bool(s == "true")),
-            Some(Token::Ident(name)) => self
-                .columns
-                .lookup(&name)
-                .map(|(i, ty)| Raw::Column(i, ty))
-                .ok_or_else(|| format!("unknown column '{name}'")),
+            Some(Token::Ident(name)) => {
+                let (i, ty) = self
+                    .columns
+                    .lookup(&name)
+                    .ok_or_else(|| format!("unknown column '{name}'"))?;
+                let sign = match self.tokens.get(self.pos) {
+                    Some(Token::Plus) => 1,
+                    Some(Token::Minus) => -1,
+                    _ => return Ok(Raw::Column(i, ty)),
+                };
+                self.pos += 1;
+                let by = self.duration()? * sign;
+                match ty {
+                    ColumnType::Timestamp => Ok(Raw::Shifted(i, ty, by)),
+                    ColumnType::Date if by.num_seconds() % 86_400 == 0 => Ok(Raw::Shifted(i, ty, by)),
+                    ColumnType::Date => Err(format!("'{name}' is a date: shift it by whole days")),
+                    _ => Err(format!(
+                        "only timestamp and date columns can be shifted, '{name}' is {}",
+                        ty.name()
+                    )),
+                }
+            }
             Some(t) => Err(format!("expected a column or a value, found {}", describe(&t))),
             None => Err("expected a column or a value at the end".into()),
         }
@@ -284,7 +337,7 @@ impl Parser<'_> {
 
 fn raw_type(r: &Raw) -> Option<ColumnType> {
     match r {
-        Raw::Column(_, ty) => Some(*ty),
+        Raw::Column(_, ty) | Raw::Shifted(_, ty, _) => Some(*ty),
         _ => None,
     }
 }
@@ -293,6 +346,7 @@ fn raw_type(r: &Raw) -> Option<ColumnType> {
 fn typed(raw: Raw, other: Option<ColumnType>) -> Result<Operand, String> {
     Ok(match raw {
         Raw::Column(i, _) => Operand::Column(i),
+        Raw::Shifted(i, _, by) => Operand::Shifted(i, by),
         Raw::Bool(b) => Operand::Literal(Value::Bool(b)),
         Raw::Number(n, true) if n.abs() < 9.0e15 => Operand::Literal(Value::Int64(n as i64)),
         Raw::Number(n, _) => Operand::Literal(Value::Float64(n)),
@@ -383,6 +437,30 @@ mod tests {
         r[3] = Value::Date(chrono::NaiveDate::from_ymd_opt(1999, 12, 31).expect("date"));
         assert_eq!(eval(&e, &r), Some(false));
         assert!(compile("day >= 'soon'", &Cols).is_err());
+    }
+
+    #[test]
+    fn timestamps_shift_by_durations() {
+        struct Ts;
+        impl Columns for Ts {
+            fn lookup(&self, name: &str) -> Option<(usize, ColumnType)> {
+                match name {
+                    "occurred_at" => Some((0, ColumnType::Timestamp)),
+                    "enqueued_at" => Some((1, ColumnType::Timestamp)),
+                    "n" => Some((2, ColumnType::Int64)),
+                    _ => None,
+                }
+            }
+        }
+        let e = compile("occurred_at <= enqueued_at + 5 minutes", &Ts).expect("compiles");
+        let t = |s: &str| Value::Timestamp(crate::value::parse_timestamp(s).expect("ts"));
+        let row = |o: &str| vec![t(o), t("2024-05-01T10:00:00Z"), Value::Null];
+        assert_eq!(eval(&e, &row("2024-05-01T10:05:00Z")), Some(true));
+        assert_eq!(eval(&e, &row("2024-05-01T10:05:01Z")), Some(false));
+        let back = compile("occurred_at >= enqueued_at - 2 days", &Ts).expect("compiles");
+        assert_eq!(eval(&back, &row("2024-04-28T10:00:00Z")), Some(false));
+        assert!(compile("n + 5 minutes > 3", &Ts).is_err());
+        assert!(compile("occurred_at + 5 fortnights > enqueued_at", &Ts).is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod contract;
 pub mod expr;
 pub mod host;
+pub mod ledger;
 pub mod manifest;
 pub mod naming;
 pub mod pipelines;

@@ -15,6 +15,8 @@ use crate::value::Value;
 pub struct SourceRecord {
     pub raw: String,
     pub fields: Option<Map<String, Json>>,
+    /// Delivery metadata for `from = "metadata"` columns (enqueue time, sequence number).
+    pub metadata: Option<Map<String, Json>>,
     pub pointer: SourcePointer,
 }
 
@@ -23,6 +25,7 @@ impl SourceRecord {
         SourceRecord {
             raw: raw.into(),
             fields: None,
+            metadata: None,
             pointer,
         }
     }
@@ -40,6 +43,8 @@ pub struct RunContext {
 pub struct Accepted {
     pub row: Row,
     pub pointer: SourcePointer,
+    /// Hash of the raw text, to tell an exact repeat from a different record with the same key.
+    pub body_hash: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -73,7 +78,7 @@ pub fn route(contract: &Contract, records: impl IntoIterator<Item = SourceRecord
             },
         };
         let (verdict, content) = match parsed {
-            Some(map) => (contract.check_fields(&map), map),
+            Some(map) => (contract.check_record(&map, record.metadata.as_ref()), map),
             None => (contract.check_json(&record.raw), Map::new()),
         };
         let row = match verdict {
@@ -101,9 +106,11 @@ pub fn route(contract: &Contract, records: impl IntoIterator<Item = SourceRecord
             }
             seen.insert(key, (routed.silver.len(), content));
         }
+        let body_hash = crate::ledger::body_hash(&record.raw);
         routed.silver.push(Accepted {
             row,
             pointer: record.pointer,
+            body_hash,
         });
     }
     routed
@@ -127,6 +134,20 @@ pub fn quarantine(
         time: ctx.ingested_at,
         raw: record.raw,
     }
+}
+
+/// The record's key as one string (for the ledger); `None` when the contract has no key or a
+/// key column is null.
+pub fn key_text(contract: &Contract, values: &[Value]) -> Option<String> {
+    if contract.key.is_empty() {
+        return None;
+    }
+    let parts: Option<Vec<String>> = contract
+        .key
+        .iter()
+        .map(|&i| values.get(i).filter(|v| !v.is_null()).map(Value::render))
+        .collect();
+    parts.map(|p| p.join("\u{1f}"))
 }
 
 /// Hashable rendering of key values; floats by bits so the key is exact.

@@ -69,6 +69,9 @@ const COUNTRIES: &[&str] = &["FR", "US", "DE", "GB", "ES", "IT", "BR", "JP", "IN
 pub struct GeneratedEvent {
     pub body: String,
     pub occurred_at: DateTime<Utc>,
+    /// The producer's partition key (the user): a user's events, and a producer's retries of
+    /// them, go to one partition.
+    pub partition_key: String,
     /// What the generator meant it to be, so tests and demos can check the routing.
     pub kind: EventKind,
 }
@@ -135,6 +138,7 @@ pub fn watch_events(opts: &SampleOptions) -> Vec<GeneratedEvent> {
             out.push(GeneratedEvent {
                 body,
                 occurred_at: at,
+                partition_key: user.clone(),
                 kind,
             });
         }
@@ -190,4 +194,10 @@ mod tests {
         assert!((20..=90).contains(&bad), "bad {bad}");
         assert!((5..=50).contains(&dup), "dup {dup}");
     }
+}
+
+/// The partition a key goes to, stable across runs and machines (like Event Hubs' own hashing,
+/// though not the same function).
+pub fn partition_for(key: &str, partitions: usize) -> usize {
+    (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % partitions.max(1) as u64) as usize
 }

@@ -72,6 +72,12 @@ impl Contract {
 
     /// Checks one record given as named fields; reports every failing rule, not the first.
     pub fn check_fields(&self, fields: &Map<String, Json>) -> Verdict {
+        self.check_record(fields, None)
+    }
+
+    /// Like [`Contract::check_fields`], with the delivery metadata that `from = "metadata"`
+    /// columns read (absent metadata reads as null).
+    pub fn check_record(&self, fields: &Map<String, Json>, metadata: Option<&Map<String, Json>>) -> Verdict {
         let mut reasons: Vec<(Stage, Reason)> = Vec::new();
         let mut values = Vec::with_capacity(self.columns.len());
         let mut typed = vec![true; self.columns.len()];
@@ -81,7 +87,12 @@ impl Contract {
                 values.push(Value::Null);
                 continue;
             }
-            match convert(fields.get(&column.name), column.ty, self.input) {
+            let raw = if column.from_metadata {
+                metadata.and_then(|m| m.get(&column.name))
+            } else {
+                fields.get(&column.name)
+            };
+            match convert(raw, column.ty, self.input) {
                 Ok(v) => values.push(v),
                 Err(detail) => {
                     reasons.push((Stage::Schema, Reason::new("type", Some(&column.name), detail)));
@@ -157,7 +168,12 @@ impl Contract {
 
         let unknown: Map<String, Json> = fields
             .iter()
-            .filter(|(k, _)| !self.columns.iter().any(|c| &c.name == *k && c.derive.is_none()))
+            .filter(|(k, _)| {
+                !self
+                    .columns
+                    .iter()
+                    .any(|c| &c.name == *k && c.derive.is_none() && !c.from_metadata)
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         if !unknown.is_empty() && self.unknown_fields == UnknownFields::Quarantine {

@@ -29,6 +29,16 @@ fn good_event() -> serde_json::Value {
     })
 }
 
+fn meta(seq: i64) -> serde_json::Map<String, serde_json::Value> {
+    let m = json!({"enqueued_at": "2024-05-01T10:16:00.000Z", "sequence_number": seq});
+    m.as_object().cloned().unwrap()
+}
+
+/// Checks an event body as the watch-events pipeline does: body plus delivery metadata.
+fn check(e: &serde_json::Value) -> Verdict {
+    watch_contract().check_record(e.as_object().unwrap(), Some(&meta(1)))
+}
+
 fn ctx() -> RunContext {
     RunContext {
         run_id: "run-1".into(),
@@ -47,7 +57,7 @@ mod contracts {
         e["country"] = json!("France"); // regex
         e["position_seconds"] = json!(9000); // row rule: position <= duration
         e["user_id"] = json!(12); // type
-        let Verdict::Rejected(r) = watch_contract().check_json(&e.to_string()) else {
+        let Verdict::Rejected(r) = check(&e) else {
             panic!("a record breaking five rules was accepted");
         };
         let mut rules: Vec<(&str, Option<&str>)> = r
@@ -74,7 +84,7 @@ mod contracts {
         let mut e = good_event();
         e.as_object_mut().unwrap().remove("position_seconds");
         e.as_object_mut().unwrap().remove("device");
-        let Verdict::Rejected(r) = watch_contract().check_json(&e.to_string()) else {
+        let Verdict::Rejected(r) = check(&e) else {
             panic!("accepted")
         };
         let rules: Vec<&str> = r.reasons.iter().map(|r| r.rule.as_str()).collect();
@@ -83,11 +93,51 @@ mod contracts {
     }
 
     #[test]
+    fn events_from_the_future_and_missing_metadata_are_refused() {
+        let mut e = good_event();
+        e["occurred_at"] = json!("2024-05-01T10:21:00.001Z"); // enqueued 10:16 + 5 min < this
+        let Verdict::Rejected(r) = check(&e) else {
+            panic!("accepted an event from the future")
+        };
+        assert_eq!(r.reasons[0].rule, "not_after_enqueue");
+        e["occurred_at"] = json!("2024-05-01T10:21:00Z");
+        assert!(
+            matches!(check(&e), Verdict::Valid(_)),
+            "exactly 5 minutes late is allowed"
+        );
+        let Verdict::Rejected(r) = watch_contract().check_fields(e.as_object().unwrap()) else {
+            panic!("accepted")
+        };
+        let missing: Vec<_> = r
+            .reasons
+            .iter()
+            .map(|r| (r.rule.as_str(), r.column.as_deref()))
+            .collect();
+        assert_eq!(
+            missing,
+            vec![("required", Some("enqueued_at")), ("required", Some("sequence_number"))]
+        );
+    }
+
+    #[test]
+    fn metadata_names_in_the_body_are_rescued_not_trusted() {
+        let mut e = good_event();
+        e["enqueued_at"] = json!("2030-01-01T00:00:00Z");
+        let Verdict::Valid(row) = check(&e) else {
+            panic!("rejected")
+        };
+        assert_eq!(
+            row.rescued.as_deref(),
+            Some(r#"{"enqueued_at":"2030-01-01T00:00:00Z"}"#)
+        );
+    }
+
+    #[test]
     fn unknown_fields_are_rescued_not_dropped() {
         let mut e = good_event();
         e["app_version"] = json!("7.1.0");
         e["ab"] = json!({"group": "b"});
-        let Verdict::Valid(row) = watch_contract().check_json(&e.to_string()) else {
+        let Verdict::Valid(row) = check(&e) else {
             panic!("rejected")
         };
         let rescued: serde_json::Value = serde_json::from_str(row.rescued.as_deref().unwrap()).unwrap();
@@ -100,7 +150,7 @@ mod contracts {
         let c = Contract::from_toml("contracts/watch_events.toml", &text).unwrap();
         let mut e = good_event();
         e["extra"] = json!(1);
-        let Verdict::Rejected(r) = c.check_json(&e.to_string()) else {
+        let Verdict::Rejected(r) = c.check_record(e.as_object().unwrap(), Some(&meta(1))) else {
             panic!("accepted")
         };
         assert_eq!(r.reasons[0].rule, "unknown_field");
@@ -109,7 +159,7 @@ mod contracts {
 
     #[test]
     fn derived_partition_columns_follow_event_time() {
-        let Verdict::Valid(row) = watch_contract().check_json(&good_event().to_string()) else {
+        let Verdict::Valid(row) = check(&good_event()) else {
             panic!("rejected")
         };
         let c = watch_contract();
@@ -184,7 +234,10 @@ mod routing {
         bodies
             .iter()
             .enumerate()
-            .map(|(i, b)| SourceRecord::json(b.clone(), SourcePointer::event("bronze/x", "0", i as i64)))
+            .map(|(i, b)| SourceRecord {
+                metadata: Some(meta(i as i64)),
+                ..SourceRecord::json(b.clone(), SourcePointer::event("bronze/x", "0", i as i64))
+            })
             .collect()
     }
 

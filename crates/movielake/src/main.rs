@@ -1,6 +1,5 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -29,6 +28,11 @@ struct Cli {
     /// the contracts built into the binary.
     #[arg(long, env = "MOVIELAKE_CONTRACTS", global = true)]
     contracts: Option<PathBuf>,
+
+    /// How long a producer's duplicate event is recognised by its key, in hours.
+    #[arg(long, env = "MOVIELAKE_DEDUPE_WINDOW_HOURS", default_value_t = 24, global = true,
+          value_parser = clap::value_parser!(u32).range(1..=24 * 30))]
+    dedupe_window_hours: u32,
 
     #[command(subcommand)]
     command: Command,
@@ -96,10 +100,11 @@ fn init_tracing(verbose: bool) {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let contracts = config::load_contracts(cli.contracts.as_deref())?;
     let lake = config::open_lake(Some(&cli.lake), cli.lake_sas.as_deref()).await?;
-    let state = AppState {
+    let state = AppState::new(
         lake,
-        contracts: Arc::new(contracts),
-    };
+        contracts,
+        chrono::Duration::hours(i64::from(cli.dedupe_window_hours)),
+    );
     match cli.command {
         Command::Serve { port } => {
             handler::serve(state, port)

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use movielake_core::host::event_hub_request;
 use movielake_core::manifest::Counts;
-use movielake_core::sample::{SampleOptions, watch_events};
+use movielake_core::sample::{SampleOptions, partition_for, watch_events};
 
 use crate::handler::{AppState, FunctionError, call};
 
@@ -23,8 +23,8 @@ pub struct RunSummary {
     pub manifests: Vec<String>,
 }
 
-/// Generates watch events, cuts them into host-shaped Event Hub batches (round-robin over
-/// partitions, consecutive sequence numbers) and invokes `ingest_watch_events` for each.
+/// Generates watch events, cuts them into host-shaped Event Hub batches (partitioned by
+/// user, consecutive sequence numbers) and invokes `ingest_watch_events` for each.
 pub async fn run_watch_events(
     state: &AppState,
     opts: &RunOptions,
@@ -39,9 +39,10 @@ pub async fn run_watch_events(
     });
     let partitions = opts.partitions.max(1);
     let mut per_partition: Vec<Vec<(String, DateTime<Utc>)>> = vec![Vec::new(); partitions];
-    for (i, e) in events.into_iter().enumerate() {
+    for e in events {
         // Enqueued a moment after it happened, as a device upload would be.
-        per_partition[i % partitions].push((e.body, e.occurred_at + chrono::Duration::milliseconds(350)));
+        let partition = partition_for(&e.partition_key, partitions);
+        per_partition[partition].push((e.body, e.occurred_at + chrono::Duration::milliseconds(350)));
     }
     let mut summary = RunSummary::default();
     let total_batches: usize = per_partition

@@ -12,7 +12,7 @@ pub struct PlannedWrite {
     pub path: String,
     pub kind: OutputKind,
     pub rows: Option<u64>,
-    pub bytes: Vec<u8>,
+    pub bytes: bytes::Bytes,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -27,4 +27,6 @@ pub struct Plan {
     pub contracts: std::collections::BTreeMap<String, u32>,
     /// Lines for the invocation's `Logs` (counts, what went to quarantine and why).
     pub logs: Vec<String>,
+    /// De-duplication ledger entries to merge, by bucket path; written after the data.
+    pub ledger_updates: std::collections::BTreeMap<String, crate::ledger::LedgerBucket>,
 }

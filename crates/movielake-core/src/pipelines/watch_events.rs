@@ -6,16 +6,19 @@ use std::sync::Arc;
 use arrow_array::builder::{Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
-use chrono::{DateTime, Timelike, Utc};
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Duration, Timelike, Utc};
 use parquet::arrow::ArrowWriter;
 
 use super::{Plan, PlannedWrite};
 use crate::contract::Contract;
 use crate::host::EventHubBatch;
+use crate::ledger::{self, LedgerBucket, LedgerEntry, Seen};
 use crate::manifest::{Counts, OutputKind};
 use crate::naming::{quarantine_part, silver_part, stable_id};
 use crate::quarantine::{SourcePointer, encode_jsonl};
-use crate::route::{RunContext, SourceRecord, quarantine, route};
+use crate::route::{Routed, RunContext, SourceRecord, key_text, quarantine, route};
 use crate::silver::{EncodeError, Lineage, encode_parquet, partition, writer_properties};
 use crate::validate::{Reason, Rejection, Stage};
 
@@ -30,31 +33,60 @@ fn batch_identity(batch: &EventHubBatch) -> String {
     }
 }
 
-/// Plans the whole batch. `fallback_time` (the host's invocation time) is only used when no
-/// event carries an enqueue time.
-pub fn plan(contract: &Contract, batch: &EventHubBatch, fallback_time: DateTime<Utc>) -> Result<Plan, EncodeError> {
+/// What names and times of a batch derive from: its identity, never the clock of the attempt.
+struct BatchFacts {
+    identity: String,
+    partition_id: String,
+    ingested_at: DateTime<Utc>,
+    bronze_path: String,
+}
+
+fn facts(batch: &EventHubBatch, fallback_time: DateTime<Utc>) -> BatchFacts {
     let identity = batch_identity(batch);
     let partition_id = sanitize(&batch.partition_id);
-    let ingested_at = batch
-        .enqueued_times
-        .iter()
-        .flatten()
-        .max()
-        .copied()
-        .unwrap_or(fallback_time);
-    let landed_at = batch
-        .enqueued_times
-        .iter()
-        .flatten()
-        .min()
-        .copied()
-        .unwrap_or(ingested_at);
+    let times = batch.enqueued_times.iter().flatten();
+    let ingested_at = times.clone().max().copied().unwrap_or(fallback_time);
+    let landed_at = times.min().copied().unwrap_or(ingested_at);
     let bronze_path = format!(
         "bronze/events/watch/date={}/hour={:02}/minute={:02}/partition={partition_id}/seq={identity}.parquet",
         landed_at.format("%Y-%m-%d"),
         landed_at.hour(),
         landed_at.minute()
     );
+    BatchFacts {
+        identity,
+        partition_id,
+        ingested_at,
+        bronze_path,
+    }
+}
+
+/// The bronze object of a batch: written before anything else is even read.
+pub fn land(batch: &EventHubBatch, fallback_time: DateTime<Utc>) -> Result<PlannedWrite, EncodeError> {
+    Ok(PlannedWrite {
+        path: facts(batch, fallback_time).bronze_path,
+        kind: OutputKind::Bronze,
+        rows: Some(batch.bodies.len() as u64),
+        bytes: encode_bronze(batch)?.into(),
+    })
+}
+
+/// Plans the whole batch. `fallback_time` (the host's invocation time) is only used when no
+/// event carries an enqueue time. `bronze` is what [`land`] returned; `ledger` holds the
+/// existing buckets of the dedupe window ([`ledger_hours`]).
+pub fn plan(
+    contract: &Contract,
+    batch: &EventHubBatch,
+    fallback_time: DateTime<Utc>,
+    bronze: &PlannedWrite,
+    ledger: &[&LedgerBucket],
+) -> Result<Plan, EncodeError> {
+    let BatchFacts {
+        identity,
+        partition_id,
+        ingested_at,
+        bronze_path,
+    } = facts(batch, fallback_time);
     let ctx = RunContext {
         run_id: format!("watch-{partition_id}-{identity}"),
         ingested_at,
@@ -62,15 +94,25 @@ pub fn plan(contract: &Contract, batch: &EventHubBatch, fallback_time: DateTime<
 
     let records = batch.bodies.iter().enumerate().map(|(i, body)| {
         let seq = batch.sequence_numbers.get(i).copied().unwrap_or(i as i64);
-        SourceRecord::json(
-            body.clone(),
-            SourcePointer::event(&bronze_path, &batch.partition_id, seq),
-        )
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("sequence_number".into(), seq.into());
+        if let Some(t) = batch.enqueued_times.get(i).copied().flatten() {
+            metadata.insert(
+                "enqueued_at".into(),
+                t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true).into(),
+            );
+        }
+        SourceRecord {
+            raw: body.clone(),
+            fields: None,
+            metadata: Some(metadata),
+            pointer: SourcePointer::event(&bronze_path, &batch.partition_id, seq),
+        }
     });
     let routed = match &batch.misaligned {
         None => route(contract, records, &ctx),
         Some(why) => {
-            let mut routed = crate::route::Routed::default();
+            let mut routed = Routed::default();
             for record in records {
                 let rejection = Rejection {
                     stage: Stage::Decode,
@@ -86,12 +128,9 @@ pub fn plan(contract: &Contract, batch: &EventHubBatch, fallback_time: DateTime<
         }
     };
 
-    let mut writes = vec![PlannedWrite {
-        path: bronze_path.clone(),
-        kind: OutputKind::Bronze,
-        rows: Some(batch.bodies.len() as u64),
-        bytes: encode_bronze(batch)?,
-    }];
+    let (routed, ledger_updates) = against_ledger(contract, batch, &ctx, routed, ledger, ingested_at);
+
+    let mut writes = vec![bronze.clone()];
     let part_id = format!("{partition_id}-{identity}");
     let lineage = Lineage {
         ingested_at,
@@ -102,7 +141,7 @@ pub fn plan(contract: &Contract, batch: &EventHubBatch, fallback_time: DateTime<
             path: silver_part(contract, &values, &part_id),
             kind: OutputKind::Silver,
             rows: Some(rows.len() as u64),
-            bytes: encode_parquet(contract, &rows, &lineage)?,
+            bytes: encode_parquet(contract, &rows, &lineage)?.into(),
         });
     }
     if !routed.quarantine.is_empty() {
@@ -110,7 +149,7 @@ pub fn plan(contract: &Contract, batch: &EventHubBatch, fallback_time: DateTime<
             path: quarantine_part(contract, ingested_at.date_naive(), &part_id),
             kind: OutputKind::Quarantine,
             rows: Some(routed.quarantine.len() as u64),
-            bytes: encode_jsonl(&routed.quarantine),
+            bytes: encode_jsonl(&routed.quarantine).into(),
         });
     }
 
@@ -134,7 +173,81 @@ pub fn plan(contract: &Contract, batch: &EventHubBatch, fallback_time: DateTime<
         counts,
         contracts: [(contract.name.clone(), contract.version)].into(),
         logs,
+        ledger_updates,
     })
+}
+
+/// The ledger buckets a batch must read: its enqueue hours and the dedupe window before them.
+pub fn ledger_hours(batch: &EventHubBatch, fallback_time: DateTime<Utc>, window: Duration) -> Vec<DateTime<Utc>> {
+    let times = batch.enqueued_times.iter().flatten();
+    let first = times.clone().min().copied().unwrap_or(fallback_time);
+    let last = times.max().copied().unwrap_or(fallback_time);
+    ledger::window_hours(first, last, window)
+}
+
+/// Producer duplicates from earlier batches: dropped when identical, quarantined when the body
+/// differs. Returns the accepted keys to record, bucketed by enqueue hour.
+fn against_ledger(
+    contract: &Contract,
+    batch: &EventHubBatch,
+    ctx: &RunContext,
+    mut routed: Routed,
+    ledger: &[&LedgerBucket],
+    fallback_time: DateTime<Utc>,
+) -> (Routed, BTreeMap<String, LedgerBucket>) {
+    let mut updates: BTreeMap<String, LedgerBucket> = BTreeMap::new();
+    let enqueued: HashMap<i64, DateTime<Utc>> = batch
+        .sequence_numbers
+        .iter()
+        .zip(&batch.enqueued_times)
+        .filter_map(|(s, t)| t.map(|t| (*s, t)))
+        .collect();
+    let accepted = std::mem::take(&mut routed.silver);
+    for acc in accepted {
+        let (Some(key), Some(seq)) = (key_text(contract, &acc.row.values), acc.pointer.sequence_number) else {
+            routed.silver.push(acc);
+            continue;
+        };
+        let key_hash = ledger::key_hash(&key);
+        match ledger::lookup(ledger.iter().copied(), key_hash, acc.body_hash, seq) {
+            Seen::New | Seen::Itself => {
+                let hour = enqueued.get(&seq).copied().unwrap_or(fallback_time);
+                let entry = LedgerEntry {
+                    body_hash: acc.body_hash,
+                    sequence_number: seq,
+                };
+                updates
+                    .entry(ledger::bucket_path(&contract.name, &batch.partition_id, hour))
+                    .or_default()
+                    .insert(key_hash, entry);
+                routed.silver.push(acc);
+            }
+            Seen::Duplicate { .. } => routed.duplicates_dropped += 1,
+            Seen::Conflict { first_sequence_number } => {
+                let detail = format!(
+                    "key {key} was accepted from partition {} sequence {first_sequence_number} with a different body",
+                    batch.partition_id
+                );
+                let rejection = Rejection {
+                    stage: Stage::Dedupe,
+                    reasons: vec![Reason::new("duplicate_key", None, detail)],
+                };
+                let record = SourceRecord::json(raw_of(batch, seq), acc.pointer);
+                routed.quarantine.push(quarantine(contract, ctx, record, rejection));
+            }
+        }
+    }
+    (routed, updates)
+}
+
+fn raw_of(batch: &EventHubBatch, seq: i64) -> String {
+    batch
+        .sequence_numbers
+        .iter()
+        .position(|s| *s == seq)
+        .and_then(|i| batch.bodies.get(i))
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Keeps a partition id usable as one path segment, whatever the host sent.

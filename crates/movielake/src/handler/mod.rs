@@ -20,6 +20,8 @@ use movielake_core::host::{HostError, Invocation, InvocationResponse, decode_inv
 use serde_json::json;
 
 use crate::lake::{Lake, LakeError};
+use crate::pipelines::ledger::LedgerCache;
+use crate::pipelines::watch_events::IngestError;
 
 /// Every Function this binary serves; each has a `functions/<name>/function.json`.
 pub const FUNCTIONS: &[&str] = &[ingest_watch_events::NAME];
@@ -31,6 +33,20 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
 pub struct AppState {
     pub lake: Arc<dyn Lake>,
     pub contracts: Arc<ContractSet>,
+    pub ledger: Arc<LedgerCache>,
+    /// How long a producer duplicate is recognised (`MOVIELAKE_DEDUPE_WINDOW_HOURS`).
+    pub dedupe_window: chrono::Duration,
+}
+
+impl AppState {
+    pub fn new(lake: Arc<dyn Lake>, contracts: ContractSet, dedupe_window: chrono::Duration) -> Self {
+        AppState {
+            lake,
+            contracts: Arc::new(contracts),
+            ledger: Arc::default(),
+            dedupe_window,
+        }
+    }
 }
 
 /// Why an invocation did not succeed, grouped by the answer the host must get.
@@ -44,8 +60,20 @@ pub enum FunctionError {
     Lake(#[from] LakeError),
     #[error("contract '{0}' is not loaded; add contracts/{0}.toml")]
     MissingContract(String),
+    #[error("dedupe ledger: {0}")]
+    Ledger(String),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<IngestError> for FunctionError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::Lake(e) => FunctionError::Lake(e),
+            IngestError::Ledger(e) => FunctionError::Ledger(e.to_string()),
+            IngestError::Encode(e) => FunctionError::Internal(e.to_string()),
+        }
+    }
 }
 
 impl FunctionError {
@@ -57,6 +85,7 @@ impl FunctionError {
             FunctionError::Lake(e) if e.is_transient() => (StatusCode::INTERNAL_SERVER_ERROR, "storage_unavailable"),
             FunctionError::Lake(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
             FunctionError::MissingContract(_) => (StatusCode::INTERNAL_SERVER_ERROR, "configuration"),
+            FunctionError::Ledger(_) => (StatusCode::INTERNAL_SERVER_ERROR, "ledger"),
             FunctionError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

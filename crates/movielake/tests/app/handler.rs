@@ -155,14 +155,15 @@ async fn ingests_a_string_wrapped_chunked_batch_and_is_idempotent() {
         written,
         vec![
             "bronze/events/watch/date=2024-05-01/hour=10/minute=00/partition=0/seq=10-12.parquet",
+            "ops/ledger/watch_events/partition=0/hour=2024-05-01T10.bin",
             "ops/runs/watch_events/date=2024-05-01/watch-0-10-12.json",
             "quarantine/events/watch/date=2024-05-01/part-0-10-12.jsonl",
             "silver/events/watch/event_date=2024-05-01/hour=10/part-0-10-12.parquet",
         ]
     );
     assert_eq!(parquet_rows(&lake.join(&written[0])), 3, "bronze keeps every event");
-    assert_eq!(parquet_rows(&lake.join(&written[3])), 1);
-    let quarantine = std::fs::read_to_string(lake.join(&written[2])).unwrap();
+    assert_eq!(parquet_rows(&lake.join(&written[4])), 1);
+    let quarantine = std::fs::read_to_string(lake.join(&written[3])).unwrap();
     let lines: Vec<Value> = quarantine.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["raw"], json!(bodies[1]), "raw kept exactly");

@@ -1,5 +1,8 @@
 //! Applies a core [`Plan`] through the lake port, in the order that keeps nothing lost:
-//! bronze first (create-only), then silver and quarantine, the run manifest last.
+//! bronze first (create-only), then silver and quarantine, the ledger, the run manifest last.
+
+pub mod ledger;
+pub mod watch_events;
 
 use std::time::Instant;
 
@@ -8,43 +11,45 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use movielake_core::manifest::{Output, OutputKind, RunManifest};
 use movielake_core::naming::run_manifest;
-use movielake_core::pipelines::Plan;
+use movielake_core::pipelines::{Plan, PlannedWrite};
 
 use crate::lake::{Lake, LakeError, PutMode};
 
 /// Writes in flight at once: enough to hide blob latency, few enough for a small instance.
 const CONCURRENT_WRITES: usize = 8;
 
-#[derive(Debug)]
-pub struct Applied {
-    pub manifest: RunManifest,
-    pub manifest_path: String,
-    /// Bronze objects that were already there (a retry or a redelivery).
-    pub bronze_already_landed: usize,
+/// Lands bronze objects create-only. Finding one there already is a retry or a redelivery, and
+/// fine: bronze is immutable. Returns how many were already there.
+pub async fn land_bronze(lake: &dyn Lake, writes: &[PlannedWrite]) -> Result<usize, LakeError> {
+    let mut already_landed = 0;
+    for w in writes.iter().filter(|w| w.kind == OutputKind::Bronze) {
+        match lake.put(&w.path, w.bytes.clone(), PutMode::Create).await {
+            Ok(_) => {}
+            Err(LakeError::AlreadyExists { .. }) => already_landed += 1,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(already_landed)
 }
 
-pub async fn apply(
+/// Writes everything but bronze (already landed): names and bytes are deterministic, so
+/// overwriting on a retry changes nothing.
+pub async fn write_outputs(lake: &dyn Lake, plan: &Plan) -> Result<(), LakeError> {
+    futures::stream::iter(plan.writes.iter().filter(|w| w.kind != OutputKind::Bronze).map(Ok))
+        .try_for_each_concurrent(CONCURRENT_WRITES, |w| async move {
+            lake.put(&w.path, w.bytes.clone(), PutMode::Overwrite).await.map(|_| ())
+        })
+        .await
+}
+
+/// Records the run (inputs, outputs, counts, contract versions) at a name derived from the
+/// input, so a retry rewrites the same manifest. Returns it and its path.
+pub async fn write_manifest(
     lake: &dyn Lake,
     plan: Plan,
     started_at: DateTime<Utc>,
     clock: Instant,
-) -> Result<Applied, LakeError> {
-    let mut bronze_already_landed = 0;
-    for w in plan.writes.iter().filter(|w| w.kind == OutputKind::Bronze) {
-        match lake.put(&w.path, Bytes::from(w.bytes.clone()), PutMode::Create).await {
-            Ok(_) => {}
-            Err(LakeError::AlreadyExists { .. }) => bronze_already_landed += 1,
-            Err(e) => return Err(e),
-        }
-    }
-    futures::stream::iter(plan.writes.iter().filter(|w| w.kind != OutputKind::Bronze).map(Ok))
-        .try_for_each_concurrent(CONCURRENT_WRITES, |w| async move {
-            lake.put(&w.path, Bytes::from(w.bytes.clone()), PutMode::Overwrite)
-                .await
-                .map(|_| ())
-        })
-        .await?;
-
+) -> Result<(RunManifest, String), LakeError> {
     let outputs = plan
         .writes
         .iter()
@@ -55,9 +60,10 @@ pub async fn apply(
             bytes: w.bytes.len() as u64,
         })
         .collect();
+    let manifest_path = run_manifest(&plan.pipeline, plan.date, &plan.run_id);
     let manifest = RunManifest {
-        run_id: plan.run_id.clone(),
-        pipeline: plan.pipeline.clone(),
+        run_id: plan.run_id,
+        pipeline: plan.pipeline,
         binary_version: env!("CARGO_PKG_VERSION").to_string(),
         started_at,
         finished_at: Utc::now(),
@@ -67,15 +73,10 @@ pub async fn apply(
         counts: plan.counts,
         contracts: plan.contracts,
     };
-    let manifest_path = run_manifest(&plan.pipeline, plan.date, &plan.run_id);
     let body = serde_json::to_vec_pretty(&manifest).map_err(|e| LakeError::Other {
         path: manifest_path.clone(),
         message: format!("cannot encode the run manifest: {e}"),
     })?;
     lake.put(&manifest_path, Bytes::from(body), PutMode::Overwrite).await?;
-    Ok(Applied {
-        manifest,
-        manifest_path,
-        bronze_already_landed,
-    })
+    Ok((manifest, manifest_path))
 }
