@@ -165,6 +165,12 @@ fn break_event(rng: &mut Rng, event: &mut serde_json::Value) -> String {
     event.to_string()
 }
 
+/// The partition a key goes to, stable across runs and machines (like Event Hubs' own hashing,
+/// though not the same function).
+pub fn partition_for(key: &str, partitions: usize) -> usize {
+    (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % partitions.max(1) as u64) as usize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,10 +200,4 @@ mod tests {
         assert!((20..=90).contains(&bad), "bad {bad}");
         assert!((5..=50).contains(&dup), "dup {dup}");
     }
-}
-
-/// The partition a key goes to, stable across runs and machines (like Event Hubs' own hashing,
-/// though not the same function).
-pub fn partition_for(key: &str, partitions: usize) -> usize {
-    (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % partitions.max(1) as u64) as usize
 }
