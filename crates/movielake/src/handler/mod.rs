@@ -165,8 +165,18 @@ pub async fn serve(state: AppState, port: u16) -> std::io::Result<()> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, lake = %state.lake.describe(), "movielake custom handler listening");
+    serve_on(listener, state, shutdown_signal()).await
+}
+
+/// Serves on a bound listener until `shutdown` completes (tests and `movielake run` bind an
+/// ephemeral port on 127.0.0.1 and stand in for the host).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
 }
 

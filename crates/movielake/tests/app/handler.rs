@@ -10,7 +10,7 @@ use crate::support::Server;
 
 const PARTITION_CONTEXT: &str = r#"{"FullyQualifiedNamespace":"ns.servicebus.windows.net","EventHubName":"watch-events","ConsumerGroup":"$Default","PartitionId":"0"}"#;
 
-fn event(id: &str, kind: &str, position: i64) -> Value {
+pub fn event(id: &str, kind: &str, position: i64) -> Value {
     json!({
         "event_id": id, "event_type": kind, "user_id": "u-1", "session_id": "s-1", "movie_id": 550,
         "occurred_at": "2024-05-01T10:00:00.100Z", "device": "tv", "country": "FR",
@@ -23,7 +23,7 @@ const ID_B: &str = "00000000-0000-4000-8000-00000000000b";
 
 /// An Event Hub invocation written out by hand as the host serialises it: `Data.events` is a
 /// string holding a JSON array of strings (three levels of JSON), metadata arrays are strings.
-fn host_request(bodies: &[String], first_seq: i64) -> String {
+pub fn host_request(bodies: &[String], first_seq: i64) -> String {
     let n = bodies.len();
     let seqs: Vec<i64> = (0..n as i64).map(|i| first_seq + i).collect();
     let wrapped = |v: Value| Value::String(v.to_string());
@@ -43,10 +43,10 @@ fn host_request(bodies: &[String], first_seq: i64) -> String {
     .to_string()
 }
 
-async fn post(server: &Server, function: &str, body: String, chunked: bool) -> (u16, String, String) {
+pub async fn post_to(base: &str, function: &str, body: String, chunked: bool) -> (u16, String, String) {
     let client = reqwest::Client::new();
     let req = client
-        .post(server.url(&format!("/{function}")))
+        .post(format!("{base}/{function}"))
         .header("X-Azure-Functions-InvocationId", "4b1c9e3e");
     let req = if chunked {
         // A streamed body has no Content-Length: hyper sends it with Transfer-Encoding: chunked.
@@ -67,7 +67,7 @@ async fn post(server: &Server, function: &str, body: String, chunked: bool) -> (
     (status, content_type, resp.text().await.expect("body"))
 }
 
-fn files(root: &Path, prefix: &str) -> Vec<String> {
+pub fn files(root: &Path, prefix: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![root.join(prefix)];
     while let Some(dir) = stack.pop() {
@@ -103,21 +103,21 @@ async fn answers_the_host_poll_and_unknown_functions() {
     let resp = reqwest::get(server.url("/")).await.expect("GET /");
     assert_eq!(resp.status().as_u16(), 200);
 
-    let (status, ctype, body) = post(&server, "no_such_function", "{}".into(), false).await;
+    let (status, ctype, body) = post_to(&server.url(""), "no_such_function", "{}".into(), false).await;
     assert_eq!((status, ctype.as_str()), (404, "application/json"));
     assert_eq!(
         body,
         r#"{"Error":{"Kind":"unknown_function","Message":"no function named 'no_such_function' (this binary serves: ingest_watch_events)"},"Logs":["error: no function named 'no_such_function' (this binary serves: ingest_watch_events)"],"Outputs":{},"ReturnValue":null}"#
     );
 
-    let (status, _, body) = post(&server, "ingest_watch_events", "{\"Data\": [1,".into(), false).await;
+    let (status, _, body) = post_to(&server.url(""), "ingest_watch_events", "{\"Data\": [1,".into(), false).await;
     assert_eq!(status, 400);
     assert_eq!(
         body,
         r#"{"Error":{"Kind":"bad_request","Message":"the invocation request is malformed: the request body is not a JSON object: EOF while parsing a value at line 1 column 12"},"Logs":["error: the invocation request is malformed: the request body is not a JSON object: EOF while parsing a value at line 1 column 12"],"Outputs":{},"ReturnValue":null}"#
     );
-    let (status, _, body) = post(
-        &server,
+    let (status, _, body) = post_to(
+        &server.url(""),
         "ingest_watch_events",
         r#"{"Data":{"events":"[]"},"Metadata":{}}"#.into(),
         false,
@@ -144,7 +144,7 @@ async fn ingests_a_string_wrapped_chunked_batch_and_is_idempotent() {
     ];
     let request = host_request(&bodies, 10);
 
-    let (status, ctype, body) = post(&server, "ingest_watch_events", request.clone(), true).await;
+    let (status, ctype, body) = post_to(&server.url(""), "ingest_watch_events", request.clone(), true).await;
     assert_eq!((status, ctype.as_str()), (200, "application/json"), "{body}");
     assert_eq!(
         body,
@@ -180,7 +180,7 @@ async fn ingests_a_string_wrapped_chunked_batch_and_is_idempotent() {
         r#""sys":{"#,
         r#""RetryContext":{"RetryCount":1,"MaxRetryCount":-1},"sys":{"#,
     );
-    let (status, _, body) = post(&server, "ingest_watch_events", retry, false).await;
+    let (status, _, body) = post_to(&server.url(""), "ingest_watch_events", retry, false).await;
     assert_eq!(status, 200);
     assert!(body.contains("bronze already landed (retry 1)"), "{body}");
     assert_eq!(files(&lake, ""), written, "a retry writes no new objects");
@@ -205,7 +205,7 @@ async fn plain_unwrapped_values_are_accepted_too() {
             "EnqueuedTimeUtcArray": ["2024-05-01T10:00:00.456Z"]
         }
     });
-    let (status, _, body) = post(&server, "ingest_watch_events", request.to_string(), false).await;
+    let (status, _, body) = post_to(&server.url(""), "ingest_watch_events", request.to_string(), false).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("partition 3 seq 7-7: in=1 silver=1"), "{body}");
 }
@@ -225,7 +225,7 @@ async fn a_20_mb_chunked_batch_is_taken_whole() {
         .collect();
     let request = host_request(&bodies, 0);
     assert!(request.len() > 20 * 1024 * 1024, "request is {} bytes", request.len());
-    let (status, _, body) = post(&server, "ingest_watch_events", request, true).await;
+    let (status, _, body) = post_to(&server.url(""), "ingest_watch_events", request, true).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("in=2100 silver=2100 quarantined=0"), "{body}");
 }
@@ -241,7 +241,7 @@ async fn misaligned_metadata_quarantines_every_event_and_succeeds() {
     ];
     let request =
         host_request(&bodies, 5).replace(r#""SequenceNumberArray":"[5,6]""#, r#""SequenceNumberArray":"[5]""#);
-    let (status, _, body) = post(&server, "ingest_watch_events", request, false).await;
+    let (status, _, body) = post_to(&server.url(""), "ingest_watch_events", request, false).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("in=2 silver=0 quarantined=2"), "{body}");
     assert!(
@@ -260,7 +260,7 @@ async fn storage_failures_answer_500_so_the_host_retries() {
     let blocked = dir.path().join("not-a-folder");
     std::fs::write(&blocked, b"").unwrap();
     let server = Server::start(&blocked.display().to_string(), dir.path());
-    let (status, ctype, body) = post(&server, "ingest_watch_events", request.clone(), false).await;
+    let (status, ctype, body) = post_to(&server.url(""), "ingest_watch_events", request.clone(), false).await;
     assert_eq!((status, ctype.as_str()), (500, "application/json"), "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["Error"]["Kind"], json!("storage_error"));
@@ -275,7 +275,7 @@ async fn storage_failures_answer_500_so_the_host_retries() {
 
     // Blob storage that does not answer: transient.
     let server = Server::start("http://127.0.0.1:9/devstoreaccount1", dir.path());
-    let (status, _, body) = post(&server, "ingest_watch_events", request, false).await;
+    let (status, _, body) = post_to(&server.url(""), "ingest_watch_events", request, false).await;
     assert_eq!(status, 500, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["Error"]["Kind"], json!("storage_unavailable"), "{body}");

@@ -4,3 +4,4 @@
 mod handler;
 mod lake_conformance;
 mod support;
+mod watch_events;
