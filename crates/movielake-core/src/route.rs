@@ -64,22 +64,17 @@ impl Routed {
 /// accepted is dropped and counted; the same key with a different body is quarantined (`dedupe`).
 pub fn route(contract: &Contract, records: impl IntoIterator<Item = SourceRecord>, ctx: &RunContext) -> Routed {
     let mut routed = Routed::default();
-    // key -> (index in routed.silver, its fields). Exact duplicates carry the same fields and
-    // values, whatever their whitespace or key order.
-    let mut seen: HashMap<Vec<KeyPart>, (usize, Map<String, Json>)> = HashMap::new();
+    // key -> index in routed.silver. An exact duplicate is byte for byte the same record (what a
+    // retrying producer sends); the ledger across batches uses the same definition.
+    let mut seen: HashMap<Vec<KeyPart>, usize> = HashMap::new();
 
     for record in records {
-        // Parsed once: the map is both checked and kept to recognise exact duplicates.
-        let parsed = match &record.fields {
-            Some(fields) => Some(fields.clone()),
+        let verdict = match &record.fields {
+            Some(fields) => contract.check_record(fields, record.metadata.as_ref()),
             None => match serde_json::from_str::<Json>(&record.raw) {
-                Ok(Json::Object(map)) => Some(map),
-                _ => None,
+                Ok(Json::Object(map)) => contract.check_record(&map, record.metadata.as_ref()),
+                _ => contract.check_json(&record.raw),
             },
-        };
-        let (verdict, content) = match parsed {
-            Some(map) => (contract.check_record(&map, record.metadata.as_ref()), map),
-            None => (contract.check_json(&record.raw), Map::new()),
         };
         let row = match verdict {
             Verdict::Valid(row) => row,
@@ -88,14 +83,14 @@ pub fn route(contract: &Contract, records: impl IntoIterator<Item = SourceRecord
                 continue;
             }
         };
-        let key = key_of(contract, &row.values);
-        if let Some(key) = key {
-            if let Some((first, first_content)) = seen.get(&key) {
-                if *first_content == content {
+        let body_hash = crate::ledger::body_hash(&record.raw);
+        if let Some(key) = key_of(contract, &row.values) {
+            if let Some(&first) = seen.get(&key) {
+                let first = &routed.silver[first];
+                if first.body_hash == body_hash {
                     routed.duplicates_dropped += 1;
                 } else {
-                    let first_at = &routed.silver[*first].pointer;
-                    let detail = format!("same key as {first_at} but a different body");
+                    let detail = format!("same key as {} but a different body", first.pointer);
                     let rejection = Rejection {
                         stage: Stage::Dedupe,
                         reasons: vec![Reason::new("duplicate_key", None, detail)],
@@ -104,9 +99,8 @@ pub fn route(contract: &Contract, records: impl IntoIterator<Item = SourceRecord
                 }
                 continue;
             }
-            seen.insert(key, (routed.silver.len(), content));
+            seen.insert(key, routed.silver.len());
         }
-        let body_hash = crate::ledger::body_hash(&record.raw);
         routed.silver.push(Accepted {
             row,
             pointer: record.pointer,

@@ -92,6 +92,8 @@ pub struct SampleOptions {
     pub bad_share: f64,
     /// Share of events that repeat an earlier one exactly (a producer retry).
     pub duplicate_share: f64,
+    /// How many viewing sessions start per second of event time (each gives two events).
+    pub sessions_per_second: f64,
 }
 
 /// Sessions of start/finish pairs spread over time; some broken, some repeated.
@@ -108,7 +110,9 @@ pub fn watch_events(opts: &SampleOptions) -> Vec<GeneratedEvent> {
             });
             continue;
         }
-        clock += Duration::milliseconds(200 + rng.below(4_000) as i64);
+        // Uniform gaps averaging 1/rate: enough variety for demo data, cheap to draw.
+        let mean_gap_ms = (1000.0 / opts.sessions_per_second.max(1e-6)).min(86_400_000.0) as u64;
+        clock += Duration::milliseconds(rng.below(2 * mean_gap_ms + 1) as i64);
         let (movie_id, duration) = *rng.pick(MOVIES);
         let user = format!("u-{:05}", rng.below(5_000));
         let session = format!("s-{}", &rng.uuid()[..13]);
@@ -182,6 +186,7 @@ mod tests {
             start: DateTime::UNIX_EPOCH,
             bad_share: 0.1,
             duplicate_share: 0.05,
+            sessions_per_second: 0.5,
         }
     }
 

@@ -244,13 +244,20 @@ mod routing {
     #[test]
     fn duplicates_are_dropped_or_quarantined() {
         let a = good_event().to_string();
-        let a_again = serde_json::to_string_pretty(&good_event()).unwrap(); // same content, other bytes
+        let reformatted = serde_json::to_string_pretty(&good_event()).unwrap(); // same values, other bytes
         let mut changed = good_event();
         changed["device"] = json!("web");
-        let routed = route(&watch_contract(), records(&[a, a_again, changed.to_string()]), &ctx());
+        let routed = route(
+            &watch_contract(),
+            records(&[a.clone(), a, changed.to_string(), reformatted]),
+            &ctx(),
+        );
         assert_eq!(routed.silver.len(), 1);
-        assert_eq!(routed.duplicates_dropped, 1);
-        assert_eq!(routed.quarantine.len(), 1);
+        assert_eq!(
+            routed.duplicates_dropped, 1,
+            "a byte-identical repeat is an exact duplicate"
+        );
+        assert_eq!(routed.quarantine.len(), 2, "a changed or re-encoded body is not");
         assert_eq!(routed.quarantine[0].stage, Stage::Dedupe);
         assert_eq!(
             routed.quarantine[0].reasons[0].detail,

@@ -1,7 +1,11 @@
 //! movielake: the Azure Functions custom handler and the operator CLI, around the sans-IO core.
 
+pub mod bench;
 pub mod config;
+#[cfg(feature = "eventhubs")]
+pub mod eventhubs;
 pub mod handler;
 pub mod lake;
 pub mod pipelines;
 pub mod run;
+pub mod send;

@@ -65,8 +65,72 @@ enum Command {
         #[arg(long, default_value_t = 250)]
         batch_size: usize,
     },
+    /// Generate realistic watch events (users, sessions, start/finish pairs, some broken on
+    /// purpose, some repeated) and send them somewhere.
+    SendEvents {
+        /// Where to: `-` (JSON lines on stdout), a file path (JSON lines), a running handler
+        /// `http://127.0.0.1:PORT` (host-shaped Event Hub batches), or an Event Hub
+        /// `eventhubs://<namespace>.servicebus.windows.net/<hub>` (needs `--features eventhubs`).
+        #[arg(long, default_value = "-")]
+        to: movielake::send::Target,
+        #[arg(long, default_value_t = 1000)]
+        events: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Event time of the first event (RFC 3339); default: now.
+        #[arg(long)]
+        start: Option<DateTime<Utc>>,
+        /// Share of events broken on purpose (0 to 1).
+        #[arg(long, default_value_t = 0.04)]
+        bad_share: f64,
+        /// Share of events that repeat an earlier one, as a retrying producer would (0 to 1).
+        #[arg(long, default_value_t = 0.02)]
+        duplicate_share: f64,
+        /// Viewing sessions starting per second of event time (two events each).
+        #[arg(long, default_value_t = 0.5)]
+        sessions_per_second: f64,
+        /// Partitions to spread events over (handler target), by user.
+        #[arg(long, default_value_t = 4)]
+        partitions: usize,
+        /// Events per invocation (handler target).
+        #[arg(long, default_value_t = 250)]
+        batch_size: usize,
+        /// First sequence number of each partition (handler target). Default: the current time
+        /// in microseconds, so separate sends never reuse a sequence range.
+        #[arg(long)]
+        first_sequence_number: Option<i64>,
+    },
     /// Check every contract and print what each declares; exits non-zero on the first problem.
     Contracts,
+    /// Benchmarks (figures, not tests): see BENCHMARKS.md.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Events/s of the watch-events path (in process and through the HTTP handler) beside
+    /// DuckDB on the same events, and peak memory of one large batch. Build with --release.
+    Events {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        /// Events per invocation.
+        #[arg(long, default_value_t = 50_000)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Python with the duckdb package, for the side-by-side run. Default: ./.venv/bin/python
+        /// if present.
+        #[arg(long)]
+        python: Option<PathBuf>,
+    },
+    /// One batch in a fresh process, printing its peak resident memory (used by `bench events`).
+    Memory {
+        #[arg(long, default_value_t = 50_000)]
+        events: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -111,6 +175,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot serve on 127.0.0.1:{port}"))?;
         }
+        Command::SendEvents {
+            to,
+            events,
+            seed,
+            start,
+            bad_share,
+            duplicate_share,
+            sessions_per_second,
+            partitions,
+            batch_size,
+            first_sequence_number,
+        } => {
+            anyhow::ensure!((0.0..=1.0).contains(&bad_share), "--bad-share must be between 0 and 1");
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&duplicate_share),
+                "--duplicate-share must be between 0 and 1"
+            );
+            let now = Utc::now();
+            let opts = movielake::send::SendOptions {
+                events,
+                seed,
+                start: start.unwrap_or(now),
+                bad_share,
+                duplicate_share,
+                sessions_per_second,
+                partitions,
+                batch_size,
+                first_sequence_number: first_sequence_number.unwrap_or(now.timestamp_micros()),
+            };
+            let summary = movielake::send::send_events(&to, &opts, &|line| eprintln!("  {line}")).await?;
+            match summary.invocations {
+                0 => eprintln!("sent {} events", summary.sent),
+                n => eprintln!("sent {} events in {n} invocations", summary.sent),
+            }
+        }
+        Command::Bench { what } => bench(what, &state).await?,
         Command::Contracts => {
             for c in state.contracts.iter() {
                 let key: Vec<&str> = c.key.iter().map(|&i| c.columns[i].name.as_str()).collect();
@@ -170,4 +270,61 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn bench(what: BenchCommand, state: &AppState) -> anyhow::Result<()> {
+    use movielake::bench;
+    let workdir = tempfile_dir()?;
+    match what {
+        BenchCommand::Memory { events } => {
+            let (elapsed, peak) = bench::one_batch(events, &state.contracts, &workdir).await?;
+            println!("{events} {} {}", elapsed.as_secs_f64(), peak.unwrap_or(f64::NAN));
+        }
+        BenchCommand::Events {
+            events,
+            batch_size,
+            seed,
+            python,
+        } => {
+            let python = python.or_else(|| Some(PathBuf::from(".venv/bin/python")).filter(|p| p.exists()));
+            let opts = bench::BenchOptions {
+                events,
+                batch_size,
+                seed,
+                python,
+                workdir: workdir.clone(),
+            };
+            let figures = bench::run(&opts, &state.contracts, &|line| eprintln!("  {line}")).await?;
+            let memory = std::process::Command::new(std::env::current_exe()?)
+                .args(["bench", "memory", "--events", "50000"])
+                .output()?;
+            let memory = String::from_utf8_lossy(&memory.stdout).to_string();
+            let fields: Vec<&str> = memory.split_whitespace().collect();
+            println!("| run | events | seconds | events/s |");
+            println!("|---|---:|---:|---:|");
+            for f in &figures {
+                println!(
+                    "| {} | {} | {:.2} | {:.0} |",
+                    f.name,
+                    f.events,
+                    f.elapsed.as_secs_f64(),
+                    f.per_second()
+                );
+            }
+            if let [n, secs, peak] = fields.as_slice() {
+                println!(
+                    "\npeak memory (VmHWM) of a fresh process taking one batch of {n} events: {peak} MiB ({secs} s)"
+                );
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&workdir);
+    Ok(())
+}
+
+/// A scratch folder under the system temp dir, removed by the caller.
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("movielake-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
 }

@@ -1,11 +1,13 @@
-//! `movielake run`: the main job on one lake, through the same Function code the host calls.
+//! `movielake run`: the main job on one lake. The binary stands in for the Functions host: it
+//! serves the real handler on an ephemeral 127.0.0.1 port and sends it host-shaped Event Hub
+//! invocations over HTTP, so the run exercises exactly the path Azure does.
 
 use chrono::{DateTime, Utc};
-use movielake_core::host::event_hub_request;
-use movielake_core::manifest::Counts;
-use movielake_core::sample::{SampleOptions, partition_for, watch_events};
+use movielake_core::manifest::{Counts, RunManifest};
 
-use crate::handler::{AppState, FunctionError, call};
+use crate::handler::{AppState, serve_on};
+use crate::lake::LakeError;
+use crate::send::{SendError, SendOptions, Target, send_events};
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -23,60 +25,62 @@ pub struct RunSummary {
     pub manifests: Vec<String>,
 }
 
-/// Generates watch events, cuts them into host-shaped Event Hub batches (partitioned by
-/// user, consecutive sequence numbers) and invokes `ingest_watch_events` for each.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot start the local handler: {0}")]
+    Serve(std::io::Error),
+    #[error(transparent)]
+    Send(#[from] SendError),
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    #[error("{path}: unreadable run manifest: {message}")]
+    Manifest { path: String, message: String },
+}
+
 pub async fn run_watch_events(
     state: &AppState,
     opts: &RunOptions,
     progress: &dyn Fn(&str),
-) -> Result<RunSummary, FunctionError> {
-    let events = watch_events(&SampleOptions {
+) -> Result<RunSummary, RunError> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(RunError::Serve)?;
+    let base = format!("http://{}", listener.local_addr().map_err(RunError::Serve)?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_on(listener, state.clone(), async move {
+        let _ = stopped.await;
+    }));
+    let send = SendOptions {
+        events: opts.events,
         seed: opts.seed,
-        count: opts.events,
         start: opts.start,
         bad_share: 0.04,
         duplicate_share: 0.02,
-    });
-    let partitions = opts.partitions.max(1);
-    let mut per_partition: Vec<Vec<(String, DateTime<Utc>)>> = vec![Vec::new(); partitions];
-    for e in events {
-        // Enqueued a moment after it happened, as a device upload would be.
-        let partition = partition_for(&e.partition_key, partitions);
-        per_partition[partition].push((e.body, e.occurred_at + chrono::Duration::milliseconds(350)));
-    }
-    let mut summary = RunSummary::default();
-    let total_batches: usize = per_partition
-        .iter()
-        .map(|p| p.len().div_ceil(opts.batch_size.max(1)))
-        .sum();
-    for (partition, events) in per_partition.iter().enumerate() {
-        for (n, chunk) in events.chunks(opts.batch_size.max(1)).enumerate() {
-            let first_seq = (n * opts.batch_size.max(1)) as i64;
-            let request = event_hub_request(
-                "events",
-                "ingest_watch_events",
-                &partition.to_string(),
-                first_seq,
-                chunk,
-            );
-            let body = serde_json::to_vec(&request).map_err(|e| FunctionError::Internal(e.to_string()))?;
-            let response = call(state, "ingest_watch_events", &body).await?;
-            summary.invocations += 1;
-            progress(&format!(
-                "[{}/{total_batches}] {}",
-                summary.invocations,
-                response.logs.first().map_or("", String::as_str)
-            ));
-            if let Some(m) = response.logs.iter().find_map(|l| l.strip_prefix("manifest ")) {
-                summary.manifests.push(m.to_string());
-            }
+        sessions_per_second: 0.5,
+        partitions: opts.partitions,
+        batch_size: opts.batch_size,
+        // The same seed gives the same batches and names: a re-run rewrites the same lake.
+        first_sequence_number: 0,
+    };
+    let sent = send_events(&Target::Handler(base), &send, progress).await;
+    let _ = stop.send(());
+    let _ = server.await;
+    let sent = sent?;
+
+    let mut summary = RunSummary {
+        invocations: sent.invocations,
+        ..Default::default()
+    };
+    for response in &sent.responses {
+        if let Some(path) = response.logs.iter().find_map(|l| l.strip_prefix("manifest ")) {
+            let object = state.lake.get(path).await?;
+            let manifest: RunManifest = serde_json::from_slice(&object.bytes).map_err(|e| RunError::Manifest {
+                path: path.to_string(),
+                message: e.to_string(),
+            })?;
+            summary.counts.add(&manifest.counts);
+            summary.manifests.push(path.to_string());
         }
-    }
-    for path in &summary.manifests {
-        let object = state.lake.get(path).await?;
-        let manifest: movielake_core::manifest::RunManifest = serde_json::from_slice(&object.bytes)
-            .map_err(|e| FunctionError::Internal(format!("{path}: unreadable manifest: {e}")))?;
-        summary.counts.add(&manifest.counts);
     }
     Ok(summary)
 }

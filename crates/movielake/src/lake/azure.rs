@@ -59,6 +59,15 @@ pub enum AzureAuth {
     AzuriteDevKey,
 }
 
+impl AzureAuth {
+    /// The Entra ID credential behind [`AzureAuth::TokenCredential`], for the crate's other Azure
+    /// clients (the Event Hubs producer): `lake::azure` is private, so it is reached through here.
+    #[cfg(feature = "eventhubs")]
+    pub(crate) fn token_credential() -> azure_core::Result<Arc<dyn TokenCredential>> {
+        Ok(Arc::new(LakeCredential::from_environment()?))
+    }
+}
+
 impl fmt::Debug for AzureAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -672,13 +681,13 @@ fn sign(base64_key: &str, message: &str) -> String {
 /// Managed identity in Azure, `az` / `azd` on a developer machine: the first source that
 /// yields a token is used from then on.
 #[derive(Debug)]
-struct LakeCredential {
+pub(crate) struct LakeCredential {
     sources: Vec<(&'static str, Arc<dyn TokenCredential>)>,
     chosen: AtomicUsize,
 }
 
 impl LakeCredential {
-    fn from_environment() -> azure_core::Result<Self> {
+    pub(crate) fn from_environment() -> azure_core::Result<Self> {
         let user_assigned_id = std::env::var("AZURE_CLIENT_ID")
             .ok()
             .map(|id| id.trim().to_string())
@@ -735,7 +744,7 @@ impl TokenCredential for LakeCredential {
             match source.get_token(scopes, options.clone()).await {
                 Ok(token) => {
                     self.chosen.store(index, Ordering::Relaxed);
-                    tracing::info!(credential = name, "authenticated to storage");
+                    tracing::info!(credential = name, "authenticated to Azure");
                     return Ok(token);
                 }
                 Err(e) => errors.push(format!("{name}: {e}")),

@@ -19,13 +19,25 @@ use crate::lake::{Lake, LakeError, PutMode};
 const CONCURRENT_WRITES: usize = 8;
 
 /// Lands bronze objects create-only. Finding one there already is a retry or a redelivery, and
-/// fine: bronze is immutable. Returns how many were already there.
+/// fine, if it holds the same bytes: bronze is immutable, and an input whose identity is reused
+/// for other content (sequence numbers replayed by a misconfigured producer) must not overwrite
+/// silver built from the first one. Returns how many were already there.
 pub async fn land_bronze(lake: &dyn Lake, writes: &[PlannedWrite]) -> Result<usize, LakeError> {
     let mut already_landed = 0;
     for w in writes.iter().filter(|w| w.kind == OutputKind::Bronze) {
         match lake.put(&w.path, w.bytes.clone(), PutMode::Create).await {
             Ok(_) => {}
-            Err(LakeError::AlreadyExists { .. }) => already_landed += 1,
+            Err(LakeError::AlreadyExists { .. }) => {
+                if lake.get(&w.path).await?.bytes != w.bytes {
+                    return Err(LakeError::Other {
+                        path: w.path.clone(),
+                        message: "already holds different content for the same input identity (a reused \
+                                  Event Hub sequence range?); bronze is never overwritten"
+                            .into(),
+                    });
+                }
+                already_landed += 1;
+            }
             Err(e) => return Err(e),
         }
     }

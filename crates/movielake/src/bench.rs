@@ -1,0 +1,201 @@
+//! `movielake bench events`: throughput and memory of the watch-events path, in process and
+//! through the HTTP handler, side by side with DuckDB on the same events. A benchmark, not a
+//! test: it prints figures, it asserts nothing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use movielake_core::ContractSet;
+use movielake_core::host::event_hub_request;
+use movielake_core::sample::{SampleOptions, watch_events};
+
+use crate::handler::{AppState, call, serve_on};
+use crate::lake::LocalLake;
+
+/// A busy hub: 5,000 events per second of event time, so a 50,000-event batch spans seconds of
+/// event time (one or two hourly partitions), as a real batch would.
+const BENCH_SESSIONS_PER_SECOND: f64 = 2_500.0;
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub events: usize,
+    pub batch_size: usize,
+    pub seed: u64,
+    /// Python with duckdb (for the side-by-side run); `None` skips DuckDB, saying so.
+    pub python: Option<PathBuf>,
+    pub workdir: PathBuf,
+}
+
+/// One host request body per batch, generated up front so generation is not timed. Batches
+/// rotate over four partitions with increasing sequence numbers, as a real hub delivers them.
+fn batches(opts: &BenchOptions) -> Vec<Vec<u8>> {
+    let start: DateTime<Utc> = DateTime::from_timestamp(1_714_557_600, 0).unwrap_or_default();
+    let count = opts.events.div_ceil(opts.batch_size.max(1));
+    (0..count)
+        .map(|i| {
+            let n = opts.batch_size.min(opts.events - i * opts.batch_size);
+            let events = watch_events(&SampleOptions {
+                seed: opts.seed + i as u64,
+                count: n,
+                start: start + chrono::Duration::hours(i as i64),
+                bad_share: 0.04,
+                duplicate_share: 0.02,
+                sessions_per_second: BENCH_SESSIONS_PER_SECOND,
+            });
+            let enqueued: Vec<(String, DateTime<Utc>)> = events
+                .into_iter()
+                .map(|e| (e.body, e.occurred_at + chrono::Duration::milliseconds(350)))
+                .collect();
+            let partition = (i % 4).to_string();
+            let first_seq = (i / 4 * opts.batch_size) as i64;
+            event_hub_request("events", "ingest_watch_events", &partition, first_seq, &enqueued)
+                .to_string()
+                .into_bytes()
+        })
+        .collect()
+}
+
+fn state(lake_dir: &Path, contracts: &ContractSet) -> AppState {
+    AppState::new(
+        Arc::new(LocalLake::new(lake_dir)),
+        contracts.clone(),
+        chrono::Duration::hours(24),
+    )
+}
+
+pub struct Figure {
+    pub name: String,
+    pub events: usize,
+    pub elapsed: Duration,
+}
+
+impl Figure {
+    pub fn per_second(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+pub async fn run(opts: &BenchOptions, contracts: &ContractSet, progress: &dyn Fn(&str)) -> anyhow::Result<Vec<Figure>> {
+    progress(&format!(
+        "generating {} events in batches of {}",
+        opts.events, opts.batch_size
+    ));
+    let bodies = batches(opts);
+    let mut figures = Vec::new();
+
+    let dir = opts.workdir.join("in-process");
+    let st = state(&dir, contracts);
+    let started = Instant::now();
+    for body in &bodies {
+        call(&st, "ingest_watch_events", body).await?;
+    }
+    figures.push(Figure {
+        name: "movielake in process (decode+validate+write)".into(),
+        events: opts.events,
+        elapsed: started.elapsed(),
+    });
+    progress(&format!("in process: {:.0} events/s", figures[0].per_second()));
+
+    let dir = opts.workdir.join("http");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/ingest_watch_events", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_on(listener, state(&dir, contracts), async move {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    for body in &bodies {
+        let response = client.post(&url).body(body.clone()).send().await?;
+        anyhow::ensure!(response.status().is_success(), "handler answered {}", response.status());
+        response.bytes().await?;
+    }
+    figures.push(Figure {
+        name: "movielake through the HTTP handler".into(),
+        events: opts.events,
+        elapsed: started.elapsed(),
+    });
+    let _ = stop.send(());
+    let _ = server.await;
+    progress(&format!("through HTTP: {:.0} events/s", figures[1].per_second()));
+
+    match &opts.python {
+        None => progress("DuckDB skipped: no Python with duckdb (create .venv: scripts/test.sh does)"),
+        Some(python) => figures.extend(duckdb(python, opts, progress)?),
+    }
+    Ok(figures)
+}
+
+fn duckdb(python: &Path, opts: &BenchOptions, progress: &dyn Fn(&str)) -> anyhow::Result<Vec<Figure>> {
+    use std::io::Write;
+    let path = opts.workdir.join("events.jsonl");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    let start: DateTime<Utc> = DateTime::from_timestamp(1_714_557_600, 0).unwrap_or_default();
+    let count = opts.events.div_ceil(opts.batch_size.max(1));
+    for i in 0..count {
+        let n = opts.batch_size.min(opts.events - i * opts.batch_size);
+        for e in watch_events(&SampleOptions {
+            seed: opts.seed + i as u64,
+            count: n,
+            start: start + chrono::Duration::hours(i as i64),
+            bad_share: 0.04,
+            duplicate_share: 0.02,
+            sessions_per_second: BENCH_SESSIONS_PER_SECOND,
+        }) {
+            writeln!(out, "{}", e.body)?;
+        }
+    }
+    out.flush()?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_duckdb.py");
+    progress("DuckDB: read_json -> COPY TO parquet (threads=1, then default)");
+    let output = std::process::Command::new(python).arg(&script).arg(&path).output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "DuckDB run failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let secs = |k: &str| Duration::from_secs_f64(v[k].as_f64().unwrap_or(f64::NAN).max(0.0));
+    Ok(vec![
+        Figure {
+            name: "DuckDB read_json -> parquet, threads=1".into(),
+            events: opts.events,
+            elapsed: secs("threads1_s"),
+        },
+        Figure {
+            name: format!("DuckDB read_json -> parquet, threads={}", v["default_threads"]),
+            events: opts.events,
+            elapsed: secs("default_s"),
+        },
+    ])
+}
+
+/// Peak resident memory of this process so far (Linux `VmHWM`), in MiB.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// One batch in this process, for a clean peak-memory reading (`bench memory`).
+pub async fn one_batch(
+    events: usize,
+    contracts: &ContractSet,
+    workdir: &Path,
+) -> anyhow::Result<(Duration, Option<f64>)> {
+    let opts = BenchOptions {
+        events,
+        batch_size: events,
+        seed: 7,
+        python: None,
+        workdir: workdir.to_path_buf(),
+    };
+    let body = batches(&opts).pop().unwrap_or_default();
+    let st = state(&workdir.join("memory"), contracts);
+    let started = Instant::now();
+    call(&st, "ingest_watch_events", &body).await?;
+    Ok((started.elapsed(), peak_rss_mib()))
+}
