@@ -15,8 +15,8 @@ use crate::value::Value;
 pub struct SourceRecord {
     pub raw: String,
     pub fields: Option<Map<String, Json>>,
-    /// Delivery metadata for `from = "metadata"` columns (enqueue time, sequence number).
-    pub metadata: Option<Map<String, Json>>,
+    /// Typed delivery metadata for `from = "metadata"` columns (enqueue time, sequence number).
+    pub metadata: Vec<(&'static str, Value)>,
     pub pointer: SourcePointer,
 }
 
@@ -25,7 +25,7 @@ impl SourceRecord {
         SourceRecord {
             raw: raw.into(),
             fields: None,
-            metadata: None,
+            metadata: Vec::new(),
             pointer,
         }
     }
@@ -45,7 +45,38 @@ pub struct Accepted {
     pub pointer: SourcePointer,
     /// Hash of the raw text, to tell an exact repeat from a different record with the same key.
     pub body_hash: u64,
+    /// Hash of the contract key ([`key_text`]), `None` without a key.
+    pub key_hash: Option<u128>,
 }
+
+/// For maps keyed by hashes that are already well mixed (xxh3): no second hashing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PrehashedKey(u64);
+
+impl std::hash::Hasher for PrehashedKey {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 ^= (n as u64) ^ ((n >> 64) as u64);
+    }
+    fn write_i64(&mut self, n: i64) {
+        // Sequence numbers are small and dense: spread them (Fibonacci hashing).
+        self.0 ^= (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+pub type PrehashedMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<PrehashedKey>>;
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Routed {
@@ -66,13 +97,13 @@ pub fn route(contract: &Contract, records: impl IntoIterator<Item = SourceRecord
     let mut routed = Routed::default();
     // key -> index in routed.silver. An exact duplicate is byte for byte the same record (what a
     // retrying producer sends); the ledger across batches uses the same definition.
-    let mut seen: HashMap<Vec<KeyPart>, usize> = HashMap::new();
+    let mut seen: PrehashedMap<u128, usize> = PrehashedMap::default();
 
-    for record in records {
-        let verdict = match &record.fields {
-            Some(fields) => contract.check_record(fields, record.metadata.as_ref()),
+    for mut record in records {
+        let verdict = match record.fields.take() {
+            Some(fields) => contract.check_record(fields, &record.metadata),
             None => match serde_json::from_str::<Json>(&record.raw) {
-                Ok(Json::Object(map)) => contract.check_record(&map, record.metadata.as_ref()),
+                Ok(Json::Object(map)) => contract.check_record(map, &record.metadata),
                 _ => contract.check_json(&record.raw),
             },
         };
@@ -84,7 +115,8 @@ pub fn route(contract: &Contract, records: impl IntoIterator<Item = SourceRecord
             }
         };
         let body_hash = crate::ledger::body_hash(&record.raw);
-        if let Some(key) = key_of(contract, &row.values) {
+        let key_hash = key_text(contract, &row.values).map(|k| crate::ledger::key_hash(&k));
+        if let Some(key) = key_hash {
             if let Some(&first) = seen.get(&key) {
                 let first = &routed.silver[first];
                 if first.body_hash == body_hash {
@@ -105,6 +137,7 @@ pub fn route(contract: &Contract, records: impl IntoIterator<Item = SourceRecord
             row,
             pointer: record.pointer,
             body_hash,
+            key_hash,
         });
     }
     routed
@@ -142,34 +175,4 @@ pub fn key_text(contract: &Contract, values: &[Value]) -> Option<String> {
         .map(|&i| values.get(i).filter(|v| !v.is_null()).map(Value::render))
         .collect();
     parts.map(|p| p.join("\u{1f}"))
-}
-
-/// Hashable rendering of key values; floats by bits so the key is exact.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum KeyPart {
-    Text(String),
-    Int(i64),
-    Bits(u64),
-    Bool(bool),
-}
-
-fn key_of(contract: &Contract, values: &[Value]) -> Option<Vec<KeyPart>> {
-    if contract.key.is_empty() {
-        return None;
-    }
-    contract
-        .key
-        .iter()
-        .map(|&i| match values.get(i)? {
-            Value::Null => None,
-            Value::String(s) => Some(KeyPart::Text(s.clone())),
-            Value::Int32(v) => Some(KeyPart::Int(i64::from(*v))),
-            Value::Int64(v) => Some(KeyPart::Int(*v)),
-            Value::Float64(v) => Some(KeyPart::Bits(v.to_bits())),
-            Value::Bool(v) => Some(KeyPart::Bool(*v)),
-            Value::Date(d) => Some(KeyPart::Text(d.to_string())),
-            Value::Timestamp(t) => Some(KeyPart::Int(t.timestamp_micros())),
-            Value::List(items) => Some(KeyPart::Text(items.join("\u{1f}"))),
-        })
-        .collect()
 }

@@ -6,7 +6,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::contract::{Contract, Derive, UnknownFields};
 use crate::expr;
-use crate::value::{Value, convert, json_kind, shorten};
+use crate::value::{Value, convert_owned, fits, json_kind, shorten};
 
 /// Where in the pipeline a record was refused; ordered, so a record's stage is its earliest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -60,7 +60,7 @@ impl Contract {
     /// Checks one JSON text (an event body, a JSON line).
     pub fn check_json(&self, raw: &str) -> Verdict {
         match serde_json::from_str::<Json>(raw) {
-            Ok(Json::Object(fields)) => self.check_fields(&fields),
+            Ok(Json::Object(fields)) => self.check_fields(fields),
             Ok(other) => reject(
                 Stage::Decode,
                 "json_object",
@@ -71,13 +71,14 @@ impl Contract {
     }
 
     /// Checks one record given as named fields; reports every failing rule, not the first.
-    pub fn check_fields(&self, fields: &Map<String, Json>) -> Verdict {
-        self.check_record(fields, None)
+    pub fn check_fields(&self, fields: Map<String, Json>) -> Verdict {
+        self.check_record(fields, &[])
     }
 
-    /// Like [`Contract::check_fields`], with the delivery metadata that `from = "metadata"`
-    /// columns read (absent metadata reads as null).
-    pub fn check_record(&self, fields: &Map<String, Json>, metadata: Option<&Map<String, Json>>) -> Verdict {
+    /// Like [`Contract::check_fields`], with the typed delivery metadata that
+    /// `from = "metadata"` columns read (a name absent from `metadata` reads as null). Takes the
+    /// fields by value: values move into the row, and what is left is the rescued remainder.
+    pub fn check_record(&self, mut fields: Map<String, Json>, metadata: &[(&str, Value)]) -> Verdict {
         let mut reasons: Vec<(Stage, Reason)> = Vec::new();
         let mut values = Vec::with_capacity(self.columns.len());
         let mut typed = vec![true; self.columns.len()];
@@ -87,12 +88,16 @@ impl Contract {
                 values.push(Value::Null);
                 continue;
             }
-            let raw = if column.from_metadata {
-                metadata.and_then(|m| m.get(&column.name))
+            let converted = if column.from_metadata {
+                match metadata.iter().find(|(name, _)| *name == column.name) {
+                    None => Ok(Value::Null),
+                    Some((_, v)) if fits(v, column.ty) => Ok(v.clone()),
+                    Some((_, v)) => Err(format!("metadata value {} is not {}", v.render(), column.ty.name())),
+                }
             } else {
-                fields.get(&column.name)
+                convert_owned(fields.remove(&column.name), column.ty, self.input)
             };
-            match convert(raw, column.ty, self.input) {
+            match converted {
                 Ok(v) => values.push(v),
                 Err(detail) => {
                     reasons.push((Stage::Schema, Reason::new("type", Some(&column.name), detail)));
@@ -166,16 +171,8 @@ impl Contract {
             }
         }
 
-        let unknown: Map<String, Json> = fields
-            .iter()
-            .filter(|(k, _)| {
-                !self
-                    .columns
-                    .iter()
-                    .any(|c| &c.name == *k && c.derive.is_none() && !c.from_metadata)
-            })
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        // What the columns did not take is unknown to the contract.
+        let unknown = fields;
         if !unknown.is_empty() && self.unknown_fields == UnknownFields::Quarantine {
             for field in unknown.keys() {
                 reasons.push((

@@ -126,6 +126,30 @@ pub fn convert(raw: Option<&Json>, ty: ColumnType, input: InputKind) -> Result<V
     }
 }
 
+/// Like [`convert`], taking the value: a string column keeps the parsed string without a copy.
+pub fn convert_owned(raw: Option<Json>, ty: ColumnType, input: InputKind) -> Result<Value, String> {
+    match (raw, ty) {
+        (Some(Json::String(s)), ColumnType::String) => Ok(Value::String(s)),
+        (raw, ty) => convert(raw.as_ref(), ty, input),
+    }
+}
+
+/// Whether a typed value (delivery metadata) can stand in a column of this type.
+pub fn fits(value: &Value, ty: ColumnType) -> bool {
+    matches!(
+        (value, ty),
+        (Value::Null, _)
+            | (Value::String(_), ColumnType::String)
+            | (Value::Int32(_), ColumnType::Int32)
+            | (Value::Int64(_), ColumnType::Int64)
+            | (Value::Float64(_), ColumnType::Float64)
+            | (Value::Bool(_), ColumnType::Bool)
+            | (Value::Date(_), ColumnType::Date)
+            | (Value::Timestamp(_), ColumnType::Timestamp)
+            | (Value::List(_), ColumnType::ListOfString)
+    )
+}
+
 fn convert_json(raw: &Json, ty: ColumnType) -> Result<Value, String> {
     let wrong = || format!("expected {}, got {}", ty.name(), json_kind(raw));
     match ty {

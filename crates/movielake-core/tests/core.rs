@@ -29,14 +29,17 @@ fn good_event() -> serde_json::Value {
     })
 }
 
-fn meta(seq: i64) -> serde_json::Map<String, serde_json::Value> {
-    let m = json!({"enqueued_at": "2024-05-01T10:16:00.000Z", "sequence_number": seq});
-    m.as_object().cloned().unwrap()
+fn meta(seq: i64) -> Vec<(&'static str, movielake_core::Value)> {
+    let enqueued = movielake_core::value::parse_timestamp("2024-05-01T10:16:00.000Z").unwrap();
+    vec![
+        ("enqueued_at", movielake_core::Value::Timestamp(enqueued)),
+        ("sequence_number", movielake_core::Value::Int64(seq)),
+    ]
 }
 
 /// Checks an event body as the watch-events pipeline does: body plus delivery metadata.
 fn check(e: &serde_json::Value) -> Verdict {
-    watch_contract().check_record(e.as_object().unwrap(), Some(&meta(1)))
+    watch_contract().check_record(e.as_object().unwrap().clone(), &meta(1))
 }
 
 fn ctx() -> RunContext {
@@ -105,7 +108,7 @@ mod contracts {
             matches!(check(&e), Verdict::Valid(_)),
             "exactly 5 minutes late is allowed"
         );
-        let Verdict::Rejected(r) = watch_contract().check_fields(e.as_object().unwrap()) else {
+        let Verdict::Rejected(r) = watch_contract().check_fields(e.as_object().unwrap().clone()) else {
             panic!("accepted")
         };
         let missing: Vec<_> = r
@@ -150,7 +153,7 @@ mod contracts {
         let c = Contract::from_toml("contracts/watch_events.toml", &text).unwrap();
         let mut e = good_event();
         e["extra"] = json!(1);
-        let Verdict::Rejected(r) = c.check_record(e.as_object().unwrap(), Some(&meta(1))) else {
+        let Verdict::Rejected(r) = c.check_record(e.as_object().unwrap().clone(), &meta(1)) else {
             panic!("accepted")
         };
         assert_eq!(r.reasons[0].rule, "unknown_field");
@@ -235,7 +238,7 @@ mod routing {
             .iter()
             .enumerate()
             .map(|(i, b)| SourceRecord {
-                metadata: Some(meta(i as i64)),
+                metadata: meta(i as i64),
                 ..SourceRecord::json(b.clone(), SourcePointer::event("bronze/x", "0", i as i64))
             })
             .collect()

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow_array::builder::{Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Timelike, Utc};
 use parquet::arrow::ArrowWriter;
@@ -18,9 +18,10 @@ use crate::ledger::{self, LedgerBucket, LedgerEntry, Seen};
 use crate::manifest::{Counts, OutputKind};
 use crate::naming::{quarantine_part, silver_part, stable_id};
 use crate::quarantine::{SourcePointer, encode_jsonl};
-use crate::route::{Routed, RunContext, SourceRecord, key_text, quarantine, route};
-use crate::silver::{EncodeError, Lineage, encode_parquet, partition, writer_properties};
+use crate::route::{PrehashedMap, Routed, RunContext, SourceRecord, key_text, quarantine, route};
+use crate::silver::{EncodeError, Lineage, encode_parquet, partition};
 use crate::validate::{Reason, Rejection, Stage};
+use crate::value::Value;
 
 pub const PIPELINE: &str = "watch_events";
 
@@ -94,18 +95,15 @@ pub fn plan(
 
     let records = batch.bodies.iter().enumerate().map(|(i, body)| {
         let seq = batch.sequence_numbers.get(i).copied().unwrap_or(i as i64);
-        let mut metadata = serde_json::Map::new();
-        metadata.insert("sequence_number".into(), seq.into());
-        if let Some(t) = batch.enqueued_times.get(i).copied().flatten() {
-            metadata.insert(
-                "enqueued_at".into(),
-                t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true).into(),
-            );
-        }
+        let enqueued = batch.enqueued_times.get(i).copied().flatten();
+        let metadata = vec![
+            ("sequence_number", Value::Int64(seq)),
+            ("enqueued_at", enqueued.map_or(Value::Null, Value::Timestamp)),
+        ];
         SourceRecord {
             raw: body.clone(),
             fields: None,
-            metadata: Some(metadata),
+            metadata,
             pointer: SourcePointer::event(&bronze_path, &batch.partition_id, seq),
         }
     });
@@ -195,20 +193,19 @@ fn against_ledger(
     ledger: &[&LedgerBucket],
     fallback_time: DateTime<Utc>,
 ) -> (Routed, BTreeMap<String, LedgerBucket>) {
-    let mut updates: BTreeMap<String, LedgerBucket> = BTreeMap::new();
-    let enqueued: HashMap<i64, DateTime<Utc>> = batch
+    let enqueued: PrehashedMap<i64, DateTime<Utc>> = batch
         .sequence_numbers
         .iter()
         .zip(&batch.enqueued_times)
         .filter_map(|(s, t)| t.map(|t| (*s, t)))
         .collect();
+    let mut by_hour: BTreeMap<DateTime<Utc>, LedgerBucket> = BTreeMap::new();
     let accepted = std::mem::take(&mut routed.silver);
     for acc in accepted {
-        let (Some(key), Some(seq)) = (key_text(contract, &acc.row.values), acc.pointer.sequence_number) else {
+        let (Some(key_hash), Some(seq)) = (acc.key_hash, acc.pointer.sequence_number) else {
             routed.silver.push(acc);
             continue;
         };
-        let key_hash = ledger::key_hash(&key);
         match ledger::lookup(ledger.iter().copied(), key_hash, acc.body_hash, seq) {
             Seen::New | Seen::Itself => {
                 let hour = enqueued.get(&seq).copied().unwrap_or(fallback_time);
@@ -216,14 +213,15 @@ fn against_ledger(
                     body_hash: acc.body_hash,
                     sequence_number: seq,
                 };
-                updates
-                    .entry(ledger::bucket_path(&contract.name, &batch.partition_id, hour))
+                by_hour
+                    .entry(ledger::hour_of(hour))
                     .or_default()
                     .insert(key_hash, entry);
                 routed.silver.push(acc);
             }
             Seen::Duplicate { .. } => routed.duplicates_dropped += 1,
             Seen::Conflict { first_sequence_number } => {
+                let key = key_text(contract, &acc.row.values).unwrap_or_default();
                 let detail = format!(
                     "key {key} was accepted from partition {} sequence {first_sequence_number} with a different body",
                     batch.partition_id
@@ -237,6 +235,10 @@ fn against_ledger(
             }
         }
     }
+    let updates = by_hour
+        .into_iter()
+        .map(|(hour, bucket)| (ledger::bucket_path(&contract.name, &batch.partition_id, hour), bucket))
+        .collect();
     (routed, updates)
 }
 
@@ -304,7 +306,13 @@ pub fn encode_bronze(batch: &EventHubBatch) -> Result<Vec<u8>, EncodeError> {
         Arc::new(props.finish()),
     ];
     let record_batch = RecordBatch::try_new(schema.clone(), columns)?;
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties()))?;
+    // zstd level 1: bronze is written once per batch and rarely read; speed matters more here.
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::ZSTD(
+            parquet::basic::ZstdLevel::try_new(1).unwrap_or_default(),
+        ))
+        .build();
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(props))?;
     writer.write(&record_batch)?;
     Ok(writer.into_inner()?)
 }
