@@ -20,7 +20,7 @@ pub enum ConfigError {
     Lake(#[from] LakeError),
     #[error("cannot read contracts from {dir}: {message}")]
     ContractsUnreadable { dir: String, message: String },
-    #[error("contract refused: {0}")]
+    #[error(transparent)]
     Contract(#[from] ContractError),
 }
 

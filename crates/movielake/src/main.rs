@@ -143,7 +143,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if let Some(hint) = e.downcast_ref::<ConfigError>().map(ConfigError::hint) {
+            if let Some(hint) = hint_for(&e) {
                 eprintln!("hint: {hint}");
             }
             ExitCode::FAILURE
@@ -151,8 +151,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// What to do next, for the errors a person can act on.
+fn hint_for(e: &anyhow::Error) -> Option<&'static str> {
+    use movielake::run::RunError;
+    use movielake::send::SendError;
+    if let Some(config) = e.downcast_ref::<ConfigError>() {
+        return Some(config.hint());
+    }
+    match e.downcast_ref::<RunError>() {
+        Some(RunError::Send(SendError::Refused { .. }) | RunError::Lake(_)) => Some(
+            "check that --lake / MOVIELAKE_LAKE names a writable folder or a reachable storage account; \
+             what was written stays, and a re-run carries on where this one stopped",
+        ),
+        _ => None,
+    }
+}
+
 fn init_tracing(verbose: bool) {
-    let default = if verbose { "info" } else { "warn" };
+    // The CLI reports a failure once, itself; the handler's own error log is for `serve`.
+    let default = if verbose { "info" } else { "warn,movielake::handler=off" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MOVIELAKE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()

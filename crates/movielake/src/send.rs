@@ -79,8 +79,12 @@ pub enum SendError {
     Write { path: String, source: std::io::Error },
     #[error("cannot reach the handler at {url}: {message}")]
     Unreachable { url: String, message: String },
-    #[error("the handler answered {status} for batch {batch}: {body}")]
-    Refused { batch: String, status: u16, body: String },
+    #[error("the handler answered {status} for batch {batch}: {message}")]
+    Refused {
+        batch: String,
+        status: u16,
+        message: String,
+    },
     #[error("Event Hubs: {0}")]
     EventHub(String),
 }
@@ -167,12 +171,16 @@ async fn post_batches(
                 message: e.to_string(),
             })?;
             if status != 200 {
-                return Err(SendError::Refused { batch, status, body });
+                return Err(SendError::Refused {
+                    batch,
+                    status,
+                    message: error_message(&body),
+                });
             }
             let answer = parse_response(&body).ok_or_else(|| SendError::Refused {
                 batch,
                 status,
-                body: body.clone(),
+                message: format!("unreadable answer: {body}"),
             })?;
             summary.sent += chunk.len();
             summary.invocations += 1;
@@ -185,6 +193,14 @@ async fn post_batches(
         }
     }
     Ok(summary)
+}
+
+/// The `Error.Message` of a handler's failure answer, or the body as it is.
+fn error_message(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.pointer("/Error/Message").and_then(|m| m.as_str()).map(String::from))
+        .unwrap_or_else(|| body.to_string())
 }
 
 fn parse_response(body: &str) -> Option<InvocationResponse> {
