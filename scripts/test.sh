@@ -4,7 +4,9 @@
 #   - pyarrow and DuckDB (independent Parquet readers) in ./.venv.
 # Then: all Rust tests (unit, contract, property, snapshot, handler over HTTP, lake conformance
 # on the local folder and on Azurite), and an end-to-end `movielake run` whose lake is checked
-# by pyarrow and DuckDB (tests/check_lake.py).
+# by pyarrow and DuckDB (tests/check_lake.py); then the offline Terraform checks (HCL syntax and
+# format, the azurerm provider schema, checkov, code/infra consistency; tools in ./.tools/infra)
+# and the packaging tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,5 +31,11 @@ cargo run --locked --quiet --bin movielake -- run --lake "$lake" --events 4000 -
 
 step "End to end on Azurite: the same run against the blob lake"
 cargo run --locked --quiet --bin movielake -- run --lake "$MOVIELAKE_TEST_AZURITE" --events 1000 --seed 7 >/dev/null
+
+step "Infrastructure: offline Terraform checks (syntax/fmt, azurerm schema, checkov, code consistency)"
+scripts/check_infra.sh
+
+step "Infrastructure and packaging tests"
+PYTHONDONTWRITEBYTECODE=1 .tools/infra/venv/bin/python -m pytest -q -p no:cacheprovider tests/infra
 
 printf '\nall tests passed\n'

@@ -1,0 +1,106 @@
+# Names, the Functions the code has, and the Function App's app settings.
+
+data "azurerm_client_config" "current" {}
+
+locals {
+  suffix = coalesce(var.name_suffix, substr(sha1("${var.subscription_id}/${var.name_prefix}/${var.environment}"), 0, 6))
+  base   = "${var.name_prefix}-${var.environment}"
+
+  names = {
+    resource_group    = "rg-${local.base}"
+    identity          = "id-${local.base}"
+    lake_account      = "${var.name_prefix}${var.environment}lk${local.suffix}"
+    host_account      = "${var.name_prefix}${var.environment}fn${local.suffix}"
+    eventhubs         = "evhns-${local.base}-${local.suffix}"
+    bronze_topic      = "evgt-${local.base}-bronze-landed"
+    lake_system_topic = "evgst-${local.base}-lake"
+    key_vault         = "kv${var.name_prefix}${var.environment}${local.suffix}"
+    log_analytics     = "log-${local.base}"
+    app_insights      = "appi-${local.base}"
+    plan              = "asp-${local.base}"
+    function_app      = "func-${local.base}-${local.suffix}"
+  }
+
+  tags = merge({ project = "movielake", environment = var.environment, managed_by = "terraform" }, var.tags)
+
+  # The lake containers the code writes (crates/movielake/src/config.rs, CONTAINERS).
+  lake_containers = toset(["bronze", "silver", "quarantine", "gold", "ops"])
+
+  # Containers of the host account.
+  deployment_container = "app-package"
+  deadletter_container = "eventgrid-deadletter"
+
+  # The Functions the code has: one folder per Function in functions/, each served by the
+  # handler (scripts/check_infra.sh checks that the two agree). Settings and Event Grid
+  # subscriptions of a Function are declared below but only exist once its folder does.
+  functions = toset([for f in fileset("${path.module}/../functions", "*/function.json") : dirname(f)])
+
+  # ---------------------------------------------------------------------------------------------
+  # App settings: exactly the settings the code reads, plus what the platform itself needs.
+  # infra/checks/consistency_check.py evaluates this structure; keep its shape:
+  #   platform_settings  read by the Functions host, not by our code (each allowed by the check)
+  #   shared_settings    read by the movielake binary whatever Function runs
+  #   function_settings  per Function: set only when functions/<name>/ exists
+  #   planned_settings   declared, not set: no code reads them yet
+  # ---------------------------------------------------------------------------------------------
+
+  platform_settings = {
+    # Host storage through the user-assigned identity, no keys. azurerm writes an
+    # AzureWebJobsStorage connection string with an empty AccountKey for Flex Consumption apps
+    # whatever storage_authentication_type says (hashicorp/terraform-provider-azurerm#29693,
+    # #30732); a user value of the same name replaces it, and an empty one makes the host use
+    # the AzureWebJobsStorage__* identity settings. The provider hides AzureWebJobsStorage when
+    # reading the app back, so every plan shows it being set again: expected, harmless.
+    AzureWebJobsStorage              = ""
+    AzureWebJobsStorage__accountName = azurerm_storage_account.host.name
+    AzureWebJobsStorage__credential  = "managedidentity"
+    AzureWebJobsStorage__clientId    = azurerm_user_assigned_identity.app.client_id
+    # Telemetry to Application Insights with Azure AD auth (local auth is off on the component).
+    APPLICATIONINSIGHTS_AUTHENTICATION_STRING = "ClientId=${azurerm_user_assigned_identity.app.client_id};Authorization=AAD"
+  }
+
+  shared_settings = {
+    # The lake: Azure Blob endpoint of the ADLS Gen2 account, reached with the managed identity.
+    MOVIELAKE_LAKE = trimsuffix(azurerm_storage_account.lake.primary_blob_endpoint, "/")
+    # The user-assigned identity the binary takes its tokens from (crates/movielake/src/lake/).
+    AZURE_CLIENT_ID               = azurerm_user_assigned_identity.app.client_id
+    MOVIELAKE_DEDUPE_WINDOW_HOURS = tostring(var.dedupe_window_hours)
+    MOVIELAKE_LOG                 = var.log_filter
+  }
+
+  function_settings = {
+    ingest_watch_events = {
+      # %WATCH_EVENTS_HUB% and %WATCH_EVENTS_CONSUMER_GROUP% in function.json; connection
+      # "EventHubConnection" through the user-assigned identity.
+      WATCH_EVENTS_HUB                            = azurerm_eventhub.watch_events.name
+      WATCH_EVENTS_CONSUMER_GROUP                 = azurerm_eventhub_consumer_group.ingest.name
+      EventHubConnection__fullyQualifiedNamespace = "${azurerm_eventhub_namespace.main.name}.servicebus.windows.net"
+      EventHubConnection__credential              = "managedidentity"
+      EventHubConnection__clientId                = azurerm_user_assigned_identity.app.client_id
+    }
+    pull_tmdb_lists = {
+      # Timer schedule (%TMDB_SCHEDULE%) and the TMDB token as a Key Vault reference (resolved by
+      # the platform with the system-assigned identity).
+      TMDB_SCHEDULE  = var.tmdb_schedule
+      TMDB_API_TOKEN = "@Microsoft.KeyVault(VaultName=${azurerm_key_vault.main.name};SecretName=${var.tmdb_token_secret_name})"
+    }
+    # Event Grid trigger: no setting of its own.
+    bronze_to_silver = {}
+  }
+
+  # Declared for code that does not read them yet, and NOT set on the app (nothing would read
+  # them). When the code starts reading one, scripts/check_infra.sh says to move it into
+  # shared_settings or function_settings.
+  planned_settings = {
+    # Where the code announces `movielake.bronze.landed` after landing bronze; the app's identity
+    # already has EventGrid Data Sender on the topic, and the topic's subscription feeds
+    # bronze_to_silver.
+    MOVIELAKE_EVENTS_TOPIC_ENDPOINT = azurerm_eventgrid_topic.bronze_landed.endpoint
+  }
+
+  app_settings = merge(
+    local.platform_settings,
+    local.shared_settings,
+    [for name, settings in local.function_settings : settings if contains(local.functions, name)]...
+  )
+}
