@@ -83,6 +83,9 @@ locals {
       # the platform with the system-assigned identity).
       TMDB_SCHEDULE  = var.tmdb_schedule
       TMDB_API_TOKEN = "@Microsoft.KeyVault(VaultName=${azurerm_key_vault.main.name};SecretName=${var.tmdb_token_secret_name})"
+      # Where the pull announces `movielake.bronze.landed` once pages are durable; the app's
+      # identity has EventGrid Data Sender on the topic, whose subscription feeds bronze_to_silver.
+      MOVIELAKE_EVENTS_TOPIC_ENDPOINT = azurerm_eventgrid_topic.bronze_landed.endpoint
     }
     # Event Grid trigger: no setting of its own.
     bronze_to_silver = {}
@@ -91,12 +94,7 @@ locals {
   # Declared for code that does not read them yet, and NOT set on the app (nothing would read
   # them). When the code starts reading one, scripts/check_infra.sh says to move it into
   # shared_settings or function_settings.
-  planned_settings = {
-    # Where the code announces `movielake.bronze.landed` after landing bronze; the app's identity
-    # already has EventGrid Data Sender on the topic, and the topic's subscription feeds
-    # bronze_to_silver.
-    MOVIELAKE_EVENTS_TOPIC_ENDPOINT = azurerm_eventgrid_topic.bronze_landed.endpoint
-  }
+  planned_settings = {}
 
   app_settings = merge(
     local.platform_settings,

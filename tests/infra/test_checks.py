@@ -191,11 +191,16 @@ def test_code_reading_a_new_setting_fails_until_terraform_sets_it(repo):
 
 
 def test_code_reading_a_planned_setting_is_told_to_move_it(repo):
-    assert "MOVIELAKE_EVENTS_TOPIC_ENDPOINT = azurerm_eventgrid_topic" in repo.read("infra/locals.tf")
-    new = planted(repo, lambda: repo.write(
-        "crates/movielake/src/announce.rs",
-        'pub fn topic() -> Option<String> { std::env::var("MOVIELAKE_EVENTS_TOPIC_ENDPOINT").ok() }\n'))
-    only(new, "announce.rs:1 reads MOVIELAKE_EVENTS_TOPIC_ENDPOINT, which infra/locals.tf only declares "
+    assert "  planned_settings = {}\n" in repo.read("infra/locals.tf")
+
+    def plant():
+        repo.replace("infra/locals.tf", "  planned_settings = {}\n",
+                     '  planned_settings = {\n    MOVIELAKE_FUTURE_SETTING = "later"\n  }\n')
+        repo.write("crates/movielake/src/announce.rs",
+                   'pub fn later() -> Option<String> { std::env::var("MOVIELAKE_FUTURE_SETTING").ok() }\n')
+
+    new = planted(repo, plant)
+    only(new, "announce.rs:1 reads MOVIELAKE_FUTURE_SETTING, which infra/locals.tf only declares "
               "(local.planned_settings): move it")
 
 

@@ -162,7 +162,7 @@ impl Contract {
         let key = resolve(&raw.key, "key")?;
         let partition_by = resolve(&raw.partition_by, "partition_by")?;
         for &p in &partition_by {
-            if columns[p].ty == ColumnType::ListOfString {
+            if columns[p].ty.is_list() {
                 return Err(at(
                     Some(raw.partition_by.span()),
                     "cannot partition by a list column".into(),
@@ -352,7 +352,7 @@ fn check_column(rc: &RawColumn, earlier: &[Column]) -> Result<Column, (Span, Str
         ));
     }
     if let Some(ml) = &rc.max_length
-        && !matches!(ty, ColumnType::String | ColumnType::ListOfString)
+        && !(ty == ColumnType::String || ty.is_list())
     {
         return Err((
             ml.span(),

@@ -368,7 +368,7 @@ fn check_comparable(
     op: CmpOp,
 ) -> Result<(), String> {
     let kind = |o: &Operand, t: Option<ColumnType>| match (o, t) {
-        (_, Some(ColumnType::ListOfString)) => "list",
+        (_, Some(ColumnType::ListOfString | ColumnType::ListOfInt64)) => "list",
         (_, Some(ColumnType::String)) | (Operand::Literal(Value::String(_)), None) => "text",
         (_, Some(ColumnType::Bool)) | (Operand::Literal(Value::Bool(_)), None) => "bool",
         (_, Some(ColumnType::Date)) | (Operand::Literal(Value::Date(_)), _) => "date",

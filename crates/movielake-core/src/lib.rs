@@ -3,6 +3,7 @@
 //! payload format. No tokio, no network, no clock, no environment: every input is an argument.
 
 pub mod contract;
+pub mod eventgrid;
 pub mod expr;
 pub mod host;
 pub mod ledger;
@@ -13,6 +14,7 @@ pub mod quarantine;
 pub mod route;
 pub mod sample;
 pub mod silver;
+pub mod tmdb;
 pub mod validate;
 pub mod value;
 

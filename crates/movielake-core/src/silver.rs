@@ -44,6 +44,7 @@ pub fn arrow_type(ty: ColumnType) -> DataType {
         ColumnType::Date => DataType::Date32,
         ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         ColumnType::ListOfString => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+        ColumnType::ListOfInt64 => DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
     }
 }
 
@@ -220,6 +221,18 @@ fn build_column<'a>(ty: ColumnType, values: impl Iterator<Item = &'a Value>) -> 
             for v in values {
                 if let Value::List(items) = v {
                     items.iter().for_each(|s| b.values().append_value(s));
+                    b.append(true);
+                } else {
+                    b.append(false);
+                }
+            }
+            finish(b)
+        }
+        ColumnType::ListOfInt64 => {
+            let mut b = ListBuilder::new(Int64Builder::new());
+            for v in values {
+                if let Value::IntList(items) = v {
+                    b.values().append_slice(items);
                     b.append(true);
                 } else {
                     b.append(false);

@@ -155,6 +155,7 @@ impl Contract {
                 let len = match v {
                     Value::String(s) => s.chars().count(),
                     Value::List(items) => items.len(),
+                    Value::IntList(items) => items.len(),
                     _ => 0,
                 };
                 if len > max_len {

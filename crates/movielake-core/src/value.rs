@@ -14,10 +14,11 @@ pub enum ColumnType {
     Date,
     Timestamp,
     ListOfString,
+    ListOfInt64,
 }
 
 impl ColumnType {
-    pub const NAMES: &'static str = "string, int32, int64, float64, bool, date, timestamp, list<string>";
+    pub const NAMES: &'static str = "string, int32, int64, float64, bool, date, timestamp, list<string>, list<int64>";
 
     pub fn parse(name: &str) -> Option<Self> {
         Some(match name.trim() {
@@ -29,6 +30,7 @@ impl ColumnType {
             "date" => Self::Date,
             "timestamp" => Self::Timestamp,
             "list<string>" => Self::ListOfString,
+            "list<int64>" => Self::ListOfInt64,
             _ => return None,
         })
     }
@@ -43,7 +45,12 @@ impl ColumnType {
             Self::Date => "date",
             Self::Timestamp => "timestamp",
             Self::ListOfString => "list<string>",
+            Self::ListOfInt64 => "list<int64>",
         }
+    }
+
+    pub fn is_list(self) -> bool {
+        matches!(self, Self::ListOfString | Self::ListOfInt64)
     }
 
     pub fn is_numeric(self) -> bool {
@@ -72,6 +79,8 @@ pub enum Value {
     Date(NaiveDate),
     Timestamp(DateTime<Utc>),
     List(Vec<String>),
+    /// Integer ids as JSON sources send them (TMDB `genre_ids`).
+    IntList(Vec<i64>),
 }
 
 impl Value {
@@ -104,6 +113,7 @@ impl Value {
             Value::Date(d) => d.format("%Y-%m-%d").to_string(),
             Value::Timestamp(t) => t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
             Value::List(items) => items.join(","),
+            Value::IntList(items) => items.iter().map(i64::to_string).collect::<Vec<_>>().join(","),
         }
     }
 }
@@ -147,6 +157,7 @@ pub fn fits(value: &Value, ty: ColumnType) -> bool {
             | (Value::Date(_), ColumnType::Date)
             | (Value::Timestamp(_), ColumnType::Timestamp)
             | (Value::List(_), ColumnType::ListOfString)
+            | (Value::IntList(_), ColumnType::ListOfInt64)
     )
 }
 
@@ -176,6 +187,15 @@ fn convert_json(raw: &Json, ty: ColumnType) -> Result<Value, String> {
                 .map(Value::List)
                 .ok_or_else(|| "expected a list of strings, found a non-string item".to_string())
         }
+        ColumnType::ListOfInt64 => {
+            let items = raw.as_array().ok_or_else(wrong)?;
+            items
+                .iter()
+                .map(Json::as_i64)
+                .collect::<Option<Vec<_>>>()
+                .map(Value::IntList)
+                .ok_or_else(|| "expected a list of int64, found an item that is not an integer".to_string())
+        }
     }
 }
 
@@ -203,6 +223,13 @@ fn convert_text(text: &str, ty: ColumnType) -> Result<Value, String> {
             .ok_or_else(|| wrong("an RFC 3339 timestamp")),
         ColumnType::ListOfString if text.is_empty() => Ok(Value::List(Vec::new())),
         ColumnType::ListOfString => Ok(Value::List(text.split(',').map(str::to_string).collect())),
+        ColumnType::ListOfInt64 if text.trim().is_empty() => Ok(Value::IntList(Vec::new())),
+        ColumnType::ListOfInt64 => text
+            .split(',')
+            .map(|item| item.trim().parse::<i64>())
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::IntList)
+            .map_err(|_| wrong("a comma-separated list of int64")),
     }
 }
 
@@ -253,6 +280,14 @@ mod tests {
             Ok(Value::List(vec!["a".into(), "b".into()]))
         );
         assert!(c(json!(["a", 1]), ColumnType::ListOfString).is_err());
+        assert_eq!(
+            c(json!([35, 10751]), ColumnType::ListOfInt64),
+            Ok(Value::IntList(vec![35, 10751]))
+        );
+        assert_eq!(c(json!([]), ColumnType::ListOfInt64), Ok(Value::IntList(vec![])));
+        assert!(c(json!([35, "14"]), ColumnType::ListOfInt64).is_err());
+        assert!(c(json!([1.5]), ColumnType::ListOfInt64).is_err());
+        assert!(c(json!("35"), ColumnType::ListOfInt64).is_err());
         assert_eq!(convert(None, ColumnType::Int64, InputKind::Json), Ok(Value::Null));
     }
 
@@ -265,6 +300,8 @@ mod tests {
             c("Drama,Comedy", ColumnType::ListOfString),
             Ok(Value::List(vec!["Drama".into(), "Comedy".into()]))
         );
+        assert_eq!(c("1,22", ColumnType::ListOfInt64), Ok(Value::IntList(vec![1, 22])));
+        assert!(c("1,x", ColumnType::ListOfInt64).is_err());
         assert!(c("NaN", ColumnType::Float64).is_err());
         assert!(c("1995-13-40", ColumnType::Date).is_err());
     }

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod eventgrid;
 #[cfg(feature = "eventhubs")]
 pub mod eventhubs;
 pub mod handler;
@@ -9,3 +10,5 @@ pub mod lake;
 pub mod pipelines;
 pub mod run;
 pub mod send;
+pub mod tmdb;
+pub mod tmdb_local;

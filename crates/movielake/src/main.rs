@@ -151,6 +151,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// One flow's counts, with the check that nothing was lost.
+fn print_counts(title: &str, c: &movielake_core::manifest::Counts) {
+    println!("{title}");
+    println!("  records in       {:>7}", c.records_in);
+    println!("  silver           {:>7}", c.silver);
+    println!("  quarantined      {:>7}", c.quarantined);
+    for (rule, n) in &c.quarantined_by_rule {
+        println!("    {rule:<26} {n:>5}");
+    }
+    println!("  duplicates       {:>7}", c.duplicates_dropped);
+    let balanced = if c.balanced() { "yes" } else { "NO" };
+    println!("  in = silver + quarantined + duplicates: {balanced}");
+}
+
 /// What to do next, for the errors a person can act on.
 fn hint_for(e: &anyhow::Error) -> Option<&'static str> {
     use movielake::run::RunError;
@@ -264,26 +278,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let started = std::time::Instant::now();
             let summary = run_watch_events(&state, &opts, &|line| eprintln!("  {line}")).await?;
-            let c = &summary.counts;
-            println!(
+            let title = format!(
                 "watch_events: {} invocations in {:.1?}",
                 summary.invocations,
                 started.elapsed()
             );
-            println!("  records in       {:>7}", c.records_in);
-            println!("  silver           {:>7}", c.silver);
-            println!("  quarantined      {:>7}", c.quarantined);
-            for (rule, n) in &c.quarantined_by_rule {
-                println!("    {rule:<26} {n:>5}");
-            }
-            println!("  duplicates       {:>7}", c.duplicates_dropped);
-            let balanced = if c.balanced() { "yes" } else { "NO" };
-            println!("  in = silver + quarantined + duplicates: {balanced}");
+            print_counts(&title, &summary.counts);
+
+            let started = std::time::Instant::now();
+            let tmdb = movielake::tmdb_local::run_tmdb(&state, Utc::now(), &|line| eprintln!("  {line}")).await?;
+            print_counts(
+                &format!("tmdb lists: {} pages in {:.1?}", tmdb.pages, started.elapsed()),
+                &tmdb.counts,
+            );
             println!(
-                "lake: {}  (silver/events/watch, quarantine/events/watch, ops/runs/watch_events)",
+                "lake: {}  (silver/events/watch, silver/tmdb/list_entries, quarantine/…, ops/runs/…)",
                 state.lake.describe()
             );
-            anyhow::ensure!(c.balanced(), "records were lost: the counts do not add up");
+            anyhow::ensure!(
+                summary.counts.balanced() && tmdb.counts.balanced(),
+                "records were lost: the counts do not add up"
+            );
         }
     }
     Ok(())

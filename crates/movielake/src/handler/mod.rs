@@ -4,7 +4,9 @@
 //! `{"Outputs":{}, "Logs":[…], "ReturnValue":null}`. Bad data is quarantined and answered 200;
 //! a failure of the infrastructure answers 500 so that the host's retry policy runs again.
 
+mod bronze_to_silver;
 mod ingest_watch_events;
+mod pull_tmdb_lists;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -24,7 +26,7 @@ use crate::pipelines::ledger::LedgerCache;
 use crate::pipelines::watch_events::IngestError;
 
 /// Every Function this binary serves; each has a `functions/<name>/function.json`.
-pub const FUNCTIONS: &[&str] = &[ingest_watch_events::NAME];
+pub const FUNCTIONS: &[&str] = &[ingest_watch_events::NAME, bronze_to_silver::NAME, pull_tmdb_lists::NAME];
 
 /// Event Hub batches and file events can be large; the host sends them in one body.
 pub const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
@@ -36,6 +38,8 @@ pub struct AppState {
     pub ledger: Arc<LedgerCache>,
     /// How long a producer duplicate is recognised (`MOVIELAKE_DEDUPE_WINDOW_HOURS`).
     pub dedupe_window: chrono::Duration,
+    /// TMDB pull settings; `None` reads them from the environment when `pull_tmdb_lists` runs.
+    pub tmdb: Option<Arc<crate::pipelines::tmdb_lists::PullSettings>>,
 }
 
 impl AppState {
@@ -45,7 +49,14 @@ impl AppState {
             contracts: Arc::new(contracts),
             ledger: Arc::default(),
             dedupe_window,
+            tmdb: None,
         }
+    }
+
+    /// Pulls TMDB with these settings instead of the environment's (tests, `movielake run`).
+    pub fn with_tmdb(mut self, settings: crate::pipelines::tmdb_lists::PullSettings) -> Self {
+        self.tmdb = Some(Arc::new(settings));
+        self
     }
 }
 
@@ -54,6 +65,8 @@ impl AppState {
 pub enum FunctionError {
     #[error("no function named '{0}' (this binary serves: {list})", list = FUNCTIONS.join(", "))]
     UnknownFunction(String),
+    #[error("{0} is not an invocation: the host sends POST /<FunctionName>")]
+    MethodNotAllowed(String),
     #[error("the invocation request is malformed: {0}")]
     BadRequest(#[from] HostError),
     #[error("lake: {0}")]
@@ -82,6 +95,7 @@ impl FunctionError {
         match self {
             FunctionError::UnknownFunction(_) => (StatusCode::NOT_FOUND, "unknown_function"),
             FunctionError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            FunctionError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             FunctionError::Lake(e) if e.is_transient() => (StatusCode::INTERNAL_SERVER_ERROR, "storage_unavailable"),
             FunctionError::Lake(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
             FunctionError::MissingContract(_) => (StatusCode::INTERNAL_SERVER_ERROR, "configuration"),
@@ -109,8 +123,19 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(health))
         .route("/{function}", post(invoke))
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// Anything but `GET /` and `POST /<FunctionName>` still gets a JSON answer, never an empty body.
+async fn unknown_route(uri: axum::http::Uri) -> FunctionError {
+    FunctionError::UnknownFunction(uri.path().trim_start_matches('/').to_string())
+}
+
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> FunctionError {
+    FunctionError::MethodNotAllowed(format!("{method} {}", uri.path()))
 }
 
 /// The host polls `GET /` until something answers before it sends invocations.
@@ -156,6 +181,8 @@ async fn dispatch(
 ) -> Result<InvocationResponse, FunctionError> {
     match function {
         ingest_watch_events::NAME => ingest_watch_events::run(state, invocation).await,
+        bronze_to_silver::NAME => bronze_to_silver::run(state, invocation).await,
+        pull_tmdb_lists::NAME => pull_tmdb_lists::run(state, invocation).await,
         other => Err(FunctionError::UnknownFunction(other.to_string())),
     }
 }

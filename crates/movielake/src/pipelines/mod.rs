@@ -1,7 +1,9 @@
 //! Applies a core [`Plan`] through the lake port, in the order that keeps nothing lost:
 //! bronze first (create-only), then silver and quarantine, the ledger, the run manifest last.
 
+pub mod bronze_to_silver;
 pub mod ledger;
+pub mod tmdb_lists;
 pub mod watch_events;
 
 use std::time::Instant;

@@ -96,6 +96,17 @@ fn parquet_rows(path: &Path) -> i64 {
         .num_rows()
 }
 
+/// The exact answer to an unknown function, naming every Function this binary serves.
+fn unknown_function_body(name: &str) -> String {
+    let message = format!(
+        "no function named '{name}' (this binary serves: {})",
+        movielake::handler::FUNCTIONS.join(", ")
+    );
+    format!(
+        r#"{{"Error":{{"Kind":"unknown_function","Message":"{message}"}},"Logs":["error: {message}"],"Outputs":{{}},"ReturnValue":null}}"#
+    )
+}
+
 #[tokio::test]
 async fn answers_the_host_poll_and_unknown_functions() {
     let dir = tempfile::tempdir().unwrap();
@@ -105,10 +116,21 @@ async fn answers_the_host_poll_and_unknown_functions() {
 
     let (status, ctype, body) = post_to(&server.url(""), "no_such_function", "{}".into(), false).await;
     assert_eq!((status, ctype.as_str()), (404, "application/json"));
+    assert_eq!(body, unknown_function_body("no_such_function"));
+
+    let nested = reqwest::get(server.url("/api/ingest_watch_events"))
+        .await
+        .expect("GET nested");
+    assert_eq!(nested.status().as_u16(), 404);
     assert_eq!(
-        body,
-        r#"{"Error":{"Kind":"unknown_function","Message":"no function named 'no_such_function' (this binary serves: ingest_watch_events)"},"Logs":["error: no function named 'no_such_function' (this binary serves: ingest_watch_events)"],"Outputs":{},"ReturnValue":null}"#
+        nested.text().await.unwrap(),
+        unknown_function_body("api/ingest_watch_events")
     );
+    let wrong = reqwest::get(server.url("/ingest_watch_events"))
+        .await
+        .expect("GET a function");
+    assert_eq!(wrong.status().as_u16(), 405);
+    assert!(wrong.text().await.unwrap().contains(r#""Kind":"method_not_allowed""#));
 
     let (status, _, body) = post_to(&server.url(""), "ingest_watch_events", "{\"Data\": [1,".into(), false).await;
     assert_eq!(status, 400);

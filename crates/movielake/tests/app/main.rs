@@ -4,4 +4,7 @@
 mod handler;
 mod lake_conformance;
 mod support;
+mod tmdb;
+mod tmdb_announce;
+mod tmdb_client;
 mod watch_events;

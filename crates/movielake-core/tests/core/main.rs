@@ -1,4 +1,8 @@
-//! Integration tests of the core: contracts, the rule engine, routing, Parquet encoding.
+//! Integration tests of the core (one test binary): contracts, the rule engine, routing,
+//! Parquet encoding; TMDB pages and Event Grid events in their own modules.
+
+mod eventgrid;
+mod tmdb;
 
 use chrono::{TimeZone, Utc};
 use movielake_core::contract::Contract;
@@ -8,7 +12,7 @@ use movielake_core::validate::{Stage, Verdict};
 use proptest::prelude::*;
 use serde_json::json;
 
-const WATCH_EVENTS: &str = include_str!("../../../contracts/watch_events.toml");
+const WATCH_EVENTS: &str = include_str!("../../../../contracts/watch_events.toml");
 
 fn watch_contract() -> Contract {
     Contract::from_toml("contracts/watch_events.toml", WATCH_EVENTS).expect("the shipped contract loads")
@@ -185,7 +189,7 @@ mod contracts {
         let unknown_type = format!("{HEAD}\n[[columns]]\nname = \"a\"\ntype = \"integer\"\n");
         assert_eq!(
             refused(&unknown_type),
-            "contracts/bad.toml:8:8: column 'a': unknown type 'integer' (one of: string, int32, int64, float64, bool, date, timestamp, list<string>)"
+            "contracts/bad.toml:8:8: column 'a': unknown type 'integer' (one of: string, int32, int64, float64, bool, date, timestamp, list<string>, list<int64>)"
         );
         let bad_rule = format!(
             "{HEAD}\n[[columns]]\nname = \"a\"\ntype = \"int64\"\n\n[[rules]]\nname = \"r\"\ncheck = \"a <= b\"\n"

@@ -1,0 +1,117 @@
+//! Bronze → silver for one landed object: read it through the lake port, run the parser its
+//! path names, write silver and quarantine, the manifest last. Bronze is already there and is
+//! never written here.
+
+use std::time::Instant;
+
+use chrono::Utc;
+use movielake_core::ContractSet;
+use movielake_core::eventgrid::{Admitted, BronzeKind};
+use movielake_core::manifest::Counts;
+use movielake_core::pipelines::Plan;
+use movielake_core::tmdb;
+
+use super::{write_manifest, write_outputs};
+use crate::lake::{Lake, LakeError};
+
+#[derive(Debug)]
+pub enum Outcome {
+    Done {
+        manifest_path: String,
+        counts: Counts,
+        logs: Vec<String>,
+    },
+    /// Nothing to do for this object, and a redelivery would not change that (the blob is gone,
+    /// or it is not a page: a request sidecar, say).
+    Skipped(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BronzeToSilverError {
+    #[error(transparent)]
+    Lake(LakeError),
+    #[error("contract '{0}' is not loaded; add contracts/{0}.toml")]
+    MissingContract(&'static str),
+    #[error("cannot encode silver for {path}: {source}")]
+    Encode {
+        path: String,
+        source: movielake_core::silver::EncodeError,
+    },
+}
+
+pub async fn process(
+    lake: &dyn Lake,
+    contracts: &ContractSet,
+    admitted: &Admitted,
+) -> Result<Outcome, BronzeToSilverError> {
+    let (started_at, clock) = (Utc::now(), Instant::now());
+    let plan = match admitted.kind {
+        BronzeKind::TmdbListPage => {
+            let page = match tmdb::parse_bronze_page_path(&admitted.path) {
+                Ok(page) => page,
+                Err(why) => {
+                    return Ok(Outcome::Skipped(format!(
+                        "{}: not a TMDB list page ({why})",
+                        admitted.path
+                    )));
+                }
+            };
+            let contract = contracts
+                .get(tmdb::LIST_ENTRIES)
+                .ok_or(BronzeToSilverError::MissingContract(tmdb::LIST_ENTRIES))?;
+            let Some(body) = read(lake, &admitted.path).await? else {
+                return Ok(Outcome::Skipped(format!("{}: not in the lake", admitted.path)));
+            };
+            let repeated = repeated_from_sidecar(lake, &admitted.path).await?;
+            tmdb::plan_with_repeats(contract, &page, &body, &repeated).map_err(|source| {
+                BronzeToSilverError::Encode {
+                    path: admitted.path.clone(),
+                    source,
+                }
+            })?
+        }
+    };
+    apply(lake, plan, started_at, clock).await
+}
+
+/// `repeated_ids` of the page's sidecar (written by the pull); none without a sidecar (a page
+/// landed by other means) or with an unreadable one: then nothing is dropped.
+async fn repeated_from_sidecar(lake: &dyn Lake, page_path: &str) -> Result<Vec<i64>, BronzeToSilverError> {
+    let sidecar = super::tmdb_lists::sidecar_path(page_path);
+    let Some(bytes) = read(lake, &sidecar).await? else {
+        return Ok(Vec::new());
+    };
+    let meta: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    Ok(meta
+        .get("repeated_ids")
+        .and_then(|v| v.as_array())
+        .map(|ids| ids.iter().filter_map(serde_json::Value::as_i64).collect())
+        .unwrap_or_default())
+}
+
+/// The object's bytes; `None` when nothing is there (deleted since, or a forged event).
+async fn read(lake: &dyn Lake, path: &str) -> Result<Option<bytes::Bytes>, BronzeToSilverError> {
+    match lake.get(path).await {
+        Ok(object) => Ok(Some(object.bytes)),
+        Err(LakeError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(BronzeToSilverError::Lake(e)),
+    }
+}
+
+async fn apply(
+    lake: &dyn Lake,
+    plan: Plan,
+    started_at: chrono::DateTime<Utc>,
+    clock: Instant,
+) -> Result<Outcome, BronzeToSilverError> {
+    write_outputs(lake, &plan).await.map_err(BronzeToSilverError::Lake)?;
+    let logs = plan.logs.clone();
+    let (manifest, manifest_path) = write_manifest(lake, plan, started_at, clock)
+        .await
+        .map_err(BronzeToSilverError::Lake)?;
+    Ok(Outcome::Done {
+        manifest_path,
+        counts: manifest.counts,
+        logs,
+    })
+}

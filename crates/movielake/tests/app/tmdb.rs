@@ -1,0 +1,308 @@
+//! `bronze_to_silver` over real HTTP: real TMDB pages (from `../shared/fixtures`, SKIPPED when
+//! absent) landed in bronze and announced by Event Grid, refused events, redeliveries, outages.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use movielake::handler::{AppState, serve_on};
+use movielake::lake::{ETag, Lake, LakeError, LocalLake, Object, ObjectMeta, PutMode};
+use serde_json::{Value, json};
+
+use crate::handler::{files, post_to};
+
+const PAGE: &str = "bronze/tmdb/movie/popular/ingest_date=2024-02-01/run=20240201T060000Z-ab12/page=0001.json";
+const ACCOUNT: &str = "https://mylake.blob.core.windows.net";
+
+fn popular_page() -> Option<Vec<u8>> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/tmdb/lists/popular_p1_2024-02_jdrouet.json");
+    match std::fs::read(&path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            println!(
+                "SKIPPED: {} is not readable ({e}): real TMDB pages live there",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+/// A local lake that says it is a blob account (so BlobCreated URLs can name it), and that can
+/// fail every read as an outage would.
+#[derive(Debug)]
+struct TestLake {
+    inner: LocalLake,
+    describe: String,
+    reads_fail: bool,
+}
+
+#[async_trait]
+impl Lake for TestLake {
+    async fn get(&self, path: &str) -> Result<Object, LakeError> {
+        if self.reads_fail {
+            return Err(LakeError::Transient {
+                path: path.into(),
+                message: "injected outage".into(),
+            });
+        }
+        self.inner.get(path).await
+    }
+    async fn put(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<ETag, LakeError> {
+        self.inner.put(path, bytes, mode).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, LakeError> {
+        self.inner.list(prefix).await
+    }
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+}
+
+struct InProcess {
+    base: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn serve(lake: Arc<dyn Lake>) -> InProcess {
+    let contracts_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts");
+    let contracts = movielake::config::load_contracts(Some(&contracts_dir)).expect("contracts");
+    let state = AppState::new(lake, contracts, chrono::Duration::hours(24));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve_on(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    InProcess { base, _stop: stop }
+}
+
+/// The host's request for an Event Grid trigger; `wrapped` sends the event as a string holding
+/// its JSON, as the host may.
+fn host_request(event: &Value, wrapped: bool) -> String {
+    let data = if wrapped {
+        Value::String(event.to_string())
+    } else {
+        event.clone()
+    };
+    json!({
+        "Data": {"event": data},
+        "Metadata": {"sys": {"MethodName": "bronze_to_silver", "UtcNow": "2024-02-01T06:01:00Z", "RandGuid": "9a"}}
+    })
+    .to_string()
+}
+
+fn landed(subject: &str) -> Value {
+    json!({"specversion": "1.0", "type": "movielake.bronze.landed", "source": "movielake/pull_tmdb_lists",
+           "id": "e1", "time": "2024-02-01T06:00:05Z", "subject": subject})
+}
+
+/// Without `subject`: the URL alone names the blob (subject/URL agreement is a core test).
+fn blob_created(url: &str) -> Value {
+    json!({"topic": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/mylake",
+           "eventType": "Microsoft.Storage.BlobCreated", "id": "e2", "dataVersion": "",
+           "metadataVersion": "1", "eventTime": "2024-02-01T06:00:05Z",
+           "data": {"api": "PutBlob", "blobType": "BlockBlob", "url": url}})
+}
+
+async fn invoke(server: &InProcess, event: &Value, wrapped: bool) -> (u16, String) {
+    let (status, _, body) = post_to(&server.base, "bronze_to_silver", host_request(event, wrapped), false).await;
+    (status, body)
+}
+
+fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    files(root, "")
+        .into_iter()
+        .filter(|p| !p.starts_with("ops/runs/"))
+        .map(|p| {
+            let bytes = std::fs::read(root.join(&p)).expect("read");
+            (p, bytes)
+        })
+        .collect()
+}
+
+async fn lake_with_page(root: &Path, describe: &str, page: &[u8]) -> Arc<TestLake> {
+    let lake = Arc::new(TestLake {
+        inner: LocalLake::new(root),
+        describe: describe.into(),
+        reads_fail: false,
+    });
+    lake.put(PAGE, Bytes::copy_from_slice(page), PutMode::Create)
+        .await
+        .expect("land the page");
+    lake
+}
+
+#[tokio::test]
+async fn a_landed_page_becomes_silver_once_whatever_the_redeliveries() {
+    let Some(page) = popular_page() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake_with_page(dir.path(), &format!("file://{}", dir.path().display()), &page).await;
+    let server = serve(lake).await;
+
+    let (status, body) = invoke(&server, &landed(PAGE), false).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("in=20 silver=20 quarantined=0 duplicates=0"), "{body}");
+    let first = snapshot(dir.path());
+    let silver: Vec<&String> = first.keys().filter(|p| p.starts_with("silver/")).collect();
+    assert_eq!(silver.len(), 1, "{silver:?}");
+    assert!(silver[0].starts_with("silver/tmdb/list_entries/snapshot_date=2024-02-01/part-"));
+    assert!(!first.keys().any(|p| p.starts_with("quarantine/")));
+    assert_eq!(
+        first.get(PAGE).map(Vec::as_slice),
+        Some(page.as_slice()),
+        "bronze untouched"
+    );
+    assert_eq!(files(dir.path(), "ops/runs").len(), 1);
+
+    // Redelivered, string-wrapped this time: the same objects, byte for byte.
+    let (status, body) = invoke(&server, &landed(PAGE), true).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(snapshot(dir.path()), first);
+    assert_eq!(
+        files(dir.path(), "ops/runs").len(),
+        1,
+        "a redelivery rewrites the same manifest"
+    );
+}
+
+#[tokio::test]
+async fn blob_created_in_our_account_is_processed_and_foreign_ones_refused() {
+    let Some(page) = popular_page() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake_with_page(dir.path(), ACCOUNT, &page).await;
+    let server = serve(lake).await;
+    let before = snapshot(dir.path());
+
+    for (event, why) in [
+        (
+            blob_created(&format!("https://evil.blob.core.windows.net/{PAGE}")),
+            "outside the configured lake account",
+        ),
+        (
+            blob_created(&format!("https://x@mylake.blob.core.windows.net/{PAGE}")),
+            "userinfo",
+        ),
+        (blob_created(&format!("{ACCOUNT}:444/{PAGE}")), "port"),
+        (
+            blob_created(&format!("{ACCOUNT}/silver/tmdb/list_entries/x.parquet")),
+            "is not in the 'bronze' container",
+        ),
+        (
+            blob_created(&format!("{ACCOUNT}/bronze/tmdb/%2e%2e/%2e%2e/ops/x.json")),
+            "percent-encoded",
+        ),
+        (
+            blob_created(&format!("{ACCOUNT}/bronze/tmdb/../../ops/x.json")),
+            "'..' segments",
+        ),
+        (landed("bronze/tmdb\\..\\..\\ops\\x.json"), "backslashes"),
+        (
+            landed("bronze/imdb/title.basics/ingest_date=2024-02-01/title.basics.tsv.gz"),
+            "no parser yet",
+        ),
+        (json!({"hello": "world"}), "not an Event Grid or CloudEvents 1.0 event"),
+    ] {
+        let (status, body) = invoke(&server, &event, false).await;
+        assert_eq!(status, 200, "a refusal is not a failure to retry: {body}");
+        assert!(body.contains("refused: ") && body.contains(why), "{why}: {body}");
+    }
+    assert_eq!(snapshot(dir.path()), before, "nothing read, nothing written");
+
+    let (status, body) = invoke(&server, &blob_created(&format!("{ACCOUNT}/{PAGE}")), false).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("in=20 silver=20 quarantined=0"), "{body}");
+}
+
+#[tokio::test]
+async fn missing_objects_and_sidecars_are_skipped_and_an_outage_fails_for_a_retry() {
+    let Some(page) = popular_page() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake_with_page(dir.path(), ACCOUNT, &page).await;
+    let server = serve(lake).await;
+    let gone = PAGE.replace("page=0001", "page=0002");
+    let (status, body) = invoke(&server, &landed(&gone), false).await;
+    assert_eq!(
+        (status, body.contains("skipped: ") && body.contains("not in the lake")),
+        (200, true),
+        "{body}"
+    );
+    let sidecar = PAGE.replace("page=0001.json", "page=0001.meta.json");
+    let (status, body) = invoke(&server, &landed(&sidecar), false).await;
+    assert_eq!((status, body.contains("not a TMDB list page")), (200, true), "{body}");
+    assert!(files(dir.path(), "silver").is_empty());
+
+    let failing = Arc::new(TestLake {
+        inner: LocalLake::new(dir.path()),
+        describe: ACCOUNT.into(),
+        reads_fail: true,
+    });
+    let server = serve(failing).await;
+    let (status, body) = invoke(&server, &landed(PAGE), false).await;
+    assert_eq!(status, 500, "storage down: the host must retry: {body}");
+    assert!(body.contains("storage_unavailable"), "{body}");
+    assert!(files(dir.path(), "silver").is_empty());
+}
+
+#[tokio::test]
+async fn a_page_that_is_not_a_list_goes_to_quarantine_not_to_a_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake_with_page(
+        dir.path(),
+        ACCOUNT,
+        br#"{"status_code":7,"status_message":"Invalid API key"}"#,
+    )
+    .await;
+    let server = serve(lake).await;
+    let (status, body) = invoke(&server, &landed(PAGE), false).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("in=1 silver=0 quarantined=1"), "{body}");
+    let q = files(dir.path(), "quarantine");
+    assert_eq!(q.len(), 1);
+    assert!(q[0].starts_with("quarantine/tmdb/list_entries/date=2024-02-01/"));
+}
+
+#[tokio::test]
+async fn the_local_run_serves_samples_and_hands_pages_to_bronze_to_silver_over_the_host_contract() {
+    if std::env::var_os("TMDB_API_TOKEN").is_some() {
+        println!("SKIPPED: TMDB_API_TOKEN is set, and this test must not call the real API");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let contracts_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts");
+    let contracts = movielake::config::load_contracts(Some(&contracts_dir)).expect("contracts");
+    let state = AppState::new(
+        Arc::new(LocalLake::new(dir.path())),
+        contracts,
+        chrono::Duration::hours(24),
+    );
+    let now = chrono::DateTime::parse_from_rfc3339("2024-02-01T06:00:00Z")
+        .unwrap()
+        .to_utc();
+    let said = std::sync::Mutex::new(Vec::new());
+    let summary = movielake::tmdb_local::run_tmdb(&state, now, &|line| said.lock().unwrap().push(line.to_string()))
+        .await
+        .expect("local TMDB run");
+    assert!(
+        said.lock().unwrap().iter().any(|l| l.contains("sample")),
+        "says it serves samples"
+    );
+    // popular 3 pages, now_playing 2, trending/movie/week 2; 20 movies a page.
+    assert_eq!(summary.pages, 7);
+    assert_eq!(
+        (summary.counts.records_in, summary.counts.silver),
+        (140, 140),
+        "{:?}",
+        summary.logs
+    );
+    assert_eq!(files(dir.path(), "silver").len(), 7);
+    let first = snapshot(dir.path());
+    // Once more at the same time: the same objects (bronze kept, silver rewritten identically).
+    movielake::tmdb_local::run_tmdb(&state, now, &|_| {})
+        .await
+        .expect("second run");
+    assert_eq!(snapshot(dir.path()), first);
+}
