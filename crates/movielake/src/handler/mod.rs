@@ -75,6 +75,14 @@ pub enum FunctionError {
     MissingContract(String),
     #[error("dedupe ledger: {0}")]
     Ledger(String),
+    /// A source refused our credentials: retrying will not help until a person fixes them.
+    #[error("{0}")]
+    SourceAuth(String),
+    /// A source we pull from failed (after its own retries).
+    #[error("{0}")]
+    Source(String),
+    #[error("{0}")]
+    Configuration(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -100,6 +108,9 @@ impl FunctionError {
             FunctionError::Lake(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
             FunctionError::MissingContract(_) => (StatusCode::INTERNAL_SERVER_ERROR, "configuration"),
             FunctionError::Ledger(_) => (StatusCode::INTERNAL_SERVER_ERROR, "ledger"),
+            FunctionError::SourceAuth(_) => (StatusCode::INTERNAL_SERVER_ERROR, "source_auth"),
+            FunctionError::Source(_) => (StatusCode::INTERNAL_SERVER_ERROR, "source_unavailable"),
+            FunctionError::Configuration(_) => (StatusCode::INTERNAL_SERVER_ERROR, "configuration"),
             FunctionError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -21,7 +21,7 @@ pub async fn run(state: &AppState, invocation: Invocation) -> Result<InvocationR
         Some(settings) => settings.clone(),
         None => Arc::new(
             PullSettings::from_env()
-                .map_err(|e| FunctionError::Internal(format!("pull_tmdb_lists is not configured: {e}")))?,
+                .map_err(|e| FunctionError::Configuration(format!("pull_tmdb_lists is not configured: {e}")))?,
         ),
     };
     // The host's clock names the run: one run id per invocation, shared by all its pages.
@@ -31,6 +31,8 @@ pub async fn run(state: &AppState, invocation: Invocation) -> Result<InvocationR
         .await
         .map_err(|e| match e {
             PullError::Lake(e) => FunctionError::Lake(e),
+            e @ PullError::InvalidToken(_) => FunctionError::SourceAuth(e.to_string()),
+            e @ PullError::ListsFailed { .. } => FunctionError::Source(e.to_string()),
             other => FunctionError::Internal(other.to_string()),
         })?;
     let mut logs = pulled.logs;

@@ -545,6 +545,10 @@ pub(crate) mod pull {
             body.contains("the TMDB token is invalid") && !body.contains(secret),
             "{body}"
         );
+        assert!(
+            body.contains(r#""Kind":"source_auth""#),
+            "on-call sees a credentials problem: {body}"
+        );
         assert!(files(dir.path(), "bronze").is_empty() && files(dir.path(), "ops").is_empty());
     }
 }
