@@ -10,5 +10,6 @@ pub mod lake;
 pub mod pipelines;
 pub mod run;
 pub mod send;
+pub mod status;
 pub mod tmdb;
 pub mod tmdb_local;

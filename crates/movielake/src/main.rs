@@ -100,6 +100,14 @@ enum Command {
         #[arg(long)]
         first_sequence_number: Option<i64>,
     },
+    /// What ran and where every record went, from the run manifests in ops/runs/: per pipeline,
+    /// records in, silver, quarantined (by rule), duplicates, and any run whose counts do not
+    /// add up (exit code 1 then).
+    Status {
+        /// Only manifests whose path contains this, e.g. `date=2024-05-01` or `watch_events`.
+        #[arg(long)]
+        filter: Option<String>,
+    },
     /// Check every contract and print what each declares; exits non-zero on the first problem.
     Contracts,
     /// Benchmarks (figures, not tests): see BENCHMARKS.md.
@@ -242,6 +250,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Bench { what } => bench(what, &state).await?,
+        Command::Status { filter } => {
+            let statuses = movielake::status::summarize(state.lake.as_ref(), filter.as_deref()).await?;
+            print!("{}", movielake::status::render(&statuses));
+            let lost = statuses.values().filter(|s| !s.unbalanced.is_empty()).count();
+            anyhow::ensure!(lost == 0, "{lost} pipeline(s) have runs whose counts do not add up");
+        }
         Command::Contracts => {
             for c in state.contracts.iter() {
                 let key: Vec<&str> = c.key.iter().map(|&i| c.columns[i].name.as_str()).collect();

@@ -434,3 +434,37 @@ async fn azurite_stopped_mid_way_then_restarted_and_replayed() {
         "the blob lake after an outage and a replay differs from a clean run"
     );
 }
+
+#[tokio::test]
+async fn status_sums_the_manifests_and_flags_runs_that_do_not_add_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake: Arc<dyn Lake> = Arc::new(LocalLake::new(dir.path()));
+    let server = serve(lake.clone()).await;
+    let (a, b) = two_batches();
+    assert_eq!(ingest(&server, &a, 0).await.0, 200);
+    assert_eq!(ingest(&server, &b, 3).await.0, 200);
+
+    let statuses = movielake::status::summarize(lake.as_ref(), None).await.expect("status");
+    let watch = &statuses["watch_events"];
+    assert_eq!(watch.runs, 2);
+    let c = &watch.counts;
+    assert_eq!(
+        (c.records_in, c.silver, c.quarantined, c.duplicates_dropped),
+        (6, 4, 1, 1)
+    );
+    assert_eq!(c.quarantined_by_rule.get("regex"), Some(&1));
+    assert!(watch.unbalanced.is_empty());
+    assert!(movielake::status::render(&statuses).contains("nothing lost"));
+
+    // A manifest whose counts do not add up is named.
+    let path = crate::handler::files(dir.path(), "ops/runs")
+        .into_iter()
+        .next()
+        .expect("a manifest");
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(dir.path().join(&path)).unwrap()).unwrap();
+    manifest["counts"]["silver"] = json!(0);
+    std::fs::write(dir.path().join(&path), serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let statuses = movielake::status::summarize(lake.as_ref(), None).await.expect("status");
+    assert_eq!(statuses["watch_events"].unbalanced, vec![path.clone()]);
+    assert!(movielake::status::render(&statuses).contains(&format!("COUNTS DO NOT ADD UP: {path}")));
+}
