@@ -114,6 +114,15 @@ def main(root: pathlib.Path) -> int:
         pa_rows = pq.read_table(str(tmdb), partitioning="hive").num_rows
         check(pa_rows == n, f"tmdb list entries: pyarrow reads {pa_rows}, DuckDB {n}")
 
+    movies = root / "silver" / "tmdb" / "movies"
+    if movies.is_dir():
+        glob = str(movies / "**" / "*.parquet")
+        n, distinct = duckdb.connect().execute(
+            f"SELECT count(*), count(DISTINCT movie_id) FROM read_parquet('{glob}', hive_partitioning = true)").fetchone()
+        check(n > 0 and n == distinct, f"tmdb movies: {n} rows, {distinct} distinct movie_id (want > 0, all unique)")
+        pa_rows = pq.read_table(str(movies), partitioning="hive").num_rows
+        check(pa_rows == n, f"tmdb movies: pyarrow reads {pa_rows}, DuckDB {n}")
+
     print(f"check_lake: {len(manifests)} manifests; in={totals['records_in']} silver={totals['silver']} "
           f"quarantined={totals['quarantined']} duplicates={totals['duplicates_dropped']}")
     for f in failures:

@@ -15,6 +15,7 @@ pub mod route;
 pub mod sample;
 pub mod silver;
 pub mod tmdb;
+pub mod tmdb_movies;
 pub mod validate;
 pub mod value;
 

@@ -1,6 +1,8 @@
 //! TMDB API v3 bodies: list pages and error bodies as typed values, the bronze page path, and the
 //! pure plan that turns one bronze list page into `silver/tmdb/list_entries` (and quarantine).
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
@@ -12,6 +14,7 @@ use crate::pipelines::{Plan, PlannedWrite};
 use crate::quarantine::{SourcePointer, encode_jsonl};
 use crate::route::{Routed, RunContext, SourceRecord, quarantine, route};
 use crate::silver::{EncodeError, Lineage, encode_parquet, partition};
+use crate::tmdb_movies::{self, MovieRow};
 use crate::validate::{Reason, Rejection, Stage};
 use crate::value::{ColumnType, Value, json_kind};
 
@@ -206,6 +209,17 @@ pub fn plan_with_repeats(
     body: &[u8],
     repeated: &[i64],
 ) -> Result<Plan, EncodeError> {
+    plan_page(contract, bronze, body, repeated).map(|(plan, _)| plan)
+}
+
+/// Like [`plan_with_repeats`], plus the page's rows for `silver/tmdb/movies`, by bucket path
+/// (merged into the buckets by the app with a compare-and-swap: [`crate::tmdb_movies::merge`]).
+pub fn plan_page(
+    contract: &Contract,
+    bronze: &BronzePage,
+    body: &[u8],
+    repeated: &[i64],
+) -> Result<(Plan, BTreeMap<String, Vec<MovieRow>>), EncodeError> {
     let ingested_at: DateTime<Utc> = bronze.ingest_date.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
     let part_id = stable_id(&bronze.path);
     let ctx = RunContext {
@@ -279,12 +293,13 @@ pub fn plan_with_repeats(
             bytes: encode_jsonl(&routed.quarantine).into(),
         });
     }
+    let movies = tmdb_movies::updates(contract, bronze, &routed.silver, &ctx.run_id, ingested_at);
     let counts = Counts::of(&routed);
     logs.insert(
         0,
         format!("tmdb {} page {}: {}", bronze.endpoint, bronze.page, counts.summary()),
     );
-    Ok(Plan {
+    let plan = Plan {
         run_id: ctx.run_id,
         pipeline: LIST_ENTRIES.into(),
         date: bronze.ingest_date,
@@ -294,7 +309,8 @@ pub fn plan_with_repeats(
         contracts: [(contract.name.clone(), contract.version)].into(),
         logs,
         ledger_updates: Default::default(),
-    })
+    };
+    Ok((plan, movies))
 }
 
 /// One result of a page as a record: `id` becomes `movie_id`, `""` in a date column becomes

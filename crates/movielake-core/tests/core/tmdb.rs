@@ -294,3 +294,153 @@ fn ids_repeated_across_pages_are_counted_not_written_again() {
     );
     assert!(p.counts.balanced());
 }
+
+mod movies {
+    use std::collections::BTreeMap;
+
+    use bytes::Bytes;
+    use chrono::NaiveDate;
+    use movielake_core::tmdb::{bronze_page_path, parse_bronze_page_path, plan_page};
+    use movielake_core::tmdb_movies::{MovieRow, bucket_path, decode, merge, snapshot_at};
+    use serde_json::json;
+
+    use super::contract;
+
+    type Updates = BTreeMap<String, Vec<MovieRow>>;
+
+    /// A list page whose movies are `(id, title)`; `popularity` tells pages apart too.
+    fn page(endpoint: &str, day: u32, run: &str, number: u32, movies: &[(i64, &str)]) -> Updates {
+        let results: Vec<_> = movies
+            .iter()
+            .map(|(id, title)| {
+                json!({"id": id, "title": title, "original_title": title, "original_language": "en",
+                       "release_date": "2001-02-03", "popularity": f64::from(day), "vote_average": 7.5,
+                       "vote_count": 10, "genre_ids": [18, 35], "adult": false, "video": false})
+            })
+            .collect();
+        let body = serde_json::to_vec(&json!({"page": number, "results": results, "total_pages": 9})).unwrap();
+        let date = NaiveDate::from_ymd_opt(2024, 2, day).unwrap();
+        let bronze = parse_bronze_page_path(&bronze_page_path(endpoint, date, run, number)).unwrap();
+        let (plan, movies) = plan_page(&contract(), &bronze, &body, &[]).unwrap();
+        assert_eq!(plan.counts.silver, movies.values().map(Vec::len).sum::<usize>() as u64);
+        movies
+    }
+
+    /// Applies pages in order, as successive invocations would, to an initially empty table.
+    fn apply(pages: &[&Updates]) -> BTreeMap<String, Bytes> {
+        let mut lake: BTreeMap<String, Bytes> = BTreeMap::new();
+        for updates in pages {
+            for (path, rows) in updates.iter() {
+                if let Some(bytes) = merge(lake.get(path), rows).unwrap() {
+                    lake.insert(path.clone(), Bytes::from(bytes));
+                }
+            }
+        }
+        lake
+    }
+
+    fn rows(lake: &BTreeMap<String, Bytes>) -> BTreeMap<i64, MovieRow> {
+        let mut out = BTreeMap::new();
+        for (path, bytes) in lake {
+            let decoded = decode(bytes).unwrap();
+            let ids: Vec<i64> = decoded.iter().map(|r| r.movie_id).collect();
+            assert!(ids.windows(2).all(|w| w[0] < w[1]), "{path}: sorted, unique: {ids:?}");
+            for r in decoded {
+                assert_eq!(bucket_path(r.movie_id), *path);
+                out.insert(r.movie_id, r);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn merging_pages_in_either_order_gives_the_same_bytes() {
+        let a = page(
+            "movie/popular",
+            1,
+            "20240201T060000Z",
+            1,
+            &[(1, "a1"), (2, "a2"), (17, "a17")],
+        );
+        let b = page(
+            "movie/top_rated",
+            2,
+            "20240202T060000Z",
+            1,
+            &[(2, "b2"), (3, "b3"), (17, "b17")],
+        );
+        let ab = apply(&[&a, &b]);
+        assert_eq!(ab, apply(&[&b, &a]));
+        assert_eq!(
+            ab.keys().collect::<Vec<_>>(),
+            [
+                "silver/tmdb/movies/bucket=01/movies.parquet",
+                "silver/tmdb/movies/bucket=02/movies.parquet",
+                "silver/tmdb/movies/bucket=03/movies.parquet"
+            ]
+        );
+        let table = rows(&ab);
+        let title = |id: i64| table[&id].title.as_deref().unwrap();
+        assert_eq!((title(1), title(2), title(3), title(17)), ("a1", "b2", "b3", "b17"));
+        let two = &table[&2];
+        assert_eq!(two.list, "movie/top_rated");
+        assert_eq!(two.snapshot_date, NaiveDate::from_ymd_opt(2024, 2, 2).unwrap());
+        assert_eq!(two.snapshot_at.to_rfc3339(), "2024-02-02T06:00:00+00:00");
+        assert_eq!((two.page, two.position), (1, 1));
+        assert_eq!(two.genre_ids.as_deref(), Some(&[18, 35][..]));
+        assert_eq!(two.release_date, NaiveDate::from_ymd_opt(2001, 2, 3));
+        assert!(
+            two.source_object
+                .starts_with("bronze/tmdb/movie/top_rated/ingest_date=2024-02-02/")
+        );
+        assert!(two.run_id.starts_with("tmdb-20240202T060000Z-p0001-"));
+    }
+
+    #[test]
+    fn the_same_page_twice_is_the_same_as_once() {
+        let a = page("movie/popular", 1, "20240201T060000Z", 1, &[(1, "a1"), (2, "a2")]);
+        let b = page("movie/popular", 2, "20240202T060000Z", 1, &[(2, "b2")]);
+        assert_eq!(apply(&[&a, &a]), apply(&[&a]));
+        assert_eq!(apply(&[&a, &b, &a, &b]), apply(&[&a, &b]));
+        // A redelivery changes nothing, so nothing is written.
+        let once = apply(&[&a]);
+        for (path, rows) in &a {
+            assert_eq!(merge(once.get(path), rows).unwrap(), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn an_older_page_does_not_overwrite_a_newer_one() {
+        let new = page("movie/popular", 2, "20240202T060000Z", 1, &[(5, "new")]);
+        let old = page("movie/top_rated", 1, "20240201T230000Z", 1, &[(5, "old")]);
+        let lake = apply(&[&new]);
+        for (path, rows) in &old {
+            assert_eq!(
+                merge(lake.get(path), rows).unwrap(),
+                None,
+                "{path}: older, so unchanged"
+            );
+        }
+        assert_eq!(rows(&apply(&[&new, &old]))[&5].title.as_deref(), Some("new"));
+        // Same run time: the bronze path decides (page 2 over page 1), whatever the order.
+        let p1 = page("movie/popular", 2, "20240202T060000Z", 1, &[(6, "p1")]);
+        let p2 = page("movie/popular", 2, "20240202T060000Z", 2, &[(6, "p2")]);
+        assert_eq!(apply(&[&p1, &p2]), apply(&[&p2, &p1]));
+        assert_eq!(rows(&apply(&[&p2, &p1]))[&6].title.as_deref(), Some("p2"));
+    }
+
+    #[test]
+    fn snapshot_time_comes_from_the_run_id_else_the_ingest_date() {
+        let date = NaiveDate::from_ymd_opt(2024, 2, 1).unwrap();
+        let at = |run: &str| {
+            snapshot_at(&parse_bronze_page_path(&bronze_page_path("movie/popular", date, run, 1)).unwrap()).to_rfc3339()
+        };
+        assert_eq!(at("20240201T063015Z-ab12"), "2024-02-01T06:30:15+00:00");
+        assert_eq!(at("manual-backfill"), "2024-02-01T00:00:00+00:00");
+        assert_eq!(bucket_path(550), "silver/tmdb/movies/bucket=06/movies.parquet");
+        assert!(matches!(
+            merge(Some(&Bytes::from_static(b"not parquet")), &[]),
+            Err(movielake_core::tmdb_movies::MoviesError::Corrupt(_))
+        ));
+    }
+}

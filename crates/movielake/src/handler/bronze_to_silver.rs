@@ -31,7 +31,9 @@ pub async fn run(state: &AppState, invocation: Invocation) -> Result<InvocationR
         .map_err(|e| match e {
             BronzeToSilverError::Lake(e) => FunctionError::Lake(e),
             BronzeToSilverError::MissingContract(name) => FunctionError::MissingContract(name.into()),
-            other @ BronzeToSilverError::Encode { .. } => FunctionError::Internal(other.to_string()),
+            other @ (BronzeToSilverError::Encode { .. } | BronzeToSilverError::Movies(_)) => {
+                FunctionError::Internal(other.to_string())
+            }
         })?;
     let logs = match outcome {
         Outcome::Done {

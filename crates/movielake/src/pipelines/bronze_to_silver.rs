@@ -2,6 +2,7 @@
 //! path names, write silver and quarantine, the manifest last. Bronze is already there and is
 //! never written here.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use chrono::Utc;
@@ -10,6 +11,7 @@ use movielake_core::eventgrid::{Admitted, BronzeKind};
 use movielake_core::manifest::Counts;
 use movielake_core::pipelines::Plan;
 use movielake_core::tmdb;
+use movielake_core::tmdb_movies::MovieRow;
 
 use super::{write_manifest, write_outputs};
 use crate::lake::{Lake, LakeError};
@@ -32,6 +34,8 @@ pub enum BronzeToSilverError {
     Lake(LakeError),
     #[error("contract '{0}' is not loaded; add contracts/{0}.toml")]
     MissingContract(&'static str),
+    #[error("silver/tmdb/movies: {0}")]
+    Movies(super::tmdb_movies::MoviesError),
     #[error("cannot encode silver for {path}: {source}")]
     Encode {
         path: String,
@@ -45,7 +49,7 @@ pub async fn process(
     admitted: &Admitted,
 ) -> Result<Outcome, BronzeToSilverError> {
     let (started_at, clock) = (Utc::now(), Instant::now());
-    let plan = match admitted.kind {
+    let (plan, movies) = match admitted.kind {
         BronzeKind::TmdbListPage => {
             let page = match tmdb::parse_bronze_page_path(&admitted.path) {
                 Ok(page) => page,
@@ -63,15 +67,13 @@ pub async fn process(
                 return Ok(Outcome::Skipped(format!("{}: not in the lake", admitted.path)));
             };
             let repeated = repeated_from_sidecar(lake, &admitted.path).await?;
-            tmdb::plan_with_repeats(contract, &page, &body, &repeated).map_err(|source| {
-                BronzeToSilverError::Encode {
-                    path: admitted.path.clone(),
-                    source,
-                }
+            tmdb::plan_page(contract, &page, &body, &repeated).map_err(|source| BronzeToSilverError::Encode {
+                path: admitted.path.clone(),
+                source,
             })?
         }
     };
-    apply(lake, plan, started_at, clock).await
+    apply(lake, plan, &movies, started_at, clock).await
 }
 
 /// `repeated_ids` of the page's sidecar (written by the pull); none without a sidecar (a page
@@ -98,14 +100,26 @@ async fn read(lake: &dyn Lake, path: &str) -> Result<Option<bytes::Bytes>, Bronz
     }
 }
 
+/// Silver and quarantine, then the movies buckets (compare-and-swap), the manifest last.
 async fn apply(
     lake: &dyn Lake,
     plan: Plan,
+    movies: &BTreeMap<String, Vec<MovieRow>>,
     started_at: chrono::DateTime<Utc>,
     clock: Instant,
 ) -> Result<Outcome, BronzeToSilverError> {
     write_outputs(lake, &plan).await.map_err(BronzeToSilverError::Lake)?;
-    let logs = plan.logs.clone();
+    let mut logs = plan.logs.clone();
+    if !movies.is_empty() {
+        let done = super::tmdb_movies::commit(lake, movies).await.map_err(|e| match e {
+            super::tmdb_movies::MoviesError::Lake(e) => BronzeToSilverError::Lake(e),
+            other => BronzeToSilverError::Movies(other),
+        })?;
+        logs.push(format!(
+            "silver/tmdb/movies: {} bucket(s) updated, {} unchanged",
+            done.written, done.unchanged
+        ));
+    }
     let (manifest, manifest_path) = write_manifest(lake, plan, started_at, clock)
         .await
         .map_err(BronzeToSilverError::Lake)?;

@@ -4,6 +4,7 @@
 pub mod bronze_to_silver;
 pub mod ledger;
 pub mod tmdb_lists;
+pub mod tmdb_movies;
 pub mod watch_events;
 
 use std::time::Instant;

@@ -147,7 +147,10 @@ async fn a_landed_page_becomes_silver_once_whatever_the_redeliveries() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("in=20 silver=20 quarantined=0 duplicates=0"), "{body}");
     let first = snapshot(dir.path());
-    let silver: Vec<&String> = first.keys().filter(|p| p.starts_with("silver/")).collect();
+    let silver: Vec<&String> = first
+        .keys()
+        .filter(|p| p.starts_with("silver/tmdb/list_entries/"))
+        .collect();
     assert_eq!(silver.len(), 1, "{silver:?}");
     assert!(silver[0].starts_with("silver/tmdb/list_entries/snapshot_date=2024-02-01/part-"));
     assert!(!first.keys().any(|p| p.starts_with("quarantine/")));
@@ -298,11 +301,163 @@ async fn the_local_run_serves_samples_and_hands_pages_to_bronze_to_silver_over_t
         "{:?}",
         summary.logs
     );
-    assert_eq!(files(dir.path(), "silver").len(), 7);
+    assert_eq!(files(dir.path(), "silver/tmdb/list_entries").len(), 7);
     let first = snapshot(dir.path());
     // Once more at the same time: the same objects (bronze kept, silver rewritten identically).
     movielake::tmdb_local::run_tmdb(&state, now, &|_| {})
         .await
         .expect("second run");
     assert_eq!(snapshot(dir.path()), first);
+}
+
+/// A list page with the given `(id, title)` movies.
+fn list_page(movies: &[(i64, &str)]) -> Vec<u8> {
+    let results: Vec<Value> = movies
+        .iter()
+        .map(|(id, title)| {
+            json!({"id": id, "title": title, "original_language": "en", "popularity": 1.5,
+                                  "vote_average": 7.0, "vote_count": 3, "genre_ids": [18], "adult": false})
+        })
+        .collect();
+    serde_json::to_vec(&json!({"page": 1, "results": results, "total_pages": 1, "total_results": 3})).unwrap()
+}
+
+/// Two pages read a day apart that share movie 17: the later one must win.
+const OLDER: &str = "bronze/tmdb/movie/popular/ingest_date=2024-02-01/run=20240201T060000Z/page=0001.json";
+const NEWER: &str = "bronze/tmdb/movie/top_rated/ingest_date=2024-02-02/run=20240202T060000Z/page=0001.json";
+
+/// `movie_id -> (title, list, _source_object)` of every movies bucket, checking each bucket
+/// holds only its own movies, sorted and unique.
+fn movies_table(root: &Path) -> BTreeMap<i64, (String, String, String)> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    let mut table = BTreeMap::new();
+    for path in files(root, "silver/tmdb/movies") {
+        let bytes = Bytes::from(std::fs::read(root.join(&path)).unwrap());
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut ids = Vec::new();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let column = |name: &str| batch.column_by_name(name).unwrap().clone();
+            let (id, title, list, source) = (
+                column("movie_id"),
+                column("title"),
+                column("list"),
+                column("_source_object"),
+            );
+            for i in 0..batch.num_rows() {
+                let movie = id.as_primitive::<Int64Type>().value(i);
+                ids.push(movie);
+                let text = |a: &arrow_array::ArrayRef| a.as_string::<i32>().value(i).to_string();
+                table.insert(movie, (text(&title), text(&list), text(&source)));
+            }
+        }
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "{path}: sorted by movie_id: {ids:?}"
+        );
+        let bucket = format!("bucket={:02}/", ids[0] % 16);
+        assert!(
+            path.contains(&bucket) && ids.iter().all(|id| id % 16 == ids[0] % 16),
+            "{path}: {ids:?}"
+        );
+    }
+    table
+}
+
+#[tokio::test]
+async fn the_movies_table_keeps_the_latest_sighting_whatever_the_processing_order() {
+    let older = list_page(&[(1, "one"), (17, "seventeen (old)"), (2, "two")]);
+    let newer = list_page(&[(17, "seventeen"), (3, "three")]);
+    let mut results = Vec::new();
+    for order in [[OLDER, NEWER], [NEWER, OLDER]] {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Arc::new(TestLake {
+            inner: LocalLake::new(dir.path()),
+            describe: ACCOUNT.into(),
+            reads_fail: false,
+        });
+        for (path, body) in [(OLDER, &older), (NEWER, &newer)] {
+            lake.put(path, Bytes::from(body.clone()), PutMode::Create)
+                .await
+                .unwrap();
+        }
+        let server = serve(lake).await;
+        for path in order {
+            let (status, body) = invoke(&server, &landed(path), false).await;
+            assert_eq!(status, 200, "{body}");
+            assert!(body.contains("silver/tmdb/movies: "), "{body}");
+        }
+        let table = movies_table(dir.path());
+        assert_eq!(table.keys().copied().collect::<Vec<_>>(), [1, 2, 3, 17], "{order:?}");
+        assert_eq!(
+            table[&17],
+            ("seventeen".into(), "movie/top_rated".into(), NEWER.into()),
+            "{order:?}"
+        );
+        assert_eq!(table[&1].1, "movie/popular");
+        let movies: BTreeMap<String, Vec<u8>> = snapshot(dir.path())
+            .into_iter()
+            .filter(|(p, _)| p.starts_with("silver/tmdb/movies/"))
+            .collect();
+
+        // The older page redelivered: nothing changes, nothing is rewritten.
+        let (status, body) = invoke(&server, &landed(OLDER), false).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("0 bucket(s) updated"), "{body}");
+        let again: BTreeMap<String, Vec<u8>> = snapshot(dir.path())
+            .into_iter()
+            .filter(|(p, _)| p.starts_with("silver/tmdb/movies/"))
+            .collect();
+        assert_eq!(again, movies);
+        results.push(movies);
+    }
+    assert_eq!(results[0], results[1], "the same bytes in either order");
+}
+
+#[tokio::test]
+async fn concurrent_pages_lose_no_movie() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Arc::new(TestLake {
+        inner: LocalLake::new(dir.path()),
+        describe: ACCOUNT.into(),
+        reads_fail: false,
+    });
+    // Eight pages of one run, each with movies in every bucket, sharing movie 1000.
+    let mut paths = Vec::new();
+    for n in 1..=8u32 {
+        let path = format!("bronze/tmdb/movie/popular/ingest_date=2024-02-01/run=20240201T060000Z/page={n:04}.json");
+        let movies: Vec<(i64, String)> = (0..16)
+            .map(|k| (i64::from(n) * 100 + k, format!("m{n}-{k}")))
+            .chain([(1000, format!("shared from page {n}"))])
+            .collect();
+        let refs: Vec<(i64, &str)> = movies.iter().map(|(id, t)| (*id, t.as_str())).collect();
+        lake.put(&path, Bytes::from(list_page(&refs)), PutMode::Create)
+            .await
+            .unwrap();
+        paths.push(path);
+    }
+    let server = serve(lake).await;
+    let server = &server;
+    futures::future::join_all(paths.iter().map(|path| async move {
+        // As the host does: a failed invocation (a lost race, repeatedly) is retried.
+        for _ in 0..10 {
+            let (status, body) = invoke(server, &landed(path), false).await;
+            if status == 200 {
+                return;
+            }
+            assert!(body.contains("changed by other writers"), "{body}");
+        }
+        panic!("{path}: never succeeded");
+    }))
+    .await;
+    let table = movies_table(dir.path());
+    assert_eq!(table.len(), 8 * 16 + 1, "every movie of every page is there");
+    assert_eq!(
+        table[&1000].0, "shared from page 8",
+        "the greatest bronze path of the run wins"
+    );
 }

@@ -527,7 +527,11 @@ pub(crate) mod pull {
             };
             assert!(body.contains(want), "{path}: {body}");
         }
-        assert_eq!(files(dir.path(), "silver").len(), 2, "one part per list: page 1");
+        assert_eq!(
+            files(dir.path(), "silver/tmdb/list_entries").len(),
+            2,
+            "one part per list: page 1"
+        );
     }
 
     #[tokio::test]
