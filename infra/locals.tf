@@ -85,7 +85,7 @@ locals {
       TMDB_API_TOKEN = "@Microsoft.KeyVault(VaultName=${azurerm_key_vault.main.name};SecretName=${var.tmdb_token_secret_name})"
       # Where the pull announces `movielake.bronze.landed` once pages are durable; the app's
       # identity has EventGrid Data Sender on the topic, whose subscription feeds bronze_to_silver.
-      MOVIELAKE_EVENTS_TOPIC_ENDPOINT = azurerm_eventgrid_topic.bronze_landed.endpoint
+      EVENTGRID_TOPIC_ENDPOINT = azurerm_eventgrid_topic.bronze_landed.endpoint
     }
     # Event Grid trigger: no setting of its own.
     bronze_to_silver = {}

@@ -185,7 +185,7 @@ pub async fn pull(
         };
         write_record(lake, &announcements_path(ingest_date, run_id), &record).await?;
     } else {
-        logs.push("MOVIELAKE_EVENTS_TOPIC_ENDPOINT is not set: pages landed, not announced".into());
+        logs.push("EVENTGRID_TOPIC_ENDPOINT is not set: pages landed, not announced".into());
     }
     let (_, manifest_path) = write_manifest(lake, plan, started_at, clock).await?;
     if !errors.is_empty() {
@@ -326,7 +326,7 @@ impl PullSettings {
             }
             None => ListsConfig::from_toml("tmdb_lists.toml (embedded)", EMBEDDED_LISTS)?,
         };
-        let publisher = match std::env::var("MOVIELAKE_EVENTS_TOPIC_ENDPOINT") {
+        let publisher = match std::env::var("EVENTGRID_TOPIC_ENDPOINT") {
             Ok(endpoint) if !endpoint.trim().is_empty() => {
                 let user_assigned_id = std::env::var("AZURE_CLIENT_ID")
                     .ok()
