@@ -66,6 +66,22 @@ resource "azurerm_storage_management_policy" "lake" {
       }
     }
   }
+
+  # The dedupe ledger only matters inside its window (MOVIELAKE_DEDUPE_WINDOW_HOURS); older
+  # hourly buckets are never read again.
+  rule {
+    name    = "expire-dedupe-ledger"
+    enabled = true
+    filters {
+      blob_types   = ["blockBlob"]
+      prefix_match = ["ops/ledger/"]
+    }
+    actions {
+      base_blob {
+        delete_after_days_since_creation_greater_than = var.ledger_retention_days
+      }
+    }
+  }
 }
 
 resource "azurerm_storage_account" "host" {

@@ -270,6 +270,24 @@ variable "dedupe_window_hours" {
   }
 }
 
+variable "ledger_retention_days" {
+  description = "Days the hourly dedupe-ledger buckets (ops/ledger/) are kept; must cover dedupe_window_hours, with a margin for late batches."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.ledger_retention_days >= 2 && var.ledger_retention_days <= 60
+    error_message = "ledger_retention_days must be between 2 and 60."
+  }
+}
+
+check "ledger_outlives_the_dedupe_window" {
+  assert {
+    condition     = var.ledger_retention_days * 24 > var.dedupe_window_hours
+    error_message = "ledger_retention_days must exceed the dedupe window, or duplicates inside the window are forgotten."
+  }
+}
+
 variable "log_filter" {
   description = "MOVIELAKE_LOG: the handler's log filter (tracing env-filter syntax, e.g. info or movielake=debug,info)."
   type        = string

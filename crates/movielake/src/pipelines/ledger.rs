@@ -44,8 +44,15 @@ impl LedgerCache {
         hours: &[DateTime<Utc>],
     ) -> Result<LoadedLedger, LedgerError> {
         let wanted: Vec<String> = hours.iter().map(|h| bucket_path(dataset, partition, *h)).collect();
+        // One listing per day of the window, not of the whole partition: old buckets pile up
+        // until the lifecycle rule expires them, and must not slow every batch down.
         let prefix = movielake_core::ledger::partition_prefix(dataset, partition);
-        let listed = lake.list(&prefix).await?;
+        let mut days: Vec<String> = hours.iter().map(|h| h.format("%Y-%m-%d").to_string()).collect();
+        days.dedup();
+        let mut listed = Vec::new();
+        for day in days {
+            listed.extend(lake.list(&format!("{prefix}hour={day}")).await?);
+        }
         let mut loaded = LoadedLedger::default();
         for meta in listed.into_iter().filter(|m| wanted.contains(&m.path)) {
             let cached = self.cached(&meta.path).filter(|(etag, _)| *etag == meta.etag);

@@ -468,3 +468,28 @@ async fn status_sums_the_manifests_and_flags_runs_that_do_not_add_up() {
     assert_eq!(statuses["watch_events"].unbalanced, vec![path.clone()]);
     assert!(movielake::status::render(&statuses).contains(&format!("COUNTS DO NOT ADD UP: {path}")));
 }
+
+#[tokio::test]
+async fn a_producer_duplicate_across_midnight_is_still_recognised() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(Arc::new(LocalLake::new(dir.path()))).await;
+    let mut late = event(&id(7), "watch_started", 0);
+    late["occurred_at"] = json!("2024-05-01T23:59:00Z");
+    let body = late.to_string();
+    let at = |t: &str, bodies: &[String], seq| host_request(bodies, seq).replace("2024-05-01T10:00:00.456", t);
+    for (time, seq, expected) in [
+        ("2024-05-01T23:59:30.000", 0, "in=1 silver=1 quarantined=0 duplicates=0"),
+        ("2024-05-02T00:00:30.000", 1, "in=1 silver=0 quarantined=0 duplicates=1"),
+    ] {
+        let (status, _, answer) = post_to(
+            &server.base,
+            "ingest_watch_events",
+            at(time, std::slice::from_ref(&body), seq),
+            false,
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        assert!(answer.contains(expected), "{time}: {answer}");
+    }
+    assert_eq!(silver_event_ids(dir.path()), vec![id(7)]);
+}
