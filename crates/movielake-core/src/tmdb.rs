@@ -8,12 +8,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
 use crate::contract::Contract;
-use crate::manifest::{Counts, OutputKind};
-use crate::naming::{quarantine_part, silver_part, stable_id};
-use crate::pipelines::{Plan, PlannedWrite};
-use crate::quarantine::{SourcePointer, encode_jsonl};
+use crate::manifest::Counts;
+use crate::naming::stable_id;
+use crate::pipelines::{Plan, routed_writes};
+use crate::quarantine::SourcePointer;
 use crate::route::{Routed, RunContext, SourceRecord, quarantine, route};
-use crate::silver::{EncodeError, Lineage, encode_parquet, partition};
+use crate::silver::{EncodeError, Lineage};
 use crate::tmdb_movies::{self, MovieRow};
 use crate::validate::{Reason, Rejection, Stage};
 use crate::value::{ColumnType, Value, json_kind};
@@ -277,22 +277,13 @@ pub fn plan_page(
         ingested_at,
         run_id: &ctx.run_id,
     };
-    for (values, rows) in partition(contract, &routed.silver).into_values() {
-        writes.push(PlannedWrite {
-            path: silver_part(contract, &values, &part_id),
-            kind: OutputKind::Silver,
-            rows: Some(rows.len() as u64),
-            bytes: encode_parquet(contract, &rows, &lineage)?.into(),
-        });
-    }
-    if !routed.quarantine.is_empty() {
-        writes.push(PlannedWrite {
-            path: quarantine_part(contract, bronze.ingest_date, &part_id),
-            kind: OutputKind::Quarantine,
-            rows: Some(routed.quarantine.len() as u64),
-            bytes: encode_jsonl(&routed.quarantine).into(),
-        });
-    }
+    writes.extend(routed_writes(
+        contract,
+        &routed,
+        &lineage,
+        &part_id,
+        bronze.ingest_date,
+    )?);
     let movies = tmdb_movies::updates(contract, bronze, &routed.silver, &ctx.run_id, ingested_at);
     let counts = Counts::of(&routed);
     logs.insert(

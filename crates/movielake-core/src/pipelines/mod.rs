@@ -3,7 +3,14 @@
 
 pub mod watch_events;
 
+use chrono::NaiveDate;
+
+use crate::contract::Contract;
 use crate::manifest::{Counts, OutputKind};
+use crate::naming::{quarantine_part, silver_part};
+use crate::quarantine::encode_jsonl;
+use crate::route::Routed;
+use crate::silver::{EncodeError, Lineage, encode_parquet, partition};
 
 /// One object to write. Bronze is written create-only; everything else has a deterministic
 /// name and deterministic bytes, so overwriting it on a retry changes nothing.
@@ -29,4 +36,33 @@ pub struct Plan {
     pub logs: Vec<String>,
     /// De-duplication ledger entries to merge, by bucket path; written after the data.
     pub ledger_updates: std::collections::BTreeMap<String, crate::ledger::LedgerBucket>,
+}
+
+/// The silver parts (one per partition value) and the quarantine part of a routed input, named
+/// from `part_id` (the input's identity). Shared by every pipeline.
+pub fn routed_writes(
+    contract: &Contract,
+    routed: &Routed,
+    lineage: &Lineage<'_>,
+    part_id: &str,
+    quarantine_date: NaiveDate,
+) -> Result<Vec<PlannedWrite>, EncodeError> {
+    let mut writes = Vec::new();
+    for (values, rows) in partition(contract, &routed.silver).into_values() {
+        writes.push(PlannedWrite {
+            path: silver_part(contract, &values, part_id),
+            kind: OutputKind::Silver,
+            rows: Some(rows.len() as u64),
+            bytes: encode_parquet(contract, &rows, lineage)?.into(),
+        });
+    }
+    if !routed.quarantine.is_empty() {
+        writes.push(PlannedWrite {
+            path: quarantine_part(contract, quarantine_date, part_id),
+            kind: OutputKind::Quarantine,
+            rows: Some(routed.quarantine.len() as u64),
+            bytes: encode_jsonl(&routed.quarantine).into(),
+        });
+    }
+    Ok(writes)
 }

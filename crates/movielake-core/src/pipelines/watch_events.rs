@@ -11,15 +11,15 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Timelike, Utc};
 use parquet::arrow::ArrowWriter;
 
-use super::{Plan, PlannedWrite};
+use super::{Plan, PlannedWrite, routed_writes};
 use crate::contract::Contract;
 use crate::host::EventHubBatch;
 use crate::ledger::{self, LedgerBucket, LedgerEntry, Seen};
 use crate::manifest::{Counts, OutputKind};
-use crate::naming::{quarantine_part, silver_part, stable_id};
-use crate::quarantine::{SourcePointer, encode_jsonl};
+use crate::naming::stable_id;
+use crate::quarantine::SourcePointer;
 use crate::route::{PrehashedMap, Routed, RunContext, SourceRecord, key_text, quarantine, route};
-use crate::silver::{EncodeError, Lineage, encode_parquet, partition};
+use crate::silver::{EncodeError, Lineage};
 use crate::validate::{Reason, Rejection, Stage};
 use crate::value::Value;
 
@@ -134,22 +134,13 @@ pub fn plan(
         ingested_at,
         run_id: &ctx.run_id,
     };
-    for (values, rows) in partition(contract, &routed.silver).into_values() {
-        writes.push(PlannedWrite {
-            path: silver_part(contract, &values, &part_id),
-            kind: OutputKind::Silver,
-            rows: Some(rows.len() as u64),
-            bytes: encode_parquet(contract, &rows, &lineage)?.into(),
-        });
-    }
-    if !routed.quarantine.is_empty() {
-        writes.push(PlannedWrite {
-            path: quarantine_part(contract, ingested_at.date_naive(), &part_id),
-            kind: OutputKind::Quarantine,
-            rows: Some(routed.quarantine.len() as u64),
-            bytes: encode_jsonl(&routed.quarantine).into(),
-        });
-    }
+    writes.extend(routed_writes(
+        contract,
+        &routed,
+        &lineage,
+        &part_id,
+        ingested_at.date_naive(),
+    )?);
 
     let counts = Counts::of(&routed);
     let mut logs = vec![format!(
