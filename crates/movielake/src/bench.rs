@@ -31,20 +31,9 @@ pub struct BenchOptions {
 /// One host request body per batch, generated up front so generation is not timed. Batches
 /// rotate over four partitions with increasing sequence numbers, as a real hub delivers them.
 fn batches(opts: &BenchOptions) -> Vec<Vec<u8>> {
-    let start: DateTime<Utc> = DateTime::from_timestamp(1_714_557_600, 0).unwrap_or_default();
-    let count = opts.events.div_ceil(opts.batch_size.max(1));
-    (0..count)
+    (0..batch_count(opts))
         .map(|i| {
-            let n = opts.batch_size.min(opts.events - i * opts.batch_size);
-            let events = watch_events(&SampleOptions {
-                seed: opts.seed + i as u64,
-                count: n,
-                start: start + chrono::Duration::hours(i as i64),
-                bad_share: 0.04,
-                duplicate_share: 0.02,
-                sessions_per_second: BENCH_SESSIONS_PER_SECOND,
-            });
-            let enqueued: Vec<(String, DateTime<Utc>)> = events
+            let enqueued: Vec<(String, DateTime<Utc>)> = batch_events(opts, i)
                 .into_iter()
                 .map(|e| (e.body, e.occurred_at + chrono::Duration::milliseconds(350)))
                 .collect();
@@ -55,6 +44,23 @@ fn batches(opts: &BenchOptions) -> Vec<Vec<u8>> {
                 .into_bytes()
         })
         .collect()
+}
+
+fn batch_count(opts: &BenchOptions) -> usize {
+    opts.events.div_ceil(opts.batch_size.max(1))
+}
+
+/// The events of batch `i`: the same for movielake and for DuckDB.
+fn batch_events(opts: &BenchOptions, i: usize) -> Vec<movielake_core::sample::GeneratedEvent> {
+    let start: DateTime<Utc> = DateTime::from_timestamp(1_714_557_600, 0).unwrap_or_default();
+    watch_events(&SampleOptions {
+        seed: opts.seed + i as u64,
+        count: opts.batch_size.min(opts.events - i * opts.batch_size),
+        start: start + chrono::Duration::hours(i as i64),
+        bad_share: 0.04,
+        duplicate_share: 0.02,
+        sessions_per_second: BENCH_SESSIONS_PER_SECOND,
+    })
 }
 
 fn state(lake_dir: &Path, contracts: &ContractSet) -> AppState {
@@ -132,18 +138,8 @@ fn duckdb(python: &Path, opts: &BenchOptions, progress: &dyn Fn(&str)) -> anyhow
     use std::io::Write;
     let path = opts.workdir.join("events.jsonl");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
-    let start: DateTime<Utc> = DateTime::from_timestamp(1_714_557_600, 0).unwrap_or_default();
-    let count = opts.events.div_ceil(opts.batch_size.max(1));
-    for i in 0..count {
-        let n = opts.batch_size.min(opts.events - i * opts.batch_size);
-        for e in watch_events(&SampleOptions {
-            seed: opts.seed + i as u64,
-            count: n,
-            start: start + chrono::Duration::hours(i as i64),
-            bad_share: 0.04,
-            duplicate_share: 0.02,
-            sessions_per_second: BENCH_SESSIONS_PER_SECOND,
-        }) {
+    for i in 0..batch_count(opts) {
+        for e in batch_events(opts, i) {
             writeln!(out, "{}", e.body)?;
         }
     }

@@ -82,3 +82,21 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// Serves `app` on an ephemeral 127.0.0.1 port until the returned sender is dropped or fired
+/// (stand-ins for TMDB and Event Grid in the tests).
+pub async fn spawn_router(app: axum::Router) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    (addr, stop)
+}

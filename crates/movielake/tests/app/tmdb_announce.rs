@@ -51,16 +51,8 @@ async fn topic(root: &std::path::Path) -> (String, Topic, tokio::sync::oneshot::
         received: Arc::default(),
     };
     let app = Router::new().route("/api/events", post(receive)).with_state(t.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/api/events", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await;
-    });
+    let (addr, stop) = crate::support::spawn_router(app).await;
+    let url = format!("http://{}/api/events", addr);
     (url, t, stop)
 }
 

@@ -164,16 +164,8 @@ async fn standin_with_latency(
         latency,
     };
     let app = Router::new().fallback(get(answer)).with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/3", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await;
-    });
+    let (addr, stop) = crate::support::spawn_router(app).await;
+    let base = format!("http://{}/3", addr);
     Running {
         base,
         script,
