@@ -13,7 +13,7 @@ use crate::naming::stable_id;
 use crate::pipelines::{Plan, routed_writes};
 use crate::quarantine::SourcePointer;
 use crate::route::{Routed, RunContext, SourceRecord, quarantine, route};
-use crate::silver::{EncodeError, Lineage};
+use crate::silver::EncodeError;
 use crate::tmdb_movies::{self, MovieRow};
 use crate::validate::{Reason, Rejection, Stage};
 use crate::value::{ColumnType, Value, json_kind};
@@ -273,17 +273,7 @@ pub fn plan_page(
     };
 
     let mut writes = Vec::new();
-    let lineage = Lineage {
-        ingested_at,
-        run_id: &ctx.run_id,
-    };
-    writes.extend(routed_writes(
-        contract,
-        &routed,
-        &lineage,
-        &part_id,
-        bronze.ingest_date,
-    )?);
+    writes.extend(routed_writes(contract, &routed, &ctx, &part_id, bronze.ingest_date)?);
     let movies = tmdb_movies::updates(contract, bronze, &routed.silver, &ctx.run_id, ingested_at);
     let counts = Counts::of(&routed);
     logs.insert(

@@ -9,7 +9,7 @@ use crate::contract::Contract;
 use crate::manifest::{Counts, OutputKind};
 use crate::naming::{quarantine_part, silver_part};
 use crate::quarantine::encode_jsonl;
-use crate::route::Routed;
+use crate::route::{Routed, RunContext};
 use crate::silver::{EncodeError, Lineage, encode_parquet, partition};
 
 /// One object to write. Bronze is written create-only; everything else has a deterministic
@@ -43,17 +43,21 @@ pub struct Plan {
 pub fn routed_writes(
     contract: &Contract,
     routed: &Routed,
-    lineage: &Lineage<'_>,
+    ctx: &RunContext,
     part_id: &str,
     quarantine_date: NaiveDate,
 ) -> Result<Vec<PlannedWrite>, EncodeError> {
+    let lineage = Lineage {
+        ingested_at: ctx.ingested_at,
+        run_id: &ctx.run_id,
+    };
     let mut writes = Vec::new();
     for (values, rows) in partition(contract, &routed.silver).into_values() {
         writes.push(PlannedWrite {
             path: silver_part(contract, &values, part_id),
             kind: OutputKind::Silver,
             rows: Some(rows.len() as u64),
-            bytes: encode_parquet(contract, &rows, lineage)?.into(),
+            bytes: encode_parquet(contract, &rows, &lineage)?.into(),
         });
     }
     if !routed.quarantine.is_empty() {

@@ -19,7 +19,7 @@ use crate::manifest::{Counts, OutputKind};
 use crate::naming::stable_id;
 use crate::quarantine::SourcePointer;
 use crate::route::{PrehashedMap, Routed, RunContext, SourceRecord, key_text, quarantine, route};
-use crate::silver::{EncodeError, Lineage};
+use crate::silver::EncodeError;
 use crate::validate::{Reason, Rejection, Stage};
 use crate::value::Value;
 
@@ -130,14 +130,10 @@ pub fn plan(
 
     let mut writes = vec![bronze.clone()];
     let part_id = format!("{partition_id}-{identity}");
-    let lineage = Lineage {
-        ingested_at,
-        run_id: &ctx.run_id,
-    };
     writes.extend(routed_writes(
         contract,
         &routed,
-        &lineage,
+        &ctx,
         &part_id,
         ingested_at.date_naive(),
     )?);
