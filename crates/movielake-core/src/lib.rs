@@ -5,6 +5,7 @@
 pub mod contract;
 pub mod eventgrid;
 pub mod expr;
+pub mod files;
 pub mod host;
 pub mod ledger;
 pub mod manifest;

@@ -105,28 +105,7 @@ impl<W: Write + Send> SilverEncoder<W> {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
-        for &(index, ty) in &self.columns {
-            arrays.push(build_column(
-                ty,
-                rows.iter().map(|a| a.row.values.get(index).unwrap_or(&Value::Null)),
-            ));
-        }
-        let mut rescued = StringBuilder::new();
-        let mut source = StringBuilder::new();
-        let mut ingested = TimestampMicrosecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
-        let mut run = StringBuilder::new();
-        for a in rows {
-            rescued.append_option(a.row.rescued.as_deref());
-            source.append_value(&a.pointer.object);
-            ingested.append_value(lineage.ingested_at.timestamp_micros());
-            run.append_value(lineage.run_id);
-        }
-        arrays.push(Arc::new(rescued.finish()));
-        arrays.push(Arc::new(source.finish()));
-        arrays.push(Arc::new(ingested.finish()));
-        arrays.push(Arc::new(run.finish()));
-        let batch = RecordBatch::try_new(self.schema.clone(), arrays)?;
+        let batch = silver_batch(&self.schema, &self.columns, rows, lineage)?;
         self.writer.write(&batch)?;
         self.writer.flush()?;
         Ok(())
@@ -135,6 +114,42 @@ impl<W: Write + Send> SilverEncoder<W> {
     pub fn finish(self) -> Result<W, EncodeError> {
         Ok(self.writer.into_inner()?)
     }
+}
+
+/// The Arrow batch of accepted rows under the contract's silver schema (see [`silver_schema`]).
+pub fn accepted_batch(contract: &Contract, rows: &[&Accepted], lineage: &Lineage<'_>) -> Result<RecordBatch, EncodeError> {
+    let columns: Vec<(usize, ColumnType)> = contract.stored_columns().map(|(i, c)| (i, c.ty)).collect();
+    silver_batch(&silver_schema(contract), &columns, rows, lineage)
+}
+
+fn silver_batch(
+    schema: &SchemaRef,
+    columns: &[(usize, ColumnType)],
+    rows: &[&Accepted],
+    lineage: &Lineage<'_>,
+) -> Result<RecordBatch, EncodeError> {
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for &(index, ty) in columns {
+        arrays.push(build_column(
+            ty,
+            rows.iter().map(|a| a.row.values.get(index).unwrap_or(&Value::Null)),
+        ));
+    }
+    let mut rescued = StringBuilder::new();
+    let mut source = StringBuilder::new();
+    let mut ingested = TimestampMicrosecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
+    let mut run = StringBuilder::new();
+    for a in rows {
+        rescued.append_option(a.row.rescued.as_deref());
+        source.append_value(&a.pointer.object);
+        ingested.append_value(lineage.ingested_at.timestamp_micros());
+        run.append_value(lineage.run_id);
+    }
+    arrays.push(Arc::new(rescued.finish()));
+    arrays.push(Arc::new(source.finish()));
+    arrays.push(Arc::new(ingested.finish()));
+    arrays.push(Arc::new(run.finish()));
+    Ok(RecordBatch::try_new(schema.clone(), arrays)?)
 }
 
 /// Encodes one silver part in memory.
