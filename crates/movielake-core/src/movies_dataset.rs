@@ -1,0 +1,1 @@
+//! The Movies Dataset (Kaggle) CSV files into silver tables.
