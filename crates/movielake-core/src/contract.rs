@@ -62,7 +62,18 @@ pub struct Column {
     pub derive: Option<Derive>,
     /// Read from the record's delivery metadata (enqueue time, sequence number), not its body.
     pub from_metadata: bool,
+    /// Name of the input field when it differs from the column name (IMDb's `primaryTitle`).
+    pub field: Option<String>,
+    /// A list column whose text is a JSON array (IMDb `characters`) rather than comma-separated.
+    pub list_json: bool,
     pub description: Option<String>,
+}
+
+impl Column {
+    /// The input field this column reads.
+    pub fn input_field(&self) -> &str {
+        self.field.as_deref().unwrap_or(&self.name)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -282,6 +293,8 @@ struct RawColumn {
     max_length: Option<Spanned<usize>>,
     derive: Option<Spanned<String>>,
     from: Option<Spanned<String>>,
+    field: Option<Spanned<String>>,
+    list_format: Option<Spanned<String>>,
     description: Option<String>,
 }
 
@@ -382,9 +395,36 @@ fn check_column(rc: &RawColumn, earlier: &[Column]) -> Result<Column, (Span, Str
             format!("column '{name}': a derived column cannot also come from metadata"),
         ));
     }
+    let list_json = match &rc.list_format {
+        None => false,
+        Some(f) if !ty.is_list() => {
+            return Err((
+                f.span(),
+                format!("column '{name}': list_format applies to list columns only"),
+            ));
+        }
+        Some(f) if f.get_ref() == "comma" => false,
+        Some(f) if f.get_ref() == "json" => true,
+        Some(f) => {
+            return Err((
+                f.span(),
+                format!("column '{name}': list_format must be \"comma\" or \"json\""),
+            ));
+        }
+    };
+    if let Some(f) = &rc.field
+        && (f.get_ref().is_empty() || from_metadata || derive.is_some())
+    {
+        return Err((
+            f.span(),
+            format!("column '{name}': field names a non-empty input field, for columns read from the body"),
+        ));
+    }
     Ok(Column {
         name: name.clone(),
         from_metadata,
+        field: rc.field.as_ref().map(|f| f.get_ref().clone()),
+        list_json,
         ty,
         required: rc.required,
         min: bound(&rc.min, "min")?,

@@ -4,9 +4,9 @@ use chrono::{Datelike, Timelike};
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
-use crate::contract::{Contract, Derive, UnknownFields};
+use crate::contract::{Column, Contract, Derive, UnknownFields};
 use crate::expr;
-use crate::value::{Value, convert_owned, fits, json_kind, shorten};
+use crate::value::{InputKind, Value, convert_owned, fits, json_kind, shorten};
 
 /// Where in the pipeline a record was refused; ordered, so a record's stage is its earliest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -95,7 +95,14 @@ impl Contract {
                     Some((_, v)) => Err(format!("metadata value {} is not {}", v.render(), column.ty.name())),
                 }
             } else {
-                convert_owned(fields.remove(&column.name), column.ty, self.input)
+                match fields.remove(column.input_field()) {
+                    Some(Json::String(text)) if column.list_json && self.input == InputKind::Text => {
+                        serde_json::from_str::<Json>(&text)
+                            .map_err(|e| format!("not a JSON array: {e}"))
+                            .and_then(|json| convert_owned(Some(json), column.ty, InputKind::Json))
+                    }
+                    raw => convert_owned(raw, column.ty, self.input),
+                }
             };
             match converted {
                 Ok(v) => values.push(v),
@@ -124,44 +131,9 @@ impl Contract {
                 }
                 continue;
             }
-            let mut fail = |rule: &str, detail: String| reasons.push((Stage::Rule, Reason::new(rule, name, detail)));
-            if let (Some(min), Some(x)) = (&column.min, v.as_f64())
-                && min.as_f64().is_some_and(|m| x < m)
-            {
-                fail("min", format!("{} is below the minimum {}", v.render(), min.render()));
-            }
-            if let (Some(max), Some(x)) = (&column.max, v.as_f64())
-                && max.as_f64().is_some_and(|m| x > m)
-            {
-                fail("max", format!("{} is above the maximum {}", v.render(), max.render()));
-            }
-            if let (Some(allowed), Value::String(s)) = (&column.one_of, v)
-                && !allowed.iter().any(|a| a == s)
-            {
-                fail(
-                    "one_of",
-                    format!("{:?} is not one of {}", shorten(s, 60), allowed.join(", ")),
-                );
-            }
-            if let (Some(re), Value::String(s)) = (&column.regex, v)
-                && !re.is_match(s)
-            {
-                fail(
-                    "regex",
-                    format!("{:?} does not match /{}/", shorten(s, 60), re.as_str()),
-                );
-            }
-            if let Some(max_len) = column.max_length {
-                let len = match v {
-                    Value::String(s) => s.chars().count(),
-                    Value::List(items) => items.len(),
-                    Value::IntList(items) => items.len(),
-                    _ => 0,
-                };
-                if len > max_len {
-                    fail("max_length", format!("length {len} is above the maximum {max_len}"));
-                }
-            }
+            let mut failed = Vec::new();
+            check_value(column, v, &mut failed);
+            reasons.extend(failed.into_iter().map(|r| (Stage::Rule, r)));
         }
 
         for rule in &self.rules {
@@ -191,6 +163,65 @@ impl Contract {
         }
         let rescued = (!unknown.is_empty()).then(|| Json::Object(unknown).to_string());
         Verdict::Valid(Row { values, rescued })
+    }
+}
+
+/// The column's value rules (min, max, one_of, regex, max_length) on a typed, non-null value.
+pub(crate) fn check_value(column: &Column, v: &Value, out: &mut Vec<Reason>) {
+    let name = Some(column.name.as_str());
+    if let (Some(min), Some(x)) = (&column.min, v.as_f64())
+        && min.as_f64().is_some_and(|m| x < m)
+    {
+        out.push(Reason::new(
+            "min",
+            name,
+            format!("{} is below the minimum {}", v.render(), min.render()),
+        ));
+    }
+    if let (Some(max), Some(x)) = (&column.max, v.as_f64())
+        && max.as_f64().is_some_and(|m| x > m)
+    {
+        out.push(Reason::new(
+            "max",
+            name,
+            format!("{} is above the maximum {}", v.render(), max.render()),
+        ));
+    }
+    match v {
+        Value::String(s) => check_str(column, s, out),
+        Value::List(items) => check_length(column, items.len(), out),
+        Value::IntList(items) => check_length(column, items.len(), out),
+        _ => {}
+    }
+}
+
+/// The string rules of a column, on borrowed text (the text fast path calls it without building
+/// a `Value`).
+pub(crate) fn check_str(column: &Column, s: &str, out: &mut Vec<Reason>) {
+    let name = Some(column.name.as_str());
+    if let Some(allowed) = &column.one_of
+        && !allowed.iter().any(|a| a == s)
+    {
+        let detail = format!("{:?} is not one of {}", shorten(s, 60), allowed.join(", "));
+        out.push(Reason::new("one_of", name, detail));
+    }
+    if let Some(re) = &column.regex
+        && !re.is_match(s)
+    {
+        let detail = format!("{:?} does not match /{}/", shorten(s, 60), re.as_str());
+        out.push(Reason::new("regex", name, detail));
+    }
+    if column.max_length.is_some() {
+        check_length(column, s.chars().count(), out);
+    }
+}
+
+pub(crate) fn check_length(column: &Column, len: usize, out: &mut Vec<Reason>) {
+    if let Some(max_len) = column.max_length
+        && len > max_len
+    {
+        let detail = format!("length {len} is above the maximum {max_len}");
+        out.push(Reason::new("max_length", Some(column.name.as_str()), detail));
     }
 }
 

@@ -2,6 +2,7 @@
 //! Parquet encoding; TMDB pages and Event Grid events in their own modules.
 
 mod eventgrid;
+mod imdb;
 mod tmdb;
 
 use chrono::{TimeZone, Utc};

@@ -1,0 +1,688 @@
+//! IMDb dataset files (`title.basics.tsv[.gz]` and the six others) → typed silver, streamed.
+//!
+//! The format (DESIGN.md): UTF-8, tab-separated, a header line, `\N` for null, no quoting at all
+//! (a title may begin with `"`, and `NA`, `None` or `null` are titles, not nulls), the last line
+//! may lack its newline. Files are up to ~1 GB, so lines are read from a fixed buffer and typed
+//! straight into Arrow builders: no per-field allocation, no row objects, memory bounded by one
+//! batch plus one row group per output part.
+//!
+//! The contract (`contracts/imdb_<table>.toml`) decides column names, types and rules; the file is
+//! recognised by its header, and each header field maps to the column whose `field` (or name) it
+//! is. A line that does not fit (wrong number of fields, a value of the wrong type, a rule) goes to
+//! quarantine with its line number and every reason; the rest of the file goes on.
+
+use std::io::{BufRead, BufReader, Read};
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    ArrayBuilder, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
+    StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
+use flate2::read::MultiGzDecoder;
+
+use crate::contract::{Column, Contract, ContractSet};
+use crate::expr;
+use crate::files::{FileError, Outputs, PartSink};
+use crate::quarantine::{QuarantineRecord, SourcePointer};
+use crate::silver::silver_schema;
+use crate::validate::{Reason, Stage, check_length, check_str, check_value};
+use crate::value::{ColumnType, Value, days_since_epoch};
+
+/// Rows typed before a batch goes to the encoder.
+const BATCH_ROWS: usize = 64 * 1024;
+/// Read buffer; a longer line grows it (IMDb lines are well under 1 KiB).
+const READ_BUFFER: usize = 1 << 20;
+const NULL: &[u8] = b"\\N";
+
+/// One of the seven IMDb files: its name in IMDb's dump and the contract that types it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImdbFile {
+    pub name: &'static str,
+    pub contract: &'static str,
+    pub header: &'static [&'static str],
+}
+
+pub const FILES: [ImdbFile; 7] = [
+    ImdbFile {
+        name: "title.basics",
+        contract: "imdb_title_basics",
+        header: &[
+            "tconst",
+            "titleType",
+            "primaryTitle",
+            "originalTitle",
+            "isAdult",
+            "startYear",
+            "endYear",
+            "runtimeMinutes",
+            "genres",
+        ],
+    },
+    ImdbFile {
+        name: "title.akas",
+        contract: "imdb_title_akas",
+        header: &[
+            "titleId",
+            "ordering",
+            "title",
+            "region",
+            "language",
+            "types",
+            "attributes",
+            "isOriginalTitle",
+        ],
+    },
+    ImdbFile {
+        name: "title.crew",
+        contract: "imdb_title_crew",
+        header: &["tconst", "directors", "writers"],
+    },
+    ImdbFile {
+        name: "title.episode",
+        contract: "imdb_title_episode",
+        header: &["tconst", "parentTconst", "seasonNumber", "episodeNumber"],
+    },
+    ImdbFile {
+        name: "title.principals",
+        contract: "imdb_title_principals",
+        header: &["tconst", "ordering", "nconst", "category", "job", "characters"],
+    },
+    ImdbFile {
+        name: "title.ratings",
+        contract: "imdb_title_ratings",
+        header: &["tconst", "averageRating", "numVotes"],
+    },
+    ImdbFile {
+        name: "name.basics",
+        contract: "imdb_name_basics",
+        header: &[
+            "nconst",
+            "primaryName",
+            "birthYear",
+            "deathYear",
+            "primaryProfession",
+            "knownForTitles",
+        ],
+    },
+];
+
+/// The IMDb file a header line belongs to (with or without its line ending).
+pub fn recognise(header_line: &[u8]) -> Option<&'static ImdbFile> {
+    let line = trim_line_end(header_line);
+    FILES.iter().find(|f| {
+        let mut fields = line.split(|&b| b == b'\t');
+        f.header.iter().all(|h| fields.next() == Some(h.as_bytes())) && fields.next().is_none()
+    })
+}
+
+/// Wraps the input in a gzip decoder when it starts with the gzip magic (the official files are
+/// `.tsv.gz`); plain text passes through. Decided by content, not by name.
+pub fn decompressed<'a, R: Read + 'a>(input: R) -> std::io::Result<Box<dyn BufRead + 'a>> {
+    let mut reader = BufReader::with_capacity(READ_BUFFER, input);
+    let gzip = reader.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    Ok(if gzip {
+        Box::new(BufReader::with_capacity(READ_BUFFER, MultiGzDecoder::new(reader)))
+    } else {
+        Box::new(reader)
+    })
+}
+
+/// What a conversion saw, for logs and the manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Converted {
+    pub file: &'static ImdbFile,
+    pub lines: u64,
+}
+
+/// Converts one IMDb file (plain or gzipped) into silver parts and quarantine lines.
+pub fn convert<R: Read, S: PartSink>(
+    input: R,
+    contracts: &ContractSet,
+    out: &mut Outputs<S>,
+) -> Result<Converted, FileError> {
+    let object = out.context().object.clone();
+    let read_error = |source| FileError::Read {
+        object: object.clone(),
+        source,
+    };
+    let mut lines = Lines::new(decompressed(input).map_err(read_error)?);
+    let Some(header) = lines.next_line().map_err(read_error)? else {
+        return Err(unrecognised(
+            &object,
+            "the file is empty (an IMDb file starts with a header line)",
+        ));
+    };
+    let file = recognise(header).ok_or_else(|| {
+        let shown = String::from_utf8_lossy(&header[..header.len().min(200)]).into_owned();
+        unrecognised(
+            &object,
+            &format!("header {shown:?} is not the header of an IMDb dataset file (title.basics, name.basics, ...)"),
+        )
+    })?;
+    let contract = contracts
+        .get(file.contract)
+        .ok_or_else(|| FileError::MissingContract(file.contract.to_string()))?;
+    let mut typer = Typer::new(contract, file, out, &object)?;
+    let mut number = 1u64;
+    while let Some(line) = lines.next_line().map_err(read_error)? {
+        number += 1;
+        typer.line(line, number, out)?;
+    }
+    typer.flush(out)?;
+    Ok(Converted {
+        file,
+        lines: number - 1,
+    })
+}
+
+fn unrecognised(object: &str, message: &str) -> FileError {
+    FileError::Unrecognised {
+        object: object.to_string(),
+        message: message.to_string(),
+    }
+}
+
+fn trim_line_end(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Lines out of a buffered reader, without copying when a line lies inside the buffer.
+struct Lines<R> {
+    reader: R,
+    buf: Vec<u8>,
+}
+
+impl<R: BufRead> Lines<R> {
+    fn new(reader: R) -> Self {
+        Lines {
+            reader,
+            buf: Vec::with_capacity(4096),
+        }
+    }
+
+    /// The next line without its ending; `None` at the end. A last line without `\n` counts.
+    fn next_line(&mut self) -> std::io::Result<Option<&[u8]>> {
+        self.buf.clear();
+        let n = self.reader.read_until(b'\n', &mut self.buf)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        Ok(Some(trim_line_end(&self.buf)))
+    }
+}
+
+/// Where a stored column's value comes from.
+enum Source {
+    Field(usize),
+    Constant(Value),
+}
+
+/// One typed cell of the current line; text stays in the line (offsets), nothing is allocated
+/// except for JSON lists.
+enum Cell {
+    Null,
+    Text(usize, usize),
+    Owned(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Date(i32),
+    Timestamp(i64),
+    CommaList(usize, usize),
+    Strings(Vec<String>),
+    Ints(Vec<i64>),
+}
+
+enum Builder {
+    String(StringBuilder),
+    Int32(Int32Builder),
+    Int64(Int64Builder),
+    Float64(Float64Builder),
+    Bool(BooleanBuilder),
+    Date(Date32Builder),
+    Timestamp(TimestampMicrosecondBuilder),
+    Strings(ListBuilder<StringBuilder>),
+    Ints(ListBuilder<Int64Builder>),
+}
+
+impl Builder {
+    fn new(ty: ColumnType) -> Builder {
+        match ty {
+            ColumnType::String => Builder::String(StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 16)),
+            ColumnType::Int32 => Builder::Int32(Int32Builder::with_capacity(BATCH_ROWS)),
+            ColumnType::Int64 => Builder::Int64(Int64Builder::with_capacity(BATCH_ROWS)),
+            ColumnType::Float64 => Builder::Float64(Float64Builder::with_capacity(BATCH_ROWS)),
+            ColumnType::Bool => Builder::Bool(BooleanBuilder::with_capacity(BATCH_ROWS)),
+            ColumnType::Date => Builder::Date(Date32Builder::with_capacity(BATCH_ROWS)),
+            ColumnType::Timestamp => Builder::Timestamp(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
+            ColumnType::ListOfString => Builder::Strings(ListBuilder::new(StringBuilder::new())),
+            ColumnType::ListOfInt64 => Builder::Ints(ListBuilder::new(Int64Builder::new())),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Builder::String(b) => Arc::new(b.finish()),
+            Builder::Int32(b) => Arc::new(b.finish()),
+            Builder::Int64(b) => Arc::new(b.finish()),
+            Builder::Float64(b) => Arc::new(b.finish()),
+            Builder::Bool(b) => Arc::new(b.finish()),
+            Builder::Date(b) => Arc::new(b.finish()),
+            Builder::Timestamp(b) => Arc::new(b.finish()),
+            Builder::Strings(b) => Arc::new(b.finish()),
+            Builder::Ints(b) => Arc::new(b.finish()),
+        }
+    }
+
+    /// Appends a cell already checked against the column type.
+    fn append(&mut self, cell: &Cell, line: &str) {
+        match (self, cell) {
+            (Builder::String(b), Cell::Text(s, e)) => b.append_value(&line[*s..*e]),
+            (Builder::String(b), Cell::Owned(text)) => b.append_value(text),
+            (Builder::Int32(b), Cell::Int(v)) => b.append_value(*v as i32),
+            (Builder::Int64(b), Cell::Int(v)) => b.append_value(*v),
+            (Builder::Float64(b), Cell::Float(v)) => b.append_value(*v),
+            (Builder::Bool(b), Cell::Bool(v)) => b.append_value(*v),
+            (Builder::Date(b), Cell::Date(v)) => b.append_value(*v),
+            (Builder::Timestamp(b), Cell::Timestamp(v)) => b.append_value(*v),
+            (Builder::Strings(b), Cell::CommaList(s, e)) => {
+                let text = &line[*s..*e];
+                if !text.is_empty() {
+                    text.split(',').for_each(|item| b.values().append_value(item));
+                }
+                b.append(true);
+            }
+            (Builder::Strings(b), Cell::Strings(items)) => {
+                items.iter().for_each(|item| b.values().append_value(item));
+                b.append(true);
+            }
+            (Builder::Ints(b), Cell::Ints(items)) => {
+                b.values().append_slice(items);
+                b.append(true);
+            }
+            (builder, _) => builder.append_null(),
+        }
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            Builder::String(b) => b.append_null(),
+            Builder::Int32(b) => b.append_null(),
+            Builder::Int64(b) => b.append_null(),
+            Builder::Float64(b) => b.append_null(),
+            Builder::Bool(b) => b.append_null(),
+            Builder::Date(b) => b.append_null(),
+            Builder::Timestamp(b) => b.append_null(),
+            Builder::Strings(b) => b.append(false),
+            Builder::Ints(b) => b.append(false),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Builder::String(b) => b.len(),
+            Builder::Int32(b) => b.len(),
+            Builder::Int64(b) => b.len(),
+            Builder::Float64(b) => b.len(),
+            Builder::Bool(b) => b.len(),
+            Builder::Date(b) => b.len(),
+            Builder::Timestamp(b) => b.len(),
+            Builder::Strings(b) => b.len(),
+            Builder::Ints(b) => b.len(),
+        }
+    }
+}
+
+/// Types lines of one file into column builders under its contract.
+struct Typer<'c> {
+    contract: &'c Contract,
+    /// Per contract column (stored or not): where its value comes from.
+    sources: Vec<Source>,
+    /// Stored columns: (contract index, builder).
+    builders: Vec<(usize, Builder)>,
+    partition: Vec<Value>,
+    fields_expected: usize,
+    object: String,
+    cells: Vec<Cell>,
+    fields: Vec<(usize, usize)>,
+    rows: usize,
+}
+
+impl<'c> Typer<'c> {
+    fn new<S: PartSink>(
+        contract: &'c Contract,
+        file: &ImdbFile,
+        out: &Outputs<S>,
+        object: &str,
+    ) -> Result<Self, FileError> {
+        let refuse = |why: String| unrecognised(object, &format!("{}: {why}", contract.file));
+        if !contract.key.is_empty() {
+            // A key would need every key of a ~1 GB file in memory; IMDb ids are unique per file.
+            return Err(refuse(
+                "`key` is not supported for streamed IMDb files; remove it".into(),
+            ));
+        }
+        let snapshot = Value::Date(out.context().ingest_date);
+        let mut sources = Vec::with_capacity(contract.columns.len());
+        for column in &contract.columns {
+            if column.derive.is_some() {
+                return Err(refuse(format!(
+                    "column '{}': derived columns are not supported for IMDb files",
+                    column.name
+                )));
+            }
+            let source = if column.from_metadata {
+                match column.name.as_str() {
+                    "snapshot_date" | "ingest_date" if column.ty == ColumnType::Date => {
+                        Source::Constant(snapshot.clone())
+                    }
+                    "source_object" if column.ty == ColumnType::String => {
+                        Source::Constant(Value::String(object.to_string()))
+                    }
+                    _ => Source::Constant(Value::Null),
+                }
+            } else {
+                match file.header.iter().position(|h| *h == column.input_field()) {
+                    Some(i) => Source::Field(i),
+                    None => Source::Constant(Value::Null),
+                }
+            };
+            sources.push(source);
+        }
+        for field in file.header {
+            if !contract
+                .columns
+                .iter()
+                .any(|c| !c.from_metadata && c.input_field() == *field)
+            {
+                return Err(refuse(format!(
+                    "the {} field '{field}' has no column (add one with field = \"{field}\")",
+                    file.name
+                )));
+            }
+        }
+        let mut partition = Vec::with_capacity(contract.partition_by.len());
+        for &p in &contract.partition_by {
+            match &sources[p] {
+                Source::Constant(v) => partition.push(v.clone()),
+                Source::Field(_) => {
+                    return Err(refuse(format!(
+                        "partition column '{}' must come from metadata (snapshot_date) for IMDb files",
+                        contract.columns[p].name
+                    )));
+                }
+            }
+        }
+        let builders = contract
+            .stored_columns()
+            .map(|(i, c)| (i, Builder::new(c.ty)))
+            .collect();
+        Ok(Typer {
+            contract,
+            sources,
+            builders,
+            partition,
+            fields_expected: file.header.len(),
+            object: object.to_string(),
+            cells: Vec::with_capacity(contract.columns.len()),
+            fields: Vec::with_capacity(file.header.len() + 1),
+            rows: 0,
+        })
+    }
+
+    fn line<S: PartSink>(&mut self, bytes: &[u8], number: u64, out: &mut Outputs<S>) -> Result<(), FileError> {
+        out.counts_mut(self.contract).records_in += 1;
+        let line = match std::str::from_utf8(bytes) {
+            Ok(line) => line,
+            Err(e) => {
+                let reason = Reason::new("utf8", None, format!("not valid UTF-8 at byte {}", e.valid_up_to()));
+                return self.reject(
+                    out,
+                    &String::from_utf8_lossy(bytes),
+                    number,
+                    Stage::Decode,
+                    vec![reason],
+                );
+            }
+        };
+        self.fields.clear();
+        let mut start = 0;
+        for tab in memchr::memchr_iter(b'\t', bytes) {
+            self.fields.push((start, tab));
+            start = tab + 1;
+        }
+        self.fields.push((start, bytes.len()));
+        if self.fields.len() != self.fields_expected {
+            let detail = format!(
+                "expected {} tab-separated fields, found {}",
+                self.fields_expected,
+                self.fields.len()
+            );
+            let reason = Reason::new("field_count", None, detail);
+            return self.reject(out, line, number, Stage::Decode, vec![reason]);
+        }
+
+        let mut reasons: Vec<(Stage, Reason)> = Vec::new();
+        self.cells.clear();
+        for (column, source) in self.contract.columns.iter().zip(&self.sources) {
+            let cell = match source {
+                Source::Constant(v) => constant_cell(v),
+                Source::Field(i) => {
+                    let (s, e) = self.fields[*i];
+                    match type_cell(column, line, s, e) {
+                        Ok(cell) => cell,
+                        Err(detail) => {
+                            reasons.push((Stage::Schema, Reason::new("type", Some(&column.name), detail)));
+                            self.cells.push(Cell::Null);
+                            continue;
+                        }
+                    }
+                }
+            };
+            check_cell(column, &cell, line, &mut reasons);
+            self.cells.push(cell);
+        }
+        if !self.contract.rules.is_empty() && reasons.is_empty() {
+            // Rules read typed values: built only for contracts that have rules.
+            let values: Vec<Value> = (self.contract.columns.iter().zip(&self.cells))
+                .map(|(column, cell)| cell_value(cell, column.ty, line))
+                .collect();
+            for rule in &self.contract.rules {
+                if expr::eval(&rule.expr, &values) == Some(false) {
+                    let detail = format!("{} is false", rule.check);
+                    reasons.push((Stage::Rule, Reason::new(&rule.name, None, detail)));
+                }
+            }
+        }
+        if let Some(stage) = reasons.iter().map(|(s, _)| *s).min() {
+            let reasons = reasons.into_iter().map(|(_, r)| r).collect();
+            return self.reject(out, line, number, stage, reasons);
+        }
+        for (index, builder) in &mut self.builders {
+            builder.append(&self.cells[*index], line);
+        }
+        self.rows += 1;
+        if self.rows >= BATCH_ROWS {
+            self.flush(out)?;
+        }
+        Ok(())
+    }
+
+    fn reject<S: PartSink>(
+        &mut self,
+        out: &mut Outputs<S>,
+        raw: &str,
+        number: u64,
+        stage: Stage,
+        reasons: Vec<Reason>,
+    ) -> Result<(), FileError> {
+        let ctx = out.context();
+        let record = QuarantineRecord {
+            dataset: self.contract.name.clone(),
+            contract_version: self.contract.version,
+            stage,
+            reasons,
+            source: SourcePointer::line(&self.object, number),
+            run_id: ctx.run.run_id.clone(),
+            time: ctx.run.ingested_at,
+            raw: raw.to_string(),
+        };
+        out.quarantine(self.contract, &record)
+    }
+
+    /// Hands the typed rows to the encoder.
+    fn flush<S: PartSink>(&mut self, out: &mut Outputs<S>) -> Result<(), FileError> {
+        if self.rows == 0 {
+            return Ok(());
+        }
+        let rows = self.rows;
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.builders.len() + 4);
+        for (_, builder) in &mut self.builders {
+            debug_assert_eq!(builder.len(), rows);
+            arrays.push(builder.finish());
+        }
+        let ctx = out.context();
+        arrays.push(Arc::new(StringArray::new_null(rows)));
+        arrays.push(Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+            self.object.as_str(),
+            rows,
+        ))));
+        arrays.push(Arc::new(
+            TimestampMicrosecondArray::from_iter_values(std::iter::repeat_n(
+                ctx.run.ingested_at.timestamp_micros(),
+                rows,
+            ))
+            .with_timezone("UTC"),
+        ));
+        arrays.push(Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+            ctx.run.run_id.as_str(),
+            rows,
+        ))));
+        let batch = RecordBatch::try_new(silver_schema(self.contract), arrays).map_err(|e| FileError::Encode {
+            path: format!("silver/{}/{}", self.contract.source, self.contract.table),
+            source: e.into(),
+        })?;
+        self.rows = 0;
+        out.batch(self.contract, &self.partition, &batch)
+    }
+}
+
+fn constant_cell(value: &Value) -> Cell {
+    match value {
+        Value::Date(d) => Cell::Date(days_since_epoch(*d)),
+        Value::Int32(v) => Cell::Int(i64::from(*v)),
+        Value::Int64(v) => Cell::Int(*v),
+        Value::Bool(v) => Cell::Bool(*v),
+        Value::Float64(v) => Cell::Float(*v),
+        Value::Timestamp(t) => Cell::Timestamp(t.timestamp_micros()),
+        Value::String(s) => Cell::Owned(s.clone()),
+        _ => Cell::Null,
+    }
+}
+
+/// Types one field; the error is the reason's detail.
+fn type_cell(column: &Column, line: &str, s: usize, e: usize) -> Result<Cell, String> {
+    let text = &line[s..e];
+    if text.as_bytes() == NULL {
+        return Ok(Cell::Null);
+    }
+    let shown = || crate::value::shorten(text, 60);
+    Ok(match column.ty {
+        ColumnType::String => Cell::Text(s, e),
+        ColumnType::Int32 => match text.parse::<i32>() {
+            Ok(v) => Cell::Int(i64::from(v)),
+            Err(_) => return Err(format!("{:?} is not an int32", shown())),
+        },
+        ColumnType::Int64 => match text.parse::<i64>() {
+            Ok(v) => Cell::Int(v),
+            Err(_) => return Err(format!("{:?} is not an int64", shown())),
+        },
+        ColumnType::Float64 => match text.parse::<f64>() {
+            Ok(v) if v.is_finite() => Cell::Float(v),
+            _ => return Err(format!("{:?} is not a finite float64", shown())),
+        },
+        ColumnType::Bool => match text {
+            "0" | "false" | "False" | "FALSE" => Cell::Bool(false),
+            "1" | "true" | "True" | "TRUE" => Cell::Bool(true),
+            _ => return Err(format!("{:?} is not a bool (0 or 1)", shown())),
+        },
+        ColumnType::ListOfString if column.list_json => match serde_json::from_str::<Vec<String>>(text) {
+            Ok(items) => Cell::Strings(items),
+            Err(e) => return Err(format!("{:?} is not a JSON array of strings: {e}", shown())),
+        },
+        ColumnType::ListOfString => Cell::CommaList(s, e),
+        ColumnType::Date | ColumnType::Timestamp | ColumnType::ListOfInt64 => {
+            // Rare in IMDb files: the shared text conversion, then into a cell.
+            let json = serde_json::Value::String(text.to_string());
+            match crate::value::convert(Some(&json), column.ty, crate::value::InputKind::Text)? {
+                Value::Date(d) => Cell::Date(days_since_epoch(d)),
+                Value::Timestamp(t) => Cell::Timestamp(t.timestamp_micros()),
+                Value::IntList(items) => Cell::Ints(items),
+                _ => Cell::Null,
+            }
+        }
+    })
+}
+
+/// The column's value rules on a typed cell (required, min/max, one_of, regex, max_length).
+fn check_cell(column: &Column, cell: &Cell, line: &str, reasons: &mut Vec<(Stage, Reason)>) {
+    let mut failed = Vec::new();
+    match cell {
+        Cell::Null => {
+            if column.required {
+                reasons.push((
+                    Stage::Schema,
+                    Reason::new("required", Some(&column.name), "missing or null"),
+                ));
+            }
+            return;
+        }
+        Cell::Owned(text) => check_str(column, text, &mut failed),
+        Cell::Text(s, e) => {
+            if column.one_of.is_some() || column.regex.is_some() || column.max_length.is_some() {
+                check_str(column, &line[*s..*e], &mut failed);
+            }
+        }
+        Cell::CommaList(s, e) => {
+            if column.max_length.is_some() {
+                let text = &line[*s..*e];
+                let len = if text.is_empty() { 0 } else { text.split(',').count() };
+                check_length(column, len, &mut failed);
+            }
+        }
+        Cell::Strings(items) => check_length(column, items.len(), &mut failed),
+        Cell::Ints(items) => check_length(column, items.len(), &mut failed),
+        Cell::Int(_) | Cell::Float(_) if column.min.is_some() || column.max.is_some() => {
+            check_value(column, &cell_value(cell, column.ty, line), &mut failed);
+        }
+        _ => {}
+    }
+    reasons.extend(failed.into_iter().map(|r| (Stage::Rule, r)));
+}
+
+/// A cell as a typed value, for rules and bounds.
+fn cell_value(cell: &Cell, ty: ColumnType, line: &str) -> Value {
+    match cell {
+        Cell::Null => Value::Null,
+        Cell::Text(s, e) => Value::String(line[*s..*e].to_string()),
+        Cell::Owned(text) => Value::String(text.clone()),
+        Cell::Int(v) if ty == ColumnType::Int32 => i32::try_from(*v).map_or(Value::Null, Value::Int32),
+        Cell::Int(v) => Value::Int64(*v),
+        Cell::Float(v) => Value::Float64(*v),
+        Cell::Bool(v) => Value::Bool(*v),
+        Cell::Date(d) => chrono::NaiveDate::from_num_days_from_ce_opt(d + 719_163).map_or(Value::Null, Value::Date),
+        Cell::Timestamp(t) => chrono::DateTime::from_timestamp_micros(*t).map_or(Value::Null, Value::Timestamp),
+        Cell::CommaList(s, e) => {
+            let text = &line[*s..*e];
+            Value::List(if text.is_empty() {
+                Vec::new()
+            } else {
+                text.split(',').map(str::to_string).collect()
+            })
+        }
+        Cell::Strings(items) => Value::List(items.clone()),
+        Cell::Ints(items) => Value::IntList(items.clone()),
+    }
+}
