@@ -1,1 +1,690 @@
-//! The Movies Dataset (Kaggle) CSV files into silver tables.
+//! The Movies Dataset (Kaggle, `rounakbanik/the-movies-dataset`) CSV files into silver tables.
+//!
+//! Files are recognised by their header and streamed record by record (RFC 4180, quoted
+//! multi-line fields) from any `io::Read`: accepted rows go to [`Outputs`] in batches of
+//! [`BATCH_ROWS`], so memory stays bounded even for the 26M rows of `ratings.csv`.
+//!
+//! Every CSV record ends in silver, in quarantine (stage `decode` for a wrong field count, bad
+//! UTF-8 or a malformed Python literal; `schema`/`rule` from the contracts; `dedupe` for an id
+//! seen before with a different body) or is an exact repeat (byte-identical record) that is
+//! dropped and counted in `duplicates_dropped`. The record-level contract of each file (the first
+//! of [`MoviesFile::contracts`]) counts `records_in`; a record's child rows (genres, cast, ...)
+//! are written only when the whole record is accepted, and count as silver of their own table.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Read};
+
+use chrono::DateTime;
+use serde_json::{Map, Value as Json};
+
+use crate::contract::{Contract, ContractSet};
+use crate::files::{FileError, Outputs, PartSink};
+use crate::ledger::{body_hash, key_hash};
+use crate::pylit;
+use crate::quarantine::SourcePointer;
+use crate::route::{Accepted, SourceRecord, key_text, quarantine};
+use crate::validate::{Reason, Rejection, Stage, Verdict};
+use crate::value::Value;
+
+/// Accepted rows buffered per table before they are handed to [`Outputs`].
+pub const BATCH_ROWS: usize = 64 * 1024;
+
+/// The files of The Movies Dataset this module reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MoviesFile {
+    MoviesMetadata,
+    Credits,
+    Keywords,
+    /// `links.csv` and `links_small.csv`.
+    Links,
+    /// `ratings.csv` and `ratings_small.csv`.
+    Ratings,
+}
+
+const MOVIES_HEADER: &[&str] = &[
+    "adult",
+    "belongs_to_collection",
+    "budget",
+    "genres",
+    "homepage",
+    "id",
+    "imdb_id",
+    "original_language",
+    "original_title",
+    "overview",
+    "popularity",
+    "poster_path",
+    "production_companies",
+    "production_countries",
+    "release_date",
+    "revenue",
+    "runtime",
+    "spoken_languages",
+    "status",
+    "tagline",
+    "title",
+    "video",
+    "vote_average",
+    "vote_count",
+];
+
+impl MoviesFile {
+    pub const ALL: [MoviesFile; 5] = [
+        MoviesFile::MoviesMetadata,
+        MoviesFile::Credits,
+        MoviesFile::Keywords,
+        MoviesFile::Links,
+        MoviesFile::Ratings,
+    ];
+
+    /// The file's name in the Kaggle download, without `.csv`.
+    pub fn name(self) -> &'static str {
+        match self {
+            MoviesFile::MoviesMetadata => "movies_metadata",
+            MoviesFile::Credits => "credits",
+            MoviesFile::Keywords => "keywords",
+            MoviesFile::Links => "links",
+            MoviesFile::Ratings => "ratings",
+        }
+    }
+
+    /// The column names of the file's header line, in order.
+    pub fn header(self) -> &'static [&'static str] {
+        match self {
+            MoviesFile::MoviesMetadata => MOVIES_HEADER,
+            MoviesFile::Credits => &["cast", "crew", "id"],
+            MoviesFile::Keywords => &["id", "keywords"],
+            MoviesFile::Links => &["movieId", "imdbId", "tmdbId"],
+            MoviesFile::Ratings => &["userId", "movieId", "rating", "timestamp"],
+        }
+    }
+
+    /// The contracts the file writes; the first one is record-level (quarantine and counts).
+    pub fn contracts(self) -> &'static [&'static str] {
+        match self {
+            MoviesFile::MoviesMetadata => &[
+                "movies_dataset_movies",
+                "movies_dataset_movie_genres",
+                "movies_dataset_movie_production_companies",
+                "movies_dataset_movie_production_countries",
+                "movies_dataset_movie_spoken_languages",
+                "movies_dataset_collections",
+            ],
+            MoviesFile::Credits => &["movies_dataset_movie_cast", "movies_dataset_movie_crew"],
+            MoviesFile::Keywords => &["movies_dataset_movie_keywords"],
+            MoviesFile::Links => &["movies_dataset_links"],
+            MoviesFile::Ratings => &["movies_dataset_ratings"],
+        }
+    }
+}
+
+/// Which file a header line is (the first line of the file; bytes after it are ignored).
+/// Column names may be quoted; a UTF-8 byte-order mark and `\r\n` are accepted.
+pub fn recognise(header: &[u8]) -> Option<MoviesFile> {
+    let line = header.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let names: Vec<&[u8]> = line
+        .split(|&b| b == b',')
+        .map(|n| n.strip_prefix(b"\"").and_then(|n| n.strip_suffix(b"\"")).unwrap_or(n))
+        .collect();
+    MoviesFile::ALL.into_iter().find(|kind| {
+        kind.header().len() == names.len() && kind.header().iter().zip(&names).all(|(h, n)| h.as_bytes() == *n)
+    })
+}
+
+/// Converts one file of `kind` into silver and quarantine parts of `out`. Fails only when the
+/// input cannot be read, is not this file (its header differs: nothing is written), a contract
+/// is missing, or an output cannot be written; bad records never fail the file.
+pub fn convert<R: Read, S: PartSink>(
+    kind: MoviesFile,
+    input: R,
+    contracts: &ContractSet,
+    out: &mut Outputs<S>,
+) -> Result<(), FileError> {
+    let object = out.context().object.clone();
+    let mut tables = Vec::new();
+    for name in kind.contracts() {
+        let contract = contracts
+            .get(name)
+            .ok_or_else(|| FileError::MissingContract(name.to_string()))?;
+        // A child table with a key (collections) keeps one row per key within the file.
+        let unique = (!tables.is_empty() && !contract.key.is_empty()).then(HashSet::new);
+        tables.push(Table {
+            contract,
+            rows: Vec::new(),
+            unique,
+        });
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .buffer_capacity(64 * 1024)
+        .from_reader(Tee::new(input));
+    let read_error = |e: csv::Error| FileError::Read {
+        object: object.clone(),
+        source: match e.into_kind() {
+            csv::ErrorKind::Io(e) => e,
+            other => io::Error::other(format!("{other:?}")),
+        },
+    };
+
+    let mut record = csv::ByteRecord::new();
+    if !reader.read_byte_record(&mut record).map_err(read_error)? {
+        return Err(unrecognised(&object, kind, "the file is empty (no header line)".into()));
+    }
+    let found: Vec<String> = record
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let f = if i == 0 {
+                f.strip_prefix(b"\xef\xbb\xbf").unwrap_or(f)
+            } else {
+                f
+            };
+            String::from_utf8_lossy(f).into_owned()
+        })
+        .collect();
+    if found != kind.header() {
+        return Err(unrecognised(
+            &object,
+            kind,
+            format!("the header is {}", found.join(",")),
+        ));
+    }
+
+    let metadata = [("snapshot_date", Value::Date(out.context().ingest_date))];
+    let mut seen: HashMap<i64, (u64, SourcePointer)> = HashMap::new();
+    loop {
+        let start = record_end(&reader);
+        if !reader.read_byte_record(&mut record).map_err(read_error)? {
+            break;
+        }
+        let end = record_end(&reader);
+        let position = record.position().cloned().unwrap_or_else(csv::Position::new);
+        let (raw, leading_lines) = raw_text(reader.get_ref().slice(start, end));
+        reader.get_mut().forget_before(end);
+        let pointer = SourcePointer {
+            line: Some(position.line() + leading_lines),
+            row: Some(position.record()),
+            ..SourcePointer::line(&object, 0)
+        };
+        out.counts_mut(tables[0].contract).records_in += 1;
+
+        let parsed = parse_record(kind, &record);
+        let mut reasons = parsed.reasons;
+        let mut rows = Vec::with_capacity(parsed.rows.len());
+        for candidate in parsed.rows {
+            match tables[candidate.table]
+                .contract
+                .check_record(candidate.fields, &metadata)
+            {
+                Verdict::Valid(row) => rows.push((candidate.table, row)),
+                Verdict::Rejected(r) => reasons.extend(
+                    r.reasons
+                        .into_iter()
+                        .map(|reason| (r.stage, relabel(reason, &candidate.label))),
+                ),
+            }
+        }
+        let hash = body_hash(&raw);
+        let refuse = |reasons: Vec<(Stage, Reason)>, out: &mut Outputs<S>| {
+            let stage = reasons.iter().map(|(s, _)| *s).min().unwrap_or(Stage::Decode);
+            let rejection = Rejection {
+                stage,
+                reasons: reasons.into_iter().map(|(_, r)| r).collect(),
+            };
+            let source = SourceRecord {
+                raw: raw.clone(),
+                fields: None,
+                metadata: Vec::new(),
+                pointer: pointer.clone(),
+            };
+            out.quarantine(
+                tables[0].contract,
+                &quarantine(tables[0].contract, &out.context().run, source, rejection),
+            )
+        };
+        if !reasons.is_empty() {
+            refuse(reasons, out)?;
+            continue;
+        }
+        if let Some(id) = parsed.key {
+            if let Some((first_hash, first)) = seen.get(&id) {
+                if *first_hash == hash {
+                    out.counts_mut(tables[0].contract).duplicates_dropped += 1;
+                } else {
+                    let detail = format!("same id {id} as {first} but a different body");
+                    refuse(
+                        vec![(Stage::Dedupe, Reason::new("duplicate_key", Some("id"), detail))],
+                        out,
+                    )?;
+                }
+                continue;
+            }
+            seen.insert(id, (hash, pointer.clone()));
+        }
+        for (t, row) in rows {
+            let table = &mut tables[t];
+            let key = key_text(table.contract, &row.values).map(|k| key_hash(&k));
+            if let (Some(unique), Some(key)) = (table.unique.as_mut(), key)
+                && !unique.insert(key)
+            {
+                continue;
+            }
+            table.rows.push(Accepted {
+                row,
+                pointer: pointer.clone(),
+                body_hash: hash,
+                key_hash: key,
+            });
+            if table.rows.len() >= BATCH_ROWS {
+                out.accepted(table.contract, &table.rows)?;
+                table.rows.clear();
+            }
+        }
+    }
+    for table in &mut tables {
+        out.accepted(table.contract, &table.rows)?;
+        table.rows.clear();
+    }
+    Ok(())
+}
+
+fn unrecognised(object: &str, kind: MoviesFile, found: String) -> FileError {
+    FileError::Unrecognised {
+        object: object.to_string(),
+        message: format!(
+            "not The Movies Dataset {}.csv: expected the header {}, but {found}",
+            kind.name(),
+            kind.header().join(",")
+        ),
+    }
+}
+
+struct Table<'c> {
+    contract: &'c Contract,
+    rows: Vec<Accepted>,
+    unique: Option<HashSet<u128>>,
+}
+
+/// The byte offset where the reader stands: the end of the record just read.
+fn record_end<R: Read>(reader: &csv::Reader<R>) -> u64 {
+    reader.position().byte()
+}
+
+/// The record's text without the line break that ended the previous record or this one, and
+/// how many line breaks were skipped before it (blank lines, the `\n` of a `\r\n`).
+fn raw_text(bytes: &[u8]) -> (String, u64) {
+    let body_start = bytes
+        .iter()
+        .position(|&b| b != b'\n' && b != b'\r')
+        .unwrap_or(bytes.len());
+    let leading = bytes[..body_start].iter().filter(|&&b| b == b'\n').count() as u64;
+    let mut body = &bytes[body_start..];
+    while let [rest @ .., b'\n' | b'\r'] = body {
+        body = rest;
+    }
+    (String::from_utf8_lossy(body).into_owned(), leading)
+}
+
+/// Hands bytes through to the CSV reader and keeps those not yet claimed by a record, so a
+/// quarantined record keeps its exact text. Holds at most the reader's buffer plus one record.
+struct Tee<R> {
+    inner: R,
+    kept: Vec<u8>,
+    /// Stream offset of `kept[0]`.
+    base: u64,
+    /// Bytes at the front of `kept` that are no longer needed.
+    dead: usize,
+}
+
+impl<R> Tee<R> {
+    fn new(inner: R) -> Self {
+        Tee {
+            inner,
+            kept: Vec::new(),
+            base: 0,
+            dead: 0,
+        }
+    }
+
+    fn slice(&self, start: u64, end: u64) -> &[u8] {
+        let from = start.saturating_sub(self.base) as usize;
+        let to = end.saturating_sub(self.base) as usize;
+        self.kept.get(from..to).unwrap_or_default()
+    }
+
+    fn forget_before(&mut self, offset: u64) {
+        self.dead = (offset.saturating_sub(self.base) as usize).min(self.kept.len());
+        // Compact only now and then: draining after every record would move the buffer's bytes
+        // once per record.
+        if self.dead >= 256 * 1024 || self.dead == self.kept.len() {
+            self.kept.drain(..self.dead);
+            self.base += self.dead as u64;
+            self.dead = 0;
+        }
+    }
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.kept.extend_from_slice(buf.get(..n).unwrap_or_default());
+        Ok(n)
+    }
+}
+
+/// One row for a contract, before its check.
+struct Candidate {
+    table: usize,
+    fields: Map<String, Json>,
+    /// For a child row: the source column and the item's index (reasons name them).
+    label: Option<(&'static str, usize)>,
+}
+
+#[derive(Default)]
+struct Parsed {
+    rows: Vec<Candidate>,
+    reasons: Vec<(Stage, Reason)>,
+    /// The id that de-duplicates records (`None`: not de-duplicated).
+    key: Option<i64>,
+}
+
+fn relabel(reason: Reason, label: &Option<(&'static str, usize)>) -> Reason {
+    match label {
+        None => reason,
+        Some((column, index)) => {
+            let field = reason.column.as_deref().unwrap_or("row");
+            let detail = format!("{column}[{index}].{field}: {}", reason.detail);
+            Reason::new(&reason.rule, Some(column), detail)
+        }
+    }
+}
+
+fn parse_record(kind: MoviesFile, record: &csv::ByteRecord) -> Parsed {
+    let mut parsed = Parsed::default();
+    let expected = kind.header().len();
+    if record.len() != expected {
+        let detail = format!(
+            "expected {expected} fields, found {} (a broken quote or a stray separator shifts the fields)",
+            record.len()
+        );
+        parsed
+            .reasons
+            .push((Stage::Decode, Reason::new("field_count", None, detail)));
+        return parsed;
+    }
+    let mut fields = Vec::with_capacity(expected);
+    for (i, bytes) in record.iter().enumerate() {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => fields.push(text),
+            Err(e) => {
+                let column = kind.header().get(i).copied();
+                parsed
+                    .reasons
+                    .push((Stage::Decode, Reason::new("utf8", column, format!("not UTF-8: {e}"))));
+                return parsed;
+            }
+        }
+    }
+    let record = Fields {
+        header: kind.header(),
+        values: fields,
+    };
+    match kind {
+        MoviesFile::MoviesMetadata => movie(&record, &mut parsed),
+        MoviesFile::Credits => {
+            let id = record_id(&record, "id", &mut parsed);
+            parsed.key = id;
+            children(&record, "cast", 0, id, CAST, &mut parsed);
+            children(&record, "crew", 1, id, &[("id", "person_id")], &mut parsed);
+        }
+        MoviesFile::Keywords => {
+            let id = record_id(&record, "id", &mut parsed);
+            parsed.key = id;
+            children(&record, "keywords", 0, id, KEYWORD, &mut parsed);
+        }
+        MoviesFile::Links => {
+            parsed.key = record.get("movieId").trim().parse().ok();
+            let imdb = record.get("imdbId").trim();
+            // links.csv writes the IMDb number without its `tt`; movies.imdb_id has it.
+            let imdb = if !imdb.is_empty() && imdb.bytes().all(|b| b.is_ascii_digit()) {
+                format!("tt{imdb}")
+            } else {
+                imdb.to_string()
+            };
+            let mut fields = record.text(&[("movieId", "movie_id"), ("tmdbId", "tmdb_id")]);
+            if !imdb.is_empty() {
+                fields.insert("imdb_id".into(), Json::String(imdb));
+            }
+            parsed.rows.push(Candidate {
+                table: 0,
+                fields,
+                label: None,
+            });
+        }
+        MoviesFile::Ratings => {
+            let mut fields = record.text(&[("userId", "user_id"), ("movieId", "movie_id"), ("rating", "rating")]);
+            let stamp = record.get("timestamp").trim();
+            // Unix seconds; anything else is passed on as text for the contract to refuse.
+            let rated_at = stamp
+                .parse::<i64>()
+                .ok()
+                .and_then(|s| DateTime::from_timestamp(s, 0))
+                .map_or_else(|| stamp.to_string(), |t| t.to_rfc3339());
+            if !rated_at.is_empty() {
+                fields.insert("rated_at".into(), Json::String(rated_at));
+            }
+            parsed.rows.push(Candidate {
+                table: 0,
+                fields,
+                label: None,
+            });
+        }
+    }
+    parsed
+}
+
+/// Renames of the keys of a Python dict item to the child table's columns; other keys are kept
+/// and end in `_rescued`.
+type Renames = &'static [(&'static str, &'static str)];
+
+const CAST: Renames = &[("id", "person_id"), ("order", "cast_order")];
+
+const GENRE: Renames = &[("id", "genre_id"), ("name", "genre_name")];
+const COMPANY: Renames = &[("id", "company_id"), ("name", "company_name")];
+const KEYWORD: Renames = &[("id", "keyword_id"), ("name", "keyword_name")];
+
+struct Fields<'a> {
+    header: &'static [&'static str],
+    values: Vec<&'a str>,
+}
+
+impl<'a> Fields<'a> {
+    fn get(&self, name: &str) -> &'a str {
+        self.header
+            .iter()
+            .position(|h| *h == name)
+            .and_then(|i| self.values.get(i).copied())
+            .unwrap_or_default()
+    }
+
+    /// Non-empty text fields under their silver names (an empty field is a missing value).
+    fn text(&self, names: &[(&str, &str)]) -> Map<String, Json> {
+        let mut map = Map::new();
+        for (from, to) in names {
+            let value = self.get(from);
+            if !value.is_empty() {
+                map.insert(to.to_string(), Json::String(value.to_string()));
+            }
+        }
+        map
+    }
+
+    /// The Python literal of a column (`None` for an empty field); a malformed one is a reason.
+    fn literal(&self, column: &'static str, parsed: &mut Parsed) -> Option<Json> {
+        let text = self.get(column);
+        if text.trim().is_empty() {
+            return None;
+        }
+        match pylit::parse(text) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                let detail = format!("malformed Python literal: {e}");
+                parsed
+                    .reasons
+                    .push((Stage::Decode, Reason::new("python_literal", Some(column), detail)));
+                None
+            }
+        }
+    }
+}
+
+/// A record id checked in code (files without a record-level row: credits, keywords).
+fn record_id(record: &Fields<'_>, column: &'static str, parsed: &mut Parsed) -> Option<i64> {
+    let text = record.get(column);
+    match text.trim().parse::<i64>() {
+        Ok(id) if id > 0 => Some(id),
+        Ok(id) => {
+            let detail = format!("{id} is below the minimum 1");
+            parsed
+                .reasons
+                .push((Stage::Rule, Reason::new("min", Some(column), detail)));
+            None
+        }
+        Err(_) => {
+            let detail = format!("{:?} is not an int64", crate::value::shorten(text, 60));
+            parsed
+                .reasons
+                .push((Stage::Schema, Reason::new("type", Some(column), detail)));
+            None
+        }
+    }
+}
+
+/// One child row per dict of a list column, with the movie id (none without a valid id: the
+/// record is refused for its id anyway).
+fn children(
+    record: &Fields<'_>,
+    column: &'static str,
+    table: usize,
+    movie_id: Option<i64>,
+    renames: Renames,
+    parsed: &mut Parsed,
+) {
+    let Some(value) = record.literal(column, parsed) else {
+        return;
+    };
+    let Json::Array(items) = value else {
+        let detail = "expected a list of dicts".to_string();
+        parsed
+            .reasons
+            .push((Stage::Schema, Reason::new("shape", Some(column), detail)));
+        return;
+    };
+    for (index, item) in items.into_iter().enumerate() {
+        let Json::Object(dict) = item else {
+            let detail = format!("{column}[{index}] is not a dict");
+            parsed
+                .reasons
+                .push((Stage::Schema, Reason::new("shape", Some(column), detail)));
+            continue;
+        };
+        if let Some(id) = movie_id {
+            parsed.rows.push(Candidate {
+                table,
+                fields: child_fields(dict, id, renames),
+                label: Some((column, index)),
+            });
+        }
+    }
+}
+
+fn child_fields(mut dict: Map<String, Json>, movie_id: i64, renames: Renames) -> Map<String, Json> {
+    let mut fields = Map::new();
+    for (from, to) in renames {
+        if let Some(v) = dict.remove(*from) {
+            fields.insert(to.to_string(), v);
+        }
+    }
+    fields.append(&mut dict);
+    fields.insert("movie_id".into(), Json::from(movie_id));
+    fields
+}
+
+/// Zero means unknown in this file: null in silver, with the `_unknown` flag set.
+fn money(text: &str) -> (Option<Json>, bool) {
+    let t = text.trim();
+    if t.is_empty() || t.parse::<f64>().is_ok_and(|v| v == 0.0) {
+        (None, true)
+    } else {
+        (Some(Json::String(t.to_string())), false)
+    }
+}
+
+fn movie(record: &Fields<'_>, parsed: &mut Parsed) {
+    let mut fields = record.text(&[
+        ("id", "id"),
+        ("imdb_id", "imdb_id"),
+        ("title", "title"),
+        ("original_title", "original_title"),
+        ("original_language", "original_language"),
+        ("overview", "overview"),
+        ("release_date", "release_date"),
+        ("runtime", "runtime"),
+        ("popularity", "popularity"),
+        ("vote_average", "vote_average"),
+        ("vote_count", "vote_count"),
+        ("status", "status"),
+        ("adult", "adult"),
+        ("video", "video"),
+        // Not silver columns: kept in `_rescued`, not dropped.
+        ("homepage", "homepage"),
+        ("poster_path", "poster_path"),
+        ("tagline", "tagline"),
+    ]);
+    for (column, flag) in [("budget", "budget_unknown"), ("revenue", "revenue_unknown")] {
+        let (value, unknown) = money(record.get(column));
+        if let Some(v) = value {
+            fields.insert(column.into(), v);
+        }
+        fields.insert(flag.into(), Json::Bool(unknown));
+    }
+    let id = record.get("id").trim().parse::<i64>().ok();
+    parsed.key = id;
+    match record.literal("belongs_to_collection", parsed) {
+        None | Some(Json::Null) => {}
+        Some(Json::Object(dict)) => {
+            if let Some(cid) = dict.get("id") {
+                fields.insert("collection_id".into(), cid.clone());
+            }
+            let mut row = child_fields(dict, 0, &[("id", "collection_id"), ("name", "collection_name")]);
+            row.remove("movie_id");
+            parsed.rows.push(Candidate {
+                table: 5,
+                fields: row,
+                label: Some(("belongs_to_collection", 0)),
+            });
+        }
+        Some(_) => {
+            let detail = "expected a dict or None".to_string();
+            let reason = Reason::new("shape", Some("belongs_to_collection"), detail);
+            parsed.reasons.push((Stage::Schema, reason));
+        }
+    }
+    parsed.rows.insert(
+        0,
+        Candidate {
+            table: 0,
+            fields,
+            label: None,
+        },
+    );
+    children(record, "genres", 1, id, GENRE, parsed);
+    children(record, "production_companies", 2, id, COMPANY, parsed);
+    let countries: Renames = &[("name", "country_name")];
+    children(record, "production_countries", 3, id, countries, parsed);
+    let languages: Renames = &[("name", "language_name")];
+    children(record, "spoken_languages", 4, id, languages, parsed);
+}

@@ -3,6 +3,7 @@
 
 mod eventgrid;
 mod imdb;
+mod movies_dataset;
 mod tmdb;
 
 use chrono::{TimeZone, Utc};
