@@ -101,6 +101,64 @@ impl Lake for LocalLake {
         .await
     }
 
+    async fn get_range(&self, path: &str, range: std::ops::Range<u64>) -> Result<Bytes, LakeError> {
+        let file = self.file(path)?;
+        let p = path.to_string();
+        self.blocking(path, move || {
+            use std::io::{Seek, SeekFrom};
+            let mut f = File::open(&file).map_err(|e| io_error(&p, "open", e))?;
+            let size = f.metadata().map_err(|e| io_error(&p, "stat", e))?.len();
+            let (start, end) = (range.start.min(size), range.end.min(size));
+            f.seek(SeekFrom::Start(start)).map_err(|e| io_error(&p, "seek", e))?;
+            let mut buf = vec![0; end.saturating_sub(start) as usize];
+            f.read_exact(&mut buf).map_err(|e| io_error(&p, "read", e))?;
+            Ok(Bytes::from(buf))
+        })
+        .await
+    }
+
+    async fn put_stream(&self, path: &str, mut chunks: super::Chunks, mode: PutMode) -> Result<ETag, LakeError> {
+        use futures::StreamExt as _;
+        use tokio::io::AsyncWriteExt as _;
+        let target = self.file(path)?;
+        let meta_dir = self.root.join(META_DIR);
+        let tmp_dir = meta_dir.join("tmp");
+        tokio::fs::create_dir_all(&tmp_dir)
+            .await
+            .map_err(|e| io_error(path, "create temp folder", e))?;
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = tmp_dir.join(format!("{}-{n}.tmp", std::process::id()));
+        let written: Result<(), LakeError> = async {
+            let mut f = tokio::fs::File::create(&tmp)
+                .await
+                .map_err(|e| io_error(path, "create temp file", e))?;
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk.map_err(|e| LakeError::Other {
+                    path: path.to_string(),
+                    message: format!("write aborted by its producer: {e}"),
+                })?;
+                f.write_all(&chunk).await.map_err(|e| io_error(path, "write", e))?;
+            }
+            f.sync_all().await.map_err(|e| io_error(path, "sync", e))?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = written {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+        let p = path.to_string();
+        self.blocking(path, move || {
+            if let Some(parent) = target.parent() {
+                fs::create_dir_all(parent).map_err(|e| io_error(&p, "create folder", e))?;
+            }
+            let result = publish_file(&p, &tmp, &target, &meta_dir, mode);
+            let _ = fs::remove_file(&tmp);
+            result
+        })
+        .await
+    }
+
     async fn put(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<ETag, LakeError> {
         let target = self.file(path)?;
         let meta_dir = self.root.join(META_DIR);
@@ -167,8 +225,13 @@ fn publish(
     let mut f = File::create(tmp).map_err(|e| io_error(path, "create temp file", e))?;
     f.write_all(bytes).map_err(|e| io_error(path, "write", e))?;
     f.sync_all().map_err(|e| io_error(path, "sync", e))?;
-    let etag = etag_of(&f.metadata().map_err(|e| io_error(path, "stat", e))?);
     drop(f);
+    publish_file(path, tmp, target, meta_dir, mode)
+}
+
+/// Publishes a written, synced temp file at `target` under `mode`.
+fn publish_file(path: &str, tmp: &Path, target: &Path, meta_dir: &Path, mode: PutMode) -> Result<ETag, LakeError> {
+    let etag = etag_of(&fs::metadata(tmp).map_err(|e| io_error(path, "stat", e))?);
     match mode {
         PutMode::Create => {
             fs::hard_link(tmp, target).map_err(|e| io_error(path, "publish", e))?;

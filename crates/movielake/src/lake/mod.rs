@@ -74,10 +74,19 @@ impl LakeError {
     }
 }
 
+/// The body of a streamed write: chunks in order. An `Err` item aborts the write: nothing is
+/// published, whatever was already sent (a conversion that failed half-way leaves no part).
+pub type Chunks = futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>>;
+
 #[async_trait]
 pub trait Lake: Send + Sync + fmt::Debug {
     async fn get(&self, path: &str) -> Result<Object, LakeError>;
+    /// Bytes `range` of the object (clamped to its end), for reading large objects piece by piece.
+    async fn get_range(&self, path: &str, range: std::ops::Range<u64>) -> Result<Bytes, LakeError>;
     async fn put(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<ETag, LakeError>;
+    /// Like `put`, for objects too large to hold in memory: the object appears whole when the
+    /// stream ends (a block list commit, a rename), or not at all.
+    async fn put_stream(&self, path: &str, chunks: Chunks, mode: PutMode) -> Result<ETag, LakeError>;
     /// Every object whose path starts with `prefix`, sorted by path. The prefix must name a
     /// container (`silver/`, `ops/runs/`); listing across containers is not supported.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, LakeError>;

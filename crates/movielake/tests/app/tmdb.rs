@@ -54,6 +54,12 @@ impl Lake for TestLake {
     async fn put(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<ETag, LakeError> {
         self.inner.put(path, bytes, mode).await
     }
+    async fn get_range(&self, path: &str, range: std::ops::Range<u64>) -> Result<Bytes, LakeError> {
+        self.inner.get_range(path, range).await
+    }
+    async fn put_stream(&self, path: &str, chunks: movielake::lake::Chunks, mode: PutMode) -> Result<ETag, LakeError> {
+        self.inner.put_stream(path, chunks, mode).await
+    }
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, LakeError> {
         self.inner.list(prefix).await
     }

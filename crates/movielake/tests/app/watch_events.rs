@@ -250,6 +250,18 @@ impl Lake for FailingLake {
         }
         self.inner.put(path, bytes, mode).await
     }
+    async fn get_range(&self, path: &str, range: std::ops::Range<u64>) -> Result<Bytes, LakeError> {
+        self.inner.get_range(path, range).await
+    }
+    async fn put_stream(&self, path: &str, chunks: movielake::lake::Chunks, mode: PutMode) -> Result<ETag, LakeError> {
+        if self.puts.fetch_add(1, Ordering::SeqCst) == self.fail_at {
+            return Err(LakeError::Transient {
+                path: path.into(),
+                message: "injected outage".into(),
+            });
+        }
+        self.inner.put_stream(path, chunks, mode).await
+    }
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, LakeError> {
         self.inner.list(prefix).await
     }
