@@ -160,7 +160,7 @@ fn children(c: &Converted, table: &str, movie_id: i64, name: &str) -> Vec<Json> 
     let names = column(&batches, name);
     ids.iter()
         .zip(names)
-        .filter(|(i, _)| **i == Json::from(movie_id))
+        .filter(|(i, _)| **i == movie_id)
         .map(|(_, n)| n)
         .collect()
 }
@@ -239,4 +239,429 @@ fn the_real_kaggle_sample_converts_with_zero_quarantine() {
         (&grumpier["revenue"], &grumpier["revenue_unknown"]),
         (&Json::Null, &Json::Bool(true))
     );
+}
+
+const HEADER: &str = "adult,belongs_to_collection,budget,genres,homepage,id,imdb_id,original_language,original_title,overview,popularity,poster_path,production_companies,production_countries,release_date,revenue,runtime,spoken_languages,status,tagline,title,video,vote_average,vote_count";
+
+/// A movies_metadata.csv record shaped like Kaggle's, built field by field.
+#[derive(Clone)]
+struct Movie {
+    id: String,
+    title: String,
+    overview: String,
+    budget: String,
+    revenue: String,
+    genres: String,
+    collection: String,
+    popularity: String,
+    release_date: String,
+}
+
+impl Movie {
+    fn good(id: i64) -> Self {
+        Movie {
+            id: id.to_string(),
+            title: format!("Movie {id}"),
+            overview: "A film.".into(),
+            budget: "1000".into(),
+            revenue: "5000".into(),
+            genres: "[{'id': 16, 'name': 'Animation'}, {'id': 35, 'name': 'Comedy'}]".into(),
+            collection: "{'id': 10, 'name': \"Ocean's Collection\", 'poster_path': None, 'backdrop_path': '/b.jpg'}"
+                .into(),
+            popularity: "1.5".into(),
+            release_date: "1995-10-30".into(),
+        }
+    }
+
+    fn fields(&self) -> Vec<String> {
+        let s = |v: &str| v.to_string();
+        vec![
+            s("False"),
+            s(&self.collection),
+            s(&self.budget),
+            s(&self.genres),
+            s(""),
+            s(&self.id),
+            format!("tt{:0>7}", self.id),
+            s("en"),
+            s(&self.title),
+            s(&self.overview),
+            s(&self.popularity),
+            s("/p.jpg"),
+            s("[{'name': 'Pixar Animation Studios', 'id': 3}]"),
+            s("[{'iso_3166_1': 'US', 'name': 'United States of America'}]"),
+            s(&self.release_date),
+            s(&self.revenue),
+            s("81.0"),
+            s("[{'iso_639_1': 'en', 'name': 'English'}]"),
+            s("Released"),
+            s(""),
+            s(&self.title),
+            s("False"),
+            s("7.7"),
+            s("100"),
+        ]
+    }
+
+    fn csv(&self) -> String {
+        self.fields().iter().map(|f| quote(f)).collect::<Vec<_>>().join(",")
+    }
+}
+
+fn quote(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_string()
+    }
+}
+
+fn file(records: &[String], eol: &str) -> String {
+    let mut text = format!("{HEADER}{eol}");
+    for r in records {
+        text.push_str(r);
+        text.push_str(eol);
+    }
+    text
+}
+
+/// (line, row, stage, [(rule, column)]) of each quarantined record, and its raw text.
+type Refusal = (u64, u64, String, Vec<(String, String)>);
+
+fn refusals(q: &[Json]) -> Vec<Refusal> {
+    q.iter()
+        .map(|r| {
+            let reasons = r["reasons"].as_array().unwrap();
+            (
+                r["source"]["line"].as_u64().unwrap(),
+                r["source"]["row"].as_u64().unwrap(),
+                r["stage"].as_str().unwrap().to_string(),
+                reasons
+                    .iter()
+                    .map(|x| {
+                        (
+                            x["rule"].as_str().unwrap().into(),
+                            x["column"].as_str().unwrap_or("").into(),
+                        )
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn dirty_records() -> Vec<String> {
+    let mut first = Movie::good(1);
+    first.overview = "First line, with a comma\nand a \"quoted\" second line".into();
+    let mut zero = Movie::good(2);
+    zero.budget = "0".into();
+    zero.revenue = "0".into();
+    let mut changed = zero.clone();
+    changed.title = "Movie 2, recut".into();
+    // A broken quote leaves a comma unquoted: the record has one field too many.
+    let shifted = Movie::good(4).csv().replacen("A film.", "A film, shifted", 1);
+    // Kaggle's real shifted rows: the id is a release date, the popularity a poster path.
+    let mut date_id = Movie::good(5);
+    date_id.id = "1997-08-20".into();
+    date_id.popularity = "/ff9qCepilowshEtG2GYWwzt2bs4.jpg".into();
+    let mut bad_literal = Movie::good(6);
+    bad_literal.genres = "[{'id': 16, 'name': 'Animation'}".into();
+    let mut bad_date = Movie::good(7);
+    bad_date.release_date = "1995-02-30".into();
+    vec![
+        first.csv(),
+        zero.csv(),
+        first.csv(),
+        changed.csv(),
+        shifted,
+        date_id.csv(),
+        bad_literal.csv(),
+        bad_date.csv(),
+        Movie::good(3).csv(),
+    ]
+}
+
+fn s(v: &str) -> String {
+    v.to_string()
+}
+
+#[test]
+fn shifted_repeated_and_corrupt_rows_are_each_handled_as_specified() {
+    let records = dirty_records();
+    let c = run(MoviesFile::MoviesMetadata, file(&records, "\n").as_bytes()).expect("converts");
+    let counts = c.counts("movies");
+    assert_eq!(
+        (
+            counts.records_in,
+            counts.silver,
+            counts.quarantined,
+            counts.duplicates_dropped
+        ),
+        (9, 3, 5, 1)
+    );
+    assert!(counts.balanced());
+    let q = c.quarantine("movies");
+    let object = format!("{OBJECT} line 4 row 2");
+    assert_eq!(
+        refusals(&q),
+        vec![
+            (7, 4, s("dedupe"), vec![(s("duplicate_key"), s("id"))]),
+            (8, 5, s("decode"), vec![(s("field_count"), s(""))]),
+            (
+                9,
+                6,
+                s("schema"),
+                vec![
+                    (s("type"), s("id")),
+                    (s("type"), s("popularity")),
+                    (s("regex"), s("imdb_id"))
+                ]
+            ),
+            (10, 7, s("decode"), vec![(s("python_literal"), s("genres"))]),
+            (11, 8, s("schema"), vec![(s("type"), s("release_date"))]),
+        ]
+    );
+    assert_eq!(
+        q[0]["reasons"][0]["detail"],
+        format!("same id 2 as {object} but a different body")
+    );
+    assert_eq!(
+        q[1]["reasons"][0]["detail"].as_str().unwrap().split(" (").next(),
+        Some("expected 24 fields, found 25")
+    );
+    assert!(
+        q[3]["reasons"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed Python literal: expected ',' or ']' at byte")
+    );
+    assert_eq!(q[0]["dataset"], "movies_dataset_movies");
+    // The raw text is the CSV record exactly as it appeared in the file.
+    let raws: Vec<&str> = q.iter().map(|r| r["raw"].as_str().unwrap()).collect();
+    assert_eq!(raws, records[3..8].iter().map(String::as_str).collect::<Vec<_>>());
+
+    let ids = column(&c.batches("movies"), "id");
+    assert_eq!(ids, [1, 2, 3]);
+    let zero = row_of(&c, "movies", "id", 2);
+    assert_eq!(
+        (&zero["budget"], &zero["budget_unknown"]),
+        (&Json::Null, &Json::Bool(true))
+    );
+    assert_eq!(
+        (&zero["revenue"], &zero["revenue_unknown"]),
+        (&Json::Null, &Json::Bool(true))
+    );
+    let first = row_of(&c, "movies", "id", 1);
+    assert_eq!(
+        (&first["budget"], &first["budget_unknown"]),
+        (&Json::from(1000), &Json::Bool(false))
+    );
+    assert_eq!(
+        first["overview"],
+        "First line, with a comma\nand a \"quoted\" second line"
+    );
+    // Child rows only for the movies in silver; the collection once.
+    let mut genre_movies = column(&c.batches("movie_genres"), "movie_id");
+    genre_movies.dedup();
+    assert_eq!(genre_movies, [1, 2, 3]);
+    assert_eq!(c.rows("movie_genres"), 6);
+    assert_eq!(c.counts("movie_genres").silver, 6);
+    assert_eq!(c.rows("movie_production_companies"), 3);
+    assert_eq!(c.rows("movie_production_countries"), 3);
+    assert_eq!(c.rows("movie_spoken_languages"), 3);
+    assert_eq!(c.rows("collections"), 1);
+    assert_eq!(
+        row_of(&c, "collections", "collection_id", 10)["collection_name"],
+        "Ocean's Collection"
+    );
+
+    // Windows line ends change nothing but the bytes between records.
+    let crlf = run(MoviesFile::MoviesMetadata, file(&records, "\r\n").as_bytes()).expect("converts");
+    assert_eq!(refusals(&crlf.quarantine("movies")), refusals(&q));
+    assert_eq!(crlf.counts("movies"), counts);
+}
+
+#[test]
+fn credits_keywords_links_and_ratings() {
+    let cast = "[{'cast_id': 14, 'character': \"Danny Ocean's friend\", 'credit_id': '52fe', 'gender': 2, 'id': 31, 'name': 'Tom Hanks', 'order': 0, 'profile_path': None}, {'cast_id': 15, 'character': 'Buzz', 'credit_id': '52ff', 'gender': 2, 'id': 12898, 'name': 'Tim Allen', 'order': 1, 'profile_path': '/x.jpg'}]";
+    let crew = "[{'credit_id': '52fe', 'department': 'Directing', 'gender': 2, 'id': 7879, 'job': 'Director', 'name': 'John Lasseter', 'profile_path': None}]";
+    let good = format!("{},{},862", quote(cast), quote(crew));
+    let bad = format!("{},{},863", quote(cast), quote("[{'id': 1, 'job': 'Director'"));
+    let text = format!("cast,crew,id\n{good}\n{bad}\n{good}\n");
+    let c = run(MoviesFile::Credits, text.as_bytes()).expect("credits");
+    let counts = c.counts("movie_cast");
+    assert_eq!(
+        (
+            counts.records_in,
+            counts.silver,
+            counts.quarantined,
+            counts.duplicates_dropped
+        ),
+        (3, 2, 1, 1)
+    );
+    assert_eq!(
+        refusals(&c.quarantine("movie_cast")),
+        vec![(3, 2, s("decode"), vec![(s("python_literal"), s("crew"))])]
+    );
+    assert_eq!(
+        row_of(&c, "movie_cast", "person_id", 31)["character"],
+        "Danny Ocean's friend"
+    );
+    assert_eq!(row_of(&c, "movie_cast", "person_id", 12898)["cast_order"], 1);
+    assert_eq!(row_of(&c, "movie_crew", "person_id", 7879)["job"], "Director");
+    assert_eq!(c.rows("movie_crew"), 1);
+
+    let text = "id,keywords\n862,\"[{'id': 931, 'name': 'jealousy'}, {'id': 4290, 'name': 'toy'}]\"\nabc,[]\n";
+    let c = run(MoviesFile::Keywords, text.as_bytes()).expect("keywords");
+    assert_eq!(children(&c, "movie_keywords", 862, "keyword_name"), ["jealousy", "toy"]);
+    assert_eq!(
+        refusals(&c.quarantine("movie_keywords")),
+        vec![(3, 2, s("schema"), vec![(s("type"), s("id"))])]
+    );
+
+    let c = run(
+        MoviesFile::Links,
+        b"movieId,imdbId,tmdbId\n1,0114709,862\n2,0113497,\nx,1,2\n",
+    )
+    .expect("links");
+    let toy = row_of(&c, "links", "movie_id", 1);
+    assert_eq!(
+        (&toy["imdb_id"], &toy["tmdb_id"]),
+        (&Json::from("tt0114709"), &Json::from(862))
+    );
+    assert_eq!(row_of(&c, "links", "movie_id", 2)["tmdb_id"], Json::Null);
+    assert_eq!(
+        refusals(&c.quarantine("links")),
+        vec![(4, 3, s("schema"), vec![(s("type"), s("movie_id"))])]
+    );
+
+    let text = "userId,movieId,rating,timestamp\n1,31,2.5,1260759144\n1,1029,7.0,1260759179\n1,1061,3.0,soon\n";
+    let c = run(MoviesFile::Ratings, text.as_bytes()).expect("ratings");
+    let r = row_of(&c, "ratings", "movie_id", 31);
+    assert_eq!(
+        (&r["rating"], &r["rated_at"]),
+        (&Json::from(2.5), &Json::from("2009-12-14T02:52:24+00:00"))
+    );
+    assert_eq!(
+        refusals(&c.quarantine("ratings")),
+        vec![
+            (3, 2, s("rule"), vec![(s("max"), s("rating"))]),
+            (4, 3, s("schema"), vec![(s("type"), s("rated_at"))])
+        ]
+    );
+    assert!(c.counts("ratings").balanced());
+}
+
+#[test]
+fn files_are_recognised_by_header() {
+    assert_eq!(
+        recognise(format!("{HEADER}\n1,2").as_bytes()),
+        Some(MoviesFile::MoviesMetadata)
+    );
+    assert_eq!(recognise(b"cast,crew,id\r\n"), Some(MoviesFile::Credits));
+    assert_eq!(recognise(b"\xef\xbb\xbfid,keywords"), Some(MoviesFile::Keywords));
+    assert_eq!(
+        recognise(b"\"movieId\",\"imdbId\",\"tmdbId\"\n"),
+        Some(MoviesFile::Links)
+    );
+    assert_eq!(
+        recognise(b"userId,movieId,rating,timestamp\n"),
+        Some(MoviesFile::Ratings)
+    );
+    assert_eq!(recognise(b"tconst\ttitleType\n"), None);
+    assert_eq!(recognise(b"id,keywords,extra\n"), None);
+    assert_eq!(recognise(b""), None);
+
+    let err = run(MoviesFile::Links, b"userId,movieId,rating,timestamp\n1,2,3,4\n")
+        .err()
+        .expect("refused");
+    assert!(matches!(err, FileError::Unrecognised { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{OBJECT}: not The Movies Dataset links.csv: expected the header movieId,imdbId,tmdbId, but the header is userId,movieId,rating,timestamp"
+        )
+    );
+    assert!(matches!(
+        run(MoviesFile::Links, b"").err(),
+        Some(FileError::Unrecognised { .. })
+    ));
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Good(i64, u8),
+    BadLiteral(i64),
+    Shifted(i64),
+    DateId,
+    Repeat(usize),
+}
+
+fn kind() -> impl Strategy<Value = Kind> {
+    prop_oneof![
+        4 => (1i64..6, 0u8..2).prop_map(|(id, v)| Kind::Good(id, v)),
+        1 => (1i64..6).prop_map(Kind::BadLiteral),
+        1 => (1i64..6).prop_map(Kind::Shifted),
+        1 => Just(Kind::DateId),
+        2 => any::<usize>().prop_map(Kind::Repeat),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn nothing_is_lost(kinds in prop::collection::vec(kind(), 0..24)) {
+        // Build the records, and the expected fate of each from a simple model.
+        let mut records: Vec<(String, bool, Option<i64>)> = Vec::new(); // (text, valid, id)
+        for k in &kinds {
+            let record = match k {
+                Kind::Good(id, v) => {
+                    let mut m = Movie::good(*id);
+                    m.title = format!("Movie {id} v{v}");
+                    (m.csv(), true, Some(*id))
+                }
+                Kind::BadLiteral(id) => {
+                    let mut m = Movie::good(*id);
+                    m.genres = "[{'id': 16,".into();
+                    (m.csv(), false, None)
+                }
+                Kind::Shifted(id) => (format!("{},extra", Movie::good(*id).csv()), false, None),
+                Kind::DateId => {
+                    let mut m = Movie::good(1);
+                    m.id = "2012-09-29".into();
+                    (m.csv(), false, None)
+                }
+                Kind::Repeat(i) if !records.is_empty() => records[i % records.len()].clone(),
+                Kind::Repeat(_) => (Movie::good(1).csv(), true, Some(1)),
+            };
+            records.push(record);
+        }
+        let (mut silver, mut quarantined, mut duplicates) = (0u64, 0u64, 0u64);
+        let mut seen: BTreeMap<i64, String> = BTreeMap::new();
+        for (text, valid, id) in &records {
+            match (valid, id.and_then(|i| seen.get(&i))) {
+                (false, _) => quarantined += 1,
+                (true, Some(first)) if first == text => duplicates += 1,
+                (true, Some(_)) => quarantined += 1,
+                (true, None) => {
+                    silver += 1;
+                    seen.insert(id.unwrap_or_default(), text.clone());
+                }
+            }
+        }
+        let texts: Vec<String> = records.iter().map(|r| r.0.clone()).collect();
+        let c = run(MoviesFile::MoviesMetadata, file(&texts, "\n").as_bytes()).expect("converts");
+        let counts = c.counts("movies");
+        prop_assert_eq!(counts.records_in, records.len() as u64);
+        prop_assert_eq!((counts.silver, counts.quarantined, counts.duplicates_dropped), (silver, quarantined, duplicates));
+        prop_assert!(counts.balanced());
+        prop_assert_eq!(c.rows("movies") as u64, silver);
+        let q = c.quarantine("movies");
+        prop_assert_eq!(q.len() as u64, quarantined);
+        for r in &q {
+            let row = r["source"]["row"].as_u64().unwrap() as usize;
+            prop_assert_eq!(r["raw"].as_str().unwrap(), texts[row - 1].as_str());
+        }
+    }
 }
