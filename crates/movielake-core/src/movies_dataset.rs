@@ -41,31 +41,12 @@ pub enum MoviesFile {
     Ratings,
 }
 
+#[rustfmt::skip]
 const MOVIES_HEADER: &[&str] = &[
-    "adult",
-    "belongs_to_collection",
-    "budget",
-    "genres",
-    "homepage",
-    "id",
-    "imdb_id",
-    "original_language",
-    "original_title",
-    "overview",
-    "popularity",
-    "poster_path",
-    "production_companies",
-    "production_countries",
-    "release_date",
-    "revenue",
-    "runtime",
-    "spoken_languages",
-    "status",
-    "tagline",
-    "title",
-    "video",
-    "vote_average",
-    "vote_count",
+    "adult", "belongs_to_collection", "budget", "genres", "homepage", "id", "imdb_id", "original_language",
+    "original_title", "overview", "popularity", "poster_path", "production_companies", "production_countries",
+    "release_date", "revenue", "runtime", "spoken_languages", "status", "tagline", "title", "video",
+    "vote_average", "vote_count",
 ];
 
 impl MoviesFile {
@@ -173,17 +154,10 @@ pub fn convert<R: Read, S: PartSink>(
     if !reader.read_byte_record(&mut record).map_err(read_error)? {
         return Err(unrecognised(&object, kind, "the file is empty (no header line)".into()));
     }
+    // A byte-order mark is not part of the first name.
     let found: Vec<String> = record
         .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            let f = if i == 0 {
-                f.strip_prefix(b"\xef\xbb\xbf").unwrap_or(f)
-            } else {
-                f
-            };
-            String::from_utf8_lossy(f).into_owned()
-        })
+        .map(|f| String::from_utf8_lossy(f).trim_start_matches('\u{feff}').to_string())
         .collect();
     if found != kind.header() {
         return Err(unrecognised(
@@ -196,11 +170,12 @@ pub fn convert<R: Read, S: PartSink>(
     let metadata = [("snapshot_date", Value::Date(out.context().ingest_date))];
     let mut seen: HashMap<i64, (u64, SourcePointer)> = HashMap::new();
     loop {
-        let start = record_end(&reader);
+        // Where the reader stands: the end of the previous record, the start of this one.
+        let start = reader.position().byte();
         if !reader.read_byte_record(&mut record).map_err(read_error)? {
             break;
         }
-        let end = record_end(&reader);
+        let end = reader.position().byte();
         let position = record.position().cloned().unwrap_or_else(csv::Position::new);
         let (raw, leading_lines) = raw_text(reader.get_ref().slice(start, end));
         reader.get_mut().forget_before(end);
@@ -308,11 +283,6 @@ struct Table<'c> {
     unique: Option<HashSet<u128>>,
 }
 
-/// The byte offset where the reader stands: the end of the record just read.
-fn record_end<R: Read>(reader: &csv::Reader<R>) -> u64 {
-    reader.position().byte()
-}
-
 /// The record's text without the line break that ended the previous record or this one, and
 /// how many line breaks were skipped before it (blank lines, the `\n` of a `\r\n`).
 fn raw_text(bytes: &[u8]) -> (String, u64) {
@@ -391,6 +361,20 @@ struct Parsed {
     key: Option<i64>,
 }
 
+impl Parsed {
+    fn row(&mut self, fields: Map<String, Json>) {
+        self.rows.push(Candidate {
+            table: 0,
+            fields,
+            label: None,
+        });
+    }
+
+    fn refuse(&mut self, stage: Stage, rule: &str, column: Option<&str>, detail: impl Into<String>) {
+        self.reasons.push((stage, Reason::new(rule, column, detail)));
+    }
+}
+
 fn relabel(reason: Reason, label: &Option<(&'static str, usize)>) -> Reason {
     match label {
         None => reason,
@@ -410,9 +394,7 @@ fn parse_record(kind: MoviesFile, record: &csv::ByteRecord) -> Parsed {
             "expected {expected} fields, found {} (a broken quote or a stray separator shifts the fields)",
             record.len()
         );
-        parsed
-            .reasons
-            .push((Stage::Decode, Reason::new("field_count", None, detail)));
+        parsed.refuse(Stage::Decode, "field_count", None, detail);
         return parsed;
     }
     let mut fields = Vec::with_capacity(expected);
@@ -421,9 +403,7 @@ fn parse_record(kind: MoviesFile, record: &csv::ByteRecord) -> Parsed {
             Ok(text) => fields.push(text),
             Err(e) => {
                 let column = kind.header().get(i).copied();
-                parsed
-                    .reasons
-                    .push((Stage::Decode, Reason::new("utf8", column, format!("not UTF-8: {e}"))));
+                parsed.refuse(Stage::Decode, "utf8", column, format!("not UTF-8: {e}"));
                 return parsed;
             }
         }
@@ -458,11 +438,7 @@ fn parse_record(kind: MoviesFile, record: &csv::ByteRecord) -> Parsed {
             if !imdb.is_empty() {
                 fields.insert("imdb_id".into(), Json::String(imdb));
             }
-            parsed.rows.push(Candidate {
-                table: 0,
-                fields,
-                label: None,
-            });
+            parsed.row(fields);
         }
         MoviesFile::Ratings => {
             let mut fields = record.text(&[("userId", "user_id"), ("movieId", "movie_id"), ("rating", "rating")]);
@@ -476,11 +452,7 @@ fn parse_record(kind: MoviesFile, record: &csv::ByteRecord) -> Parsed {
             if !rated_at.is_empty() {
                 fields.insert("rated_at".into(), Json::String(rated_at));
             }
-            parsed.rows.push(Candidate {
-                table: 0,
-                fields,
-                label: None,
-            });
+            parsed.row(fields);
         }
     }
     parsed
@@ -532,9 +504,7 @@ impl<'a> Fields<'a> {
             Ok(value) => Some(value),
             Err(e) => {
                 let detail = format!("malformed Python literal: {e}");
-                parsed
-                    .reasons
-                    .push((Stage::Decode, Reason::new("python_literal", Some(column), detail)));
+                parsed.refuse(Stage::Decode, "python_literal", Some(column), detail);
                 None
             }
         }
@@ -548,16 +518,12 @@ fn record_id(record: &Fields<'_>, column: &'static str, parsed: &mut Parsed) -> 
         Ok(id) if id > 0 => Some(id),
         Ok(id) => {
             let detail = format!("{id} is below the minimum 1");
-            parsed
-                .reasons
-                .push((Stage::Rule, Reason::new("min", Some(column), detail)));
+            parsed.refuse(Stage::Rule, "min", Some(column), detail);
             None
         }
         Err(_) => {
             let detail = format!("{:?} is not an int64", crate::value::shorten(text, 60));
-            parsed
-                .reasons
-                .push((Stage::Schema, Reason::new("type", Some(column), detail)));
+            parsed.refuse(Stage::Schema, "type", Some(column), detail);
             None
         }
     }
@@ -578,17 +544,13 @@ fn children(
     };
     let Json::Array(items) = value else {
         let detail = "expected a list of dicts".to_string();
-        parsed
-            .reasons
-            .push((Stage::Schema, Reason::new("shape", Some(column), detail)));
+        parsed.refuse(Stage::Schema, "shape", Some(column), detail);
         return;
     };
     for (index, item) in items.into_iter().enumerate() {
         let Json::Object(dict) = item else {
             let detail = format!("{column}[{index}] is not a dict");
-            parsed
-                .reasons
-                .push((Stage::Schema, Reason::new("shape", Some(column), detail)));
+            parsed.refuse(Stage::Schema, "shape", Some(column), detail);
             continue;
         };
         if let Some(id) = movie_id {
@@ -623,27 +585,19 @@ fn money(text: &str) -> (Option<Json>, bool) {
     }
 }
 
+/// Text columns of movies_metadata.csv under their silver names. `homepage`, `poster_path` and
+/// `tagline` are not silver columns: they end in `_rescued`, not dropped.
+#[rustfmt::skip]
+const MOVIE_TEXT: &[(&str, &str)] = &[
+    ("id", "id"), ("imdb_id", "imdb_id"), ("title", "title"), ("original_title", "original_title"),
+    ("original_language", "original_language"), ("overview", "overview"), ("release_date", "release_date"),
+    ("runtime", "runtime"), ("popularity", "popularity"), ("vote_average", "vote_average"),
+    ("vote_count", "vote_count"), ("status", "status"), ("adult", "adult"), ("video", "video"),
+    ("homepage", "homepage"), ("poster_path", "poster_path"), ("tagline", "tagline"),
+];
+
 fn movie(record: &Fields<'_>, parsed: &mut Parsed) {
-    let mut fields = record.text(&[
-        ("id", "id"),
-        ("imdb_id", "imdb_id"),
-        ("title", "title"),
-        ("original_title", "original_title"),
-        ("original_language", "original_language"),
-        ("overview", "overview"),
-        ("release_date", "release_date"),
-        ("runtime", "runtime"),
-        ("popularity", "popularity"),
-        ("vote_average", "vote_average"),
-        ("vote_count", "vote_count"),
-        ("status", "status"),
-        ("adult", "adult"),
-        ("video", "video"),
-        // Not silver columns: kept in `_rescued`, not dropped.
-        ("homepage", "homepage"),
-        ("poster_path", "poster_path"),
-        ("tagline", "tagline"),
-    ]);
+    let mut fields = record.text(MOVIE_TEXT);
     for (column, flag) in [("budget", "budget_unknown"), ("revenue", "revenue_unknown")] {
         let (value, unknown) = money(record.get(column));
         if let Some(v) = value {
@@ -667,11 +621,12 @@ fn movie(record: &Fields<'_>, parsed: &mut Parsed) {
                 label: Some(("belongs_to_collection", 0)),
             });
         }
-        Some(_) => {
-            let detail = "expected a dict or None".to_string();
-            let reason = Reason::new("shape", Some("belongs_to_collection"), detail);
-            parsed.reasons.push((Stage::Schema, reason));
-        }
+        Some(_) => parsed.refuse(
+            Stage::Schema,
+            "shape",
+            Some("belongs_to_collection"),
+            "expected a dict or None",
+        ),
     }
     parsed.rows.insert(
         0,
