@@ -38,6 +38,10 @@ pub struct LakeEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BronzeKind {
     TmdbListPage,
+    /// An IMDb dataset file (`bronze/imdb/<file>/ingest_date=…/<name>`), plain or gzipped.
+    ImdbFile,
+    /// A file of The Movies Dataset (`bronze/movies_dataset/ingest_date=…/<name>`).
+    MoviesDatasetFile,
 }
 
 /// Bronze prefixes and their parsers. A source whose parser is not written yet is listed with
@@ -45,8 +49,8 @@ pub enum BronzeKind {
 /// Adding IMDb or the movies dataset is one entry here and one arm where the kind is handled.
 pub const BRONZE_ROUTES: &[(&str, Option<BronzeKind>)] = &[
     ("tmdb/", Some(BronzeKind::TmdbListPage)),
-    ("imdb/", None),
-    ("movies_dataset/", None),
+    ("imdb/", Some(BronzeKind::ImdbFile)),
+    ("movies_dataset/", Some(BronzeKind::MoviesDatasetFile)),
 ];
 
 /// Why an event is not processed. None of these is worth a redelivery.

@@ -112,6 +112,27 @@ fn our_events_and_blob_created_in_the_lake_are_admitted() {
     assert_eq!(admit_json(&lake(), &ce), want);
 }
 
+#[test]
+fn uploaded_files_are_dispatched_by_prefix() {
+    for (path, kind) in [
+        (
+            "bronze/imdb/title.basics/ingest_date=2024-02-01/title.basics.tsv.gz",
+            BronzeKind::ImdbFile,
+        ),
+        (
+            "bronze/movies_dataset/ingest_date=2024-02-01/movies_metadata.csv",
+            BronzeKind::MoviesDatasetFile,
+        ),
+    ] {
+        let url = format!("https://mylake.blob.core.windows.net/{path}");
+        let want = Ok(Admitted {
+            path: path.into(),
+            kind,
+        });
+        assert_eq!(admit_json(&lake(), &blob_created(&url)), want);
+    }
+}
+
 /// Which refusal a case must get.
 type Expect = fn(&Refusal) -> bool;
 
@@ -176,18 +197,6 @@ fn malicious_and_foreign_events_are_refused_before_any_fetch() {
         (
             blob_created("http://169.254.169.254/metadata/identity/oauth2/token"),
             |r| matches!(r, Refusal::OtherAccount(_)),
-        ),
-        (
-            blob_created(&format!(
-                "{base}/bronze/imdb/title.basics/ingest_date=2024-02-01/title.basics.tsv.gz"
-            )),
-            |r| matches!(r, Refusal::NoParserYet { prefix: "imdb/", .. }),
-        ),
-        (
-            blob_created(&format!(
-                "{base}/bronze/movies_dataset/ingest_date=2024-02-01/movies_metadata.csv"
-            )),
-            |r| matches!(r, Refusal::NoParserYet { .. }),
         ),
         (
             blob_created(&format!("{base}/bronze/events/watch/date=2024-02-01/x.parquet")),

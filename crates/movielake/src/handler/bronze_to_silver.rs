@@ -26,14 +26,14 @@ pub async fn run(state: &AppState, invocation: Invocation) -> Result<InvocationR
             return Ok(InvocationResponse::with_logs(vec![format!("refused: {refusal}")]));
         }
     };
-    let outcome = process(state.lake.as_ref(), &state.contracts, &admitted)
+    let outcome = process(&state.lake, &state.contracts, &admitted)
         .await
         .map_err(|e| match e {
             BronzeToSilverError::Lake(e) => FunctionError::Lake(e),
             BronzeToSilverError::MissingContract(name) => FunctionError::MissingContract(name.into()),
-            other @ (BronzeToSilverError::Encode { .. } | BronzeToSilverError::Movies(_)) => {
-                FunctionError::Internal(other.to_string())
-            }
+            other @ (BronzeToSilverError::Encode { .. }
+            | BronzeToSilverError::Movies(_)
+            | BronzeToSilverError::Task(_)) => FunctionError::Internal(other.to_string()),
         })?;
     let logs = match outcome {
         Outcome::Done {

@@ -4,6 +4,7 @@
 //! folder for [`LocalLake`], a blob container for [`AzureBlobLake`]).
 
 mod azure;
+pub mod blocking;
 mod local;
 
 use std::fmt;

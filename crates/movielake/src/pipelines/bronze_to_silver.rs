@@ -3,6 +3,7 @@
 //! never written here.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
@@ -34,6 +35,8 @@ pub enum BronzeToSilverError {
     Lake(LakeError),
     #[error("contract '{0}' is not loaded; add contracts/{0}.toml")]
     MissingContract(&'static str),
+    #[error("conversion task failed: {0}")]
+    Task(String),
     #[error("silver/tmdb/movies: {0}")]
     Movies(super::tmdb_movies::MoviesError),
     #[error("cannot encode silver for {path}: {source}")]
@@ -44,12 +47,29 @@ pub enum BronzeToSilverError {
 }
 
 pub async fn process(
-    lake: &dyn Lake,
-    contracts: &ContractSet,
+    shared_lake: &Arc<dyn Lake>,
+    contracts: &Arc<ContractSet>,
     admitted: &Admitted,
 ) -> Result<Outcome, BronzeToSilverError> {
+    let lake = shared_lake.as_ref();
     let (started_at, clock) = (Utc::now(), Instant::now());
     let (plan, movies) = match admitted.kind {
+        BronzeKind::ImdbFile | BronzeKind::MoviesDatasetFile => {
+            let progress: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(|line: &str| tracing::info!("{line}"));
+            return match super::files::convert(shared_lake.clone(), contracts.clone(), &admitted.path, progress).await {
+                Ok(done) => Ok(Outcome::Done {
+                    manifest_path: done.manifest_path,
+                    counts: done.counts,
+                    logs: done.logs,
+                }),
+                Err(super::files::FilesError::Lake(LakeError::NotFound { .. })) => {
+                    Ok(Outcome::Skipped(format!("{}: not in the lake", admitted.path)))
+                }
+                Err(super::files::FilesError::Lake(e)) => Err(BronzeToSilverError::Lake(e)),
+                Err(super::files::FilesError::Task(e)) => Err(BronzeToSilverError::Task(e)),
+                Err(other) => Ok(Outcome::Skipped(other.to_string())),
+            };
+        }
         BronzeKind::TmdbListPage => {
             let page = match tmdb::parse_bronze_page_path(&admitted.path) {
                 Ok(page) => page,

@@ -2,6 +2,7 @@
 //! bronze first (create-only), then silver and quarantine, the ledger, the run manifest last.
 
 pub mod bronze_to_silver;
+pub mod files;
 pub mod ledger;
 pub mod tmdb_lists;
 pub mod tmdb_movies;

@@ -1,0 +1,365 @@
+//! File sources (IMDb TSV, The Movies Dataset CSV): land a file in bronze, and convert a bronze
+//! file into silver and quarantine, streamed end to end.
+//!
+//! The same conversion runs for `movielake ingest <file>` and for a BlobCreated event on an
+//! uploaded file. It reads the bronze object range by range and streams each output part into
+//! the lake while encoding it, so a 1 GB file never sits in memory. Names and bytes depend only
+//! on the bronze object (run id, `_ingested_at` = its ingest date), so converting it again
+//! rewrites the same objects.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use chrono::{NaiveDate, Utc};
+use movielake_core::ContractSet;
+use movielake_core::files::{FileContext, FileError, Outputs};
+use movielake_core::imdb::{self, ImdbFile};
+use movielake_core::manifest::{Counts, Output, OutputKind, RunManifest};
+use movielake_core::movies_dataset::{self, MoviesFile};
+use movielake_core::naming::{run_manifest, stable_id};
+use movielake_core::route::RunContext;
+use tokio::io::AsyncReadExt as _;
+
+use crate::lake::blocking::{CHUNK, LakeReader, LakeSink, lake_error};
+use crate::lake::{Lake, LakeError, PutMode};
+
+/// What a file is, by its header line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Imdb(&'static ImdbFile),
+    MoviesDataset(MoviesFile),
+}
+
+impl FileKind {
+    /// Recognises a file by its first line (after gzip decompression).
+    pub fn of_header(line: &[u8]) -> Option<FileKind> {
+        imdb::recognise(line)
+            .map(FileKind::Imdb)
+            .or_else(|| movies_dataset::recognise(line).map(FileKind::MoviesDataset))
+    }
+
+    /// `bronze/imdb/<file>/ingest_date=…/<name>` or `bronze/movies_dataset/ingest_date=…/<name>`.
+    pub fn bronze_path(self, date: NaiveDate, name: &str) -> String {
+        let date = date.format("%Y-%m-%d");
+        match self {
+            FileKind::Imdb(file) => format!("bronze/imdb/{}/ingest_date={date}/{name}", file.name),
+            FileKind::MoviesDataset(_) => format!("bronze/movies_dataset/ingest_date={date}/{name}"),
+        }
+    }
+
+    fn pipeline(self) -> &'static str {
+        match self {
+            FileKind::Imdb(_) => "imdb",
+            FileKind::MoviesDataset(_) => "movies_dataset",
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            FileKind::Imdb(file) => format!("IMDb {}", file.name),
+            FileKind::MoviesDataset(file) => format!("The Movies Dataset {}.csv", file.name()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    #[error("{path}: {message}")]
+    Local { path: String, message: String },
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    /// The file is not one we know, or not convertible under the loaded contracts; retrying does
+    /// not help.
+    #[error("{0}")]
+    Unusable(String),
+    #[error("conversion task failed: {0}")]
+    Task(String),
+}
+
+impl From<FileError> for FilesError {
+    fn from(e: FileError) -> Self {
+        // Storage failures inside the streaming adapters stay storage failures (retryable).
+        match &e {
+            FileError::Read { source, .. } | FileError::Write { source, .. } => {
+                if let Some(lake) = lake_error(source) {
+                    return FilesError::Lake(clone_lake_error(lake));
+                }
+            }
+            _ => {}
+        }
+        FilesError::Unusable(e.to_string())
+    }
+}
+
+fn clone_lake_error(e: &LakeError) -> LakeError {
+    match e {
+        LakeError::NotFound { path } => LakeError::NotFound { path: path.clone() },
+        LakeError::AlreadyExists { path } => LakeError::AlreadyExists { path: path.clone() },
+        LakeError::PreconditionFailed { path } => LakeError::PreconditionFailed { path: path.clone() },
+        LakeError::Transient { path, message } => LakeError::Transient {
+            path: path.clone(),
+            message: message.clone(),
+        },
+        LakeError::Other { path, message } => LakeError::Other {
+            path: path.clone(),
+            message: message.clone(),
+        },
+    }
+}
+
+/// A file landed in bronze.
+#[derive(Debug, Clone)]
+pub struct Landed {
+    pub path: String,
+    pub kind: FileKind,
+    pub bytes: u64,
+    /// It was there already (a repeated ingest): the bronze object was kept as it was.
+    pub already: bool,
+}
+
+/// Recognises a local file by its header and streams it, byte for byte, into bronze
+/// (create-only). Landing the same file again the same day is a no-op.
+pub async fn land_local_file(lake: &dyn Lake, file: &Path, date: NaiveDate) -> Result<Landed, FilesError> {
+    let shown = file.display().to_string();
+    let local = |message: String| FilesError::Local {
+        path: shown.clone(),
+        message,
+    };
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| is_safe_name(n))
+        .ok_or_else(|| local("the file name must be letters, digits, '.', '-' or '_'".into()))?
+        .to_string();
+    let kind = {
+        let path = file.to_path_buf();
+        tokio::task::spawn_blocking(move || header_of(std::fs::File::open(path)?))
+            .await
+            .map_err(|e| FilesError::Task(e.to_string()))?
+            .map_err(|e| local(format!("cannot read: {e}")))?
+    };
+    let kind = kind.ok_or_else(|| {
+        local("not an IMDb dataset file (title.basics, name.basics, ...) nor a file of The Movies Dataset (movies_metadata.csv, credits.csv, ...): its header line is none of theirs".into())
+    })?;
+    let path = kind.bronze_path(date, &name);
+    let size = tokio::fs::metadata(file)
+        .await
+        .map_err(|e| local(format!("cannot read: {e}")))?
+        .len();
+    let reader = tokio::fs::File::open(file)
+        .await
+        .map_err(|e| local(format!("cannot read: {e}")))?;
+    let chunks = file_chunks(reader);
+    match lake.put_stream(&path, chunks, PutMode::Create).await {
+        Ok(_) => Ok(Landed {
+            path,
+            kind,
+            bytes: size,
+            already: false,
+        }),
+        Err(LakeError::AlreadyExists { .. }) => {
+            let existing = lake.list(&path).await?.into_iter().find(|m| m.path == path);
+            match existing {
+                Some(meta) if meta.size == size => Ok(Landed {
+                    path,
+                    kind,
+                    bytes: size,
+                    already: true,
+                }),
+                _ => Err(FilesError::Unusable(format!(
+                    "{path} already holds another file of that name landed today; bronze is never overwritten \
+                     (rename the file or ingest it with another --date)"
+                ))),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A local file, chunk by chunk, as a lake write body (a read error aborts the write).
+fn file_chunks(file: tokio::fs::File) -> crate::lake::Chunks {
+    use futures::StreamExt as _;
+    futures::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let mut buf = vec![0u8; CHUNK];
+        let mut filled = 0;
+        while filled < buf.len() {
+            match file.read(&mut buf[filled..]).await {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) => return Some((Err(e), None)),
+            }
+        }
+        buf.truncate(filled);
+        (filled > 0).then(|| (Ok(Bytes::from(buf)), Some(file)))
+    })
+    .boxed()
+}
+
+fn is_safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+/// The kind of a file by its first line (gzip is looked through).
+fn header_of(input: impl Read) -> std::io::Result<Option<FileKind>> {
+    let mut reader = imdb::decompressed(input)?;
+    let mut line = Vec::new();
+    reader.by_ref().take(64 * 1024).read_until(b'\n', &mut line)?;
+    Ok(FileKind::of_header(&line))
+}
+
+/// What a conversion did.
+#[derive(Debug, Clone)]
+pub struct FileConverted {
+    pub manifest_path: String,
+    pub kind: FileKind,
+    /// Counts of the record-level table (one record per input line or CSV record).
+    pub counts: Counts,
+    pub outputs: Vec<Output>,
+    pub logs: Vec<String>,
+}
+
+/// The ingest date of a bronze file path (`…/ingest_date=YYYY-MM-DD/…`).
+pub fn ingest_date_of(path: &str) -> Option<NaiveDate> {
+    path.split('/')
+        .find_map(|segment| segment.strip_prefix("ingest_date="))
+        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+}
+
+/// Converts one bronze file into silver and quarantine, then writes the run manifest.
+pub async fn convert(
+    lake: Arc<dyn Lake>,
+    contracts: Arc<ContractSet>,
+    bronze: &str,
+    progress: Arc<dyn Fn(&str) + Send + Sync>,
+) -> Result<FileConverted, FilesError> {
+    let (started_at, clock) = (Utc::now(), Instant::now());
+    let date = ingest_date_of(bronze).ok_or_else(|| {
+        FilesError::Unusable(format!(
+            "{bronze}: bronze files must be under …/ingest_date=YYYY-MM-DD/; not converted"
+        ))
+    })?;
+    let ctx = FileContext {
+        object: bronze.to_string(),
+        ingest_date: date,
+        run: RunContext {
+            run_id: stable_id(bronze),
+            ingested_at: date.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc(),
+        },
+    };
+    let handle = tokio::runtime::Handle::current();
+    let path = bronze.to_string();
+    let task_lake = lake.clone();
+    let task_contracts = contracts.clone();
+    let (kind, outputs, counts) = tokio::task::spawn_blocking(move || {
+        let reader = Progress {
+            inner: LakeReader::new(task_lake.clone(), &path, handle.clone()),
+            reported: 0,
+            progress,
+            path: path.clone(),
+        };
+        let mut input = BufReader::with_capacity(1 << 20, reader);
+        let kind = {
+            let head = input.fill_buf().map_err(|source| FileError::Read {
+                object: path.clone(),
+                source,
+            })?;
+            sniff(head).map_err(|message| FileError::Unrecognised {
+                object: path.clone(),
+                message,
+            })?
+        };
+        let mut out = Outputs::new(LakeSink::new(task_lake, handle), ctx);
+        match kind {
+            FileKind::Imdb(_) => {
+                imdb::convert(input, &task_contracts, &mut out)?;
+            }
+            FileKind::MoviesDataset(file) => movies_dataset::convert(file, input, &task_contracts, &mut out)?,
+        }
+        let (_, outputs, counts) = out.finish()?;
+        Ok::<_, FileError>((kind, outputs, counts))
+    })
+    .await
+    .map_err(|e| FilesError::Task(e.to_string()))??;
+
+    let mut record_counts = Counts::default();
+    let mut logs = vec![format!("{}: {}", bronze, kind.describe())];
+    for (contract, c) in &counts {
+        if c.records_in > 0 {
+            record_counts.add(c);
+        }
+        logs.push(format!("{contract}: {}", c.summary()));
+    }
+    let manifest_path = run_manifest(kind.pipeline(), date, &stable_id(bronze));
+    let manifest = RunManifest {
+        run_id: stable_id(bronze),
+        pipeline: kind.pipeline().to_string(),
+        binary_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at,
+        finished_at: Utc::now(),
+        duration_ms: clock.elapsed().as_millis() as u64,
+        inputs: vec![bronze.to_string()],
+        outputs: outputs.clone(),
+        counts: record_counts.clone(),
+        contracts: counts
+            .keys()
+            .filter_map(|name| contracts.get(name).map(|c| (name.clone(), c.version)))
+            .collect(),
+    };
+    let body = serde_json::to_vec_pretty(&manifest).map_err(|e| FilesError::Unusable(e.to_string()))?;
+    lake.put(&manifest_path, Bytes::from(body), PutMode::Overwrite).await?;
+    let parts = outputs.iter().filter(|o| o.kind == OutputKind::Silver).count();
+    logs.push(format!("{parts} silver part(s); manifest {manifest_path}"));
+    Ok(FileConverted {
+        manifest_path,
+        kind,
+        counts: record_counts,
+        outputs,
+        logs,
+    })
+}
+
+/// The kind of a bronze object from its first bytes (gzip looked through for IMDb).
+fn sniff(head: &[u8]) -> Result<FileKind, String> {
+    let line_of = |bytes: &[u8]| -> Vec<u8> {
+        let end = bytes.iter().position(|&b| b == b'\n').unwrap_or(bytes.len());
+        bytes[..end].to_vec()
+    };
+    let line = if head.starts_with(&[0x1f, 0x8b]) {
+        let mut text = Vec::new();
+        let _ = imdb::decompressed(head).and_then(|mut r| r.by_ref().take(64 * 1024).read_until(b'\n', &mut text));
+        line_of(&text)
+    } else {
+        line_of(head)
+    };
+    FileKind::of_header(&line).ok_or_else(|| {
+        let shown = String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
+        format!("header {shown:?} is not that of an IMDb file or a file of The Movies Dataset; not converted")
+    })
+}
+
+/// Reports progress every 64 MiB read.
+struct Progress {
+    inner: LakeReader,
+    reported: u64,
+    progress: Arc<dyn Fn(&str) + Send + Sync>,
+    path: String,
+}
+
+impl Read for Progress {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if self.inner.read >= self.reported + (64 << 20) {
+            self.reported = self.inner.read;
+            (self.progress)(&format!("{}: {} MiB read", self.path, self.reported >> 20));
+        }
+        Ok(n)
+    }
+}
