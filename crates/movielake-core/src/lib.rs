@@ -8,7 +8,6 @@ pub mod expr;
 pub mod files;
 pub mod host;
 pub mod imdb;
-pub mod imdb;
 pub mod ledger;
 pub mod manifest;
 pub mod movies_dataset;
