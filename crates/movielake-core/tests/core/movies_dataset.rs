@@ -482,6 +482,65 @@ fn shifted_repeated_and_corrupt_rows_are_each_handled_as_specified() {
 }
 
 #[test]
+fn bad_bytes_wrong_shapes_and_bad_items_refuse_the_whole_record() {
+    let mut not_a_list = Movie::good(2);
+    not_a_list.genres = "{'id': 16, 'name': 'Animation'}".into();
+    let mut no_genre_id = Movie::good(3);
+    no_genre_id.genres = "[{'id': 16, 'name': 'Animation'}, {'name': 'Comedy'}]".into();
+    let mut collection_list = Movie::good(4);
+    collection_list.collection = "[]".into();
+    let mut text = file(
+        &[
+            Movie::good(1).csv(),
+            not_a_list.csv(),
+            no_genre_id.csv(),
+            collection_list.csv(),
+        ],
+        "\n",
+    );
+    text.push_str(&Movie::good(5).csv().replace("Movie 5", "Movie \u{fffd}"));
+    let mut bytes = text.into_bytes();
+    // Latin-1 bytes where UTF-8 is expected: the record is refused, the rest goes on.
+    let at = bytes.windows(3).rposition(|w| w == "\u{fffd}".as_bytes()).unwrap();
+    bytes.splice(at..at + 3, [0xe9]);
+    bytes.extend_from_slice(b"\n");
+    let c = run(MoviesFile::MoviesMetadata, &bytes).expect("converts");
+    let q = c.quarantine("movies");
+    assert_eq!(
+        refusals(&q),
+        vec![
+            (3, 2, s("schema"), vec![(s("shape"), s("genres"))]),
+            (4, 3, s("schema"), vec![(s("required"), s("genres"))]),
+            (5, 4, s("schema"), vec![(s("shape"), s("belongs_to_collection"))]),
+            (6, 5, s("decode"), vec![(s("utf8"), s("title"))]),
+        ]
+    );
+    assert_eq!(q[1]["reasons"][0]["detail"], "genres[1].genre_id: missing or null");
+    // The raw text keeps what can be kept of bytes that are not UTF-8 (U+FFFD for the rest).
+    let last = String::from_utf8_lossy(&bytes).lines().last().map(str::to_string);
+    assert_eq!(q[3]["raw"].as_str().map(str::to_string), last);
+    assert_eq!(column(&c.batches("movies"), "id"), [1]);
+    assert_eq!(
+        column(&c.batches("movie_genres"), "movie_id"),
+        [1, 1],
+        "no child rows of refused movies"
+    );
+}
+
+#[test]
+fn files_longer_than_a_batch_keep_every_row() {
+    let mut text = String::from("userId,movieId,rating,timestamp\n");
+    let n = movielake_core::movies_dataset::BATCH_ROWS + 1000;
+    for i in 0..n {
+        text.push_str(&format!("{},{},4.0,{}\n", i / 50 + 1, i % 400 + 1, 1_260_759_144 + i));
+    }
+    let c = run(MoviesFile::Ratings, text.as_bytes()).expect("ratings");
+    assert_eq!(c.rows("ratings"), n);
+    let counts = c.counts("ratings");
+    assert_eq!((counts.records_in, counts.silver), (n as u64, n as u64));
+}
+
+#[test]
 fn credits_keywords_links_and_ratings() {
     let cast = "[{'cast_id': 14, 'character': \"Danny Ocean's friend\", 'credit_id': '52fe', 'gender': 2, 'id': 31, 'name': 'Tom Hanks', 'order': 0, 'profile_path': None}, {'cast_id': 15, 'character': 'Buzz', 'credit_id': '52ff', 'gender': 2, 'id': 12898, 'name': 'Tim Allen', 'order': 1, 'profile_path': '/x.jpg'}]";
     let crew = "[{'credit_id': '52fe', 'department': 'Directing', 'gender': 2, 'id': 7879, 'job': 'Director', 'name': 'John Lasseter', 'profile_path': None}]";
