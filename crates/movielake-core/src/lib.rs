@@ -17,6 +17,7 @@ pub mod pylit;
 pub mod quarantine;
 pub mod route;
 pub mod sample;
+pub mod sample_files;
 pub mod silver;
 pub mod tmdb;
 pub mod tmdb_movies;

@@ -5,6 +5,7 @@ pub mod config;
 pub mod eventgrid;
 #[cfg(feature = "eventhubs")]
 pub mod eventhubs;
+pub mod gold;
 pub mod handler;
 pub mod lake;
 pub mod pipelines;

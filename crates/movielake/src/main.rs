@@ -64,6 +64,14 @@ enum Command {
         /// Events per invocation (the host's maxEventBatchSize).
         #[arg(long, default_value_t = 250)]
         batch_size: usize,
+        /// IMDb or Movies Dataset files to ingest (see `movielake ingest`). Without any, a
+        /// generated movies_metadata.csv of --movies movies (with a few dirty rows) is ingested,
+        /// so the gold tables have something to show.
+        #[arg(long = "file")]
+        files: Vec<PathBuf>,
+        /// Movies in the generated movies_metadata.csv.
+        #[arg(long, default_value_t = 300)]
+        movies: usize,
     },
     /// Generate realistic watch events (users, sessions, start/finish pairs, some broken on
     /// purpose, some repeated) and send them somewhere.
@@ -114,6 +122,29 @@ enum Command {
         /// Ingest date (the bronze partition and silver snapshot_date); default: today (UTC).
         #[arg(long)]
         date: Option<chrono::NaiveDate>,
+    },
+    /// Run SQL over silver and gold (DataFusion) and print the result as a table. Silver tables
+    /// are named after their contracts (movies_dataset_movies, imdb_title_basics, watch_events,
+    /// tmdb_list_entries, ...), gold tables after their models (company_year, genre_year, ...).
+    ///
+    /// Example: movielake query "SELECT genre, year, profit FROM genre_year WHERE most_popular"
+    Query {
+        /// One SQL statement.
+        sql: String,
+        /// Print at most this many rows.
+        #[arg(long, default_value_t = 50)]
+        max_rows: usize,
+    },
+    /// Build the gold tables: run every SQL model (`gold/*.sql`) over silver and write
+    /// `gold/<model>/part-00000.parquet`, then print the first rows of each.
+    Gold {
+        /// Folder of gold models (`<table>.sql`). Default: ./gold if present, else the models
+        /// built into the binary.
+        #[arg(long)]
+        models: Option<PathBuf>,
+        /// Rows of each table to print.
+        #[arg(long, default_value_t = 5)]
+        show: usize,
     },
     /// What ran and where every record went, from the run manifests in ops/runs/: per pipeline,
     /// records in, silver, quarantined (by rule), duplicates, and any run whose counts do not
@@ -265,6 +296,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Bench { what } => bench(what, &state).await?,
+        Command::Query { sql, max_rows } => {
+            let session = movielake::gold::SqlLake::open(state.lake.as_ref(), &state.contracts, &[&sql]).await?;
+            let batches = session.query(&sql).await?;
+            println!("{}", movielake::gold::render(&batches, max_rows)?);
+        }
+        Command::Gold { models, show } => build_gold(&state, models.as_deref(), show).await?,
         Command::Ingest { files, date } => {
             let date = date.unwrap_or_else(|| Utc::now().date_naive());
             let mut unbalanced = 0;
@@ -307,6 +344,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             start,
             partitions,
             batch_size,
+            files,
+            movies,
         } => {
             eprintln!(
                 "movielake run: {events} watch events (seed {seed}) into {}",
@@ -334,15 +373,66 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &format!("tmdb lists: {} pages in {:.1?}", tmdb.pages, started.elapsed()),
                 &tmdb.counts,
             );
+            // Files: the ones given, or a generated Movies Dataset sample (same seed, same bytes).
+            let date = start.date_naive();
+            let mut files_balanced = true;
+            let generated = std::env::temp_dir().join(format!("movielake-run-{}", std::process::id()));
+            let files = if files.is_empty() {
+                std::fs::create_dir_all(&generated)?;
+                let path = generated.join("movies_metadata.csv");
+                std::fs::write(
+                    &path,
+                    movielake_core::sample_files::movies_metadata_csv(movies, seed, true),
+                )?;
+                vec![path]
+            } else {
+                files
+            };
+            for file in &files {
+                let started = std::time::Instant::now();
+                let counts = ingest_file(&state, file, date).await?;
+                print_counts(
+                    &format!("{}: converted in {:.1?}", file.display(), started.elapsed()),
+                    &counts,
+                );
+                files_balanced &= counts.balanced();
+            }
+            let _ = std::fs::remove_dir_all(&generated);
+            let models = Some(PathBuf::from("gold")).filter(|d| d.is_dir());
+            build_gold(&state, models.as_deref(), 5).await?;
             println!(
-                "lake: {}  (silver/events/watch, silver/tmdb/list_entries, quarantine/…, ops/runs/…)",
+                "lake: {}  (silver/…, gold/…, quarantine/…, ops/runs/…; try `movielake query \"SELECT * FROM genre_year WHERE most_popular\"`)",
                 state.lake.describe()
             );
             anyhow::ensure!(
-                summary.counts.balanced() && tmdb.counts.balanced(),
+                summary.counts.balanced() && tmdb.counts.balanced() && files_balanced,
                 "records were lost: the counts do not add up"
             );
         }
+    }
+    Ok(())
+}
+
+/// Builds every gold model and prints the first rows of each table.
+async fn build_gold(state: &AppState, models: Option<&std::path::Path>, show: usize) -> anyhow::Result<()> {
+    let dir = models
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from("gold")).filter(|d| d.is_dir()));
+    let models = movielake::gold::load_models(dir.as_deref())?;
+    let (built, skipped) = movielake::gold::build(state.lake.as_ref(), &state.contracts, &models).await?;
+    for line in &skipped {
+        eprintln!("  {line}");
+    }
+    if built.is_empty() {
+        return Ok(());
+    }
+    let session = movielake::gold::SqlLake::open(state.lake.as_ref(), &state.contracts, &[]).await?;
+    for table in &built {
+        println!("gold {} ({} rows, {})", table.name, table.rows, table.path);
+        let batches = session
+            .query(&format!("SELECT * FROM {} LIMIT {show}", table.name))
+            .await?;
+        println!("{}", movielake::gold::render(&batches, show)?);
     }
     Ok(())
 }
