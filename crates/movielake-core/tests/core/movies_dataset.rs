@@ -67,6 +67,12 @@ impl Converted {
         batches
     }
 
+    /// records in, silver, quarantined, duplicates dropped.
+    fn fates(&self, table: &str) -> [u64; 4] {
+        let c = self.counts(table);
+        [c.records_in, c.silver, c.quarantined, c.duplicates_dropped]
+    }
+
     fn rows(&self, table: &str) -> usize {
         self.batches(table).iter().map(RecordBatch::num_rows).sum()
     }
@@ -178,17 +184,8 @@ fn the_real_kaggle_sample_converts_with_zero_quarantine() {
     };
     assert_eq!(recognise(&bytes), Some(MoviesFile::MoviesMetadata));
     let c = run(MoviesFile::MoviesMetadata, &bytes).expect("converts");
-    let counts = c.counts("movies");
     assert_eq!(c.quarantine("movies"), Vec::<Json>::new());
-    assert_eq!(
-        (
-            counts.records_in,
-            counts.silver,
-            counts.quarantined,
-            counts.duplicates_dropped
-        ),
-        (150, 150, 0, 0)
-    );
+    assert_eq!(c.fates("movies"), [150, 150, 0, 0]);
     assert_eq!(c.rows("movies"), 150);
 
     let toy = row_of(&c, "movies", "id", 862);
@@ -273,34 +270,18 @@ impl Movie {
         }
     }
 
+    #[rustfmt::skip]
     fn fields(&self) -> Vec<String> {
-        let s = |v: &str| v.to_string();
-        vec![
-            s("False"),
-            s(&self.collection),
-            s(&self.budget),
-            s(&self.genres),
-            s(""),
-            s(&self.id),
-            format!("tt{:0>7}", self.id),
-            s("en"),
-            s(&self.title),
-            s(&self.overview),
-            s(&self.popularity),
-            s("/p.jpg"),
-            s("[{'name': 'Pixar Animation Studios', 'id': 3}]"),
-            s("[{'iso_3166_1': 'US', 'name': 'United States of America'}]"),
-            s(&self.release_date),
-            s(&self.revenue),
-            s("81.0"),
-            s("[{'iso_639_1': 'en', 'name': 'English'}]"),
-            s("Released"),
-            s(""),
-            s(&self.title),
-            s("False"),
-            s("7.7"),
-            s("100"),
+        let m = self;
+        [
+            "False", &m.collection, &m.budget, &m.genres, "", &m.id, &format!("tt{:0>7}", m.id), "en", &m.title,
+            &m.overview, &m.popularity, "/p.jpg", "[{'name': 'Pixar Animation Studios', 'id': 3}]",
+            "[{'iso_3166_1': 'US', 'name': 'United States of America'}]", &m.release_date, &m.revenue, "81.0",
+            "[{'iso_639_1': 'en', 'name': 'English'}]", "Released", "", &m.title, "False", "7.7", "100",
         ]
+        .iter()
+        .map(|f| f.to_string())
+        .collect()
     }
 
     fn csv(&self) -> String {
@@ -325,27 +306,17 @@ fn file(records: &[String], eol: &str) -> String {
     text
 }
 
-/// (line, row, stage, [(rule, column)]) of each quarantined record, and its raw text.
-type Refusal = (u64, u64, String, Vec<(String, String)>);
-
-fn refusals(q: &[Json]) -> Vec<Refusal> {
+/// Each quarantined record as `line/row stage rule(column) ...`.
+fn refusals(q: &[Json]) -> Vec<String> {
+    let reason = |x: &Json| match (x["rule"].as_str().unwrap_or("?"), x["column"].as_str()) {
+        (rule, Some(column)) => format!("{rule}({column})"),
+        (rule, None) => rule.to_string(),
+    };
     q.iter()
         .map(|r| {
-            let reasons = r["reasons"].as_array().unwrap();
-            (
-                r["source"]["line"].as_u64().unwrap(),
-                r["source"]["row"].as_u64().unwrap(),
-                r["stage"].as_str().unwrap().to_string(),
-                reasons
-                    .iter()
-                    .map(|x| {
-                        (
-                            x["rule"].as_str().unwrap().into(),
-                            x["column"].as_str().unwrap_or("").into(),
-                        )
-                    })
-                    .collect(),
-            )
+            let reasons: Vec<String> = r["reasons"].as_array().into_iter().flatten().map(reason).collect();
+            let (line, row, stage) = (&r["source"]["line"], &r["source"]["row"], &r["stage"]);
+            format!("{line}/{row} {} {}", stage.as_str().unwrap_or("?"), reasons.join(" "))
         })
         .collect()
 }
@@ -381,44 +352,23 @@ fn dirty_records() -> Vec<String> {
     ]
 }
 
-fn s(v: &str) -> String {
-    v.to_string()
-}
-
 #[test]
 fn shifted_repeated_and_corrupt_rows_are_each_handled_as_specified() {
     let records = dirty_records();
     let c = run(MoviesFile::MoviesMetadata, file(&records, "\n").as_bytes()).expect("converts");
     let counts = c.counts("movies");
-    assert_eq!(
-        (
-            counts.records_in,
-            counts.silver,
-            counts.quarantined,
-            counts.duplicates_dropped
-        ),
-        (9, 3, 5, 1)
-    );
+    assert_eq!(c.fates("movies"), [9, 3, 5, 1]);
     assert!(counts.balanced());
     let q = c.quarantine("movies");
     let object = format!("{OBJECT} line 4 row 2");
     assert_eq!(
         refusals(&q),
         vec![
-            (7, 4, s("dedupe"), vec![(s("duplicate_key"), s("id"))]),
-            (8, 5, s("decode"), vec![(s("field_count"), s(""))]),
-            (
-                9,
-                6,
-                s("schema"),
-                vec![
-                    (s("type"), s("id")),
-                    (s("type"), s("popularity")),
-                    (s("regex"), s("imdb_id"))
-                ]
-            ),
-            (10, 7, s("decode"), vec![(s("python_literal"), s("genres"))]),
-            (11, 8, s("schema"), vec![(s("type"), s("release_date"))]),
+            "7/4 dedupe duplicate_key(id)",
+            "8/5 decode field_count",
+            "9/6 schema type(id) type(popularity) regex(imdb_id)",
+            "10/7 decode python_literal(genres)",
+            "11/8 schema type(release_date)",
         ]
     );
     assert_eq!(
@@ -509,10 +459,10 @@ fn bad_bytes_wrong_shapes_and_bad_items_refuse_the_whole_record() {
     assert_eq!(
         refusals(&q),
         vec![
-            (3, 2, s("schema"), vec![(s("shape"), s("genres"))]),
-            (4, 3, s("schema"), vec![(s("required"), s("genres"))]),
-            (5, 4, s("schema"), vec![(s("shape"), s("belongs_to_collection"))]),
-            (6, 5, s("decode"), vec![(s("utf8"), s("title"))]),
+            "3/2 schema shape(genres)",
+            "4/3 schema required(genres)",
+            "5/4 schema shape(belongs_to_collection)",
+            "6/5 decode utf8(title)",
         ]
     );
     assert_eq!(q[1]["reasons"][0]["detail"], "genres[1].genre_id: missing or null");
@@ -536,8 +486,7 @@ fn files_longer_than_a_batch_keep_every_row() {
     }
     let c = run(MoviesFile::Ratings, text.as_bytes()).expect("ratings");
     assert_eq!(c.rows("ratings"), n);
-    let counts = c.counts("ratings");
-    assert_eq!((counts.records_in, counts.silver), (n as u64, n as u64));
+    assert_eq!(c.fates("ratings"), [n as u64, n as u64, 0, 0]);
 }
 
 #[test]
@@ -548,19 +497,10 @@ fn credits_keywords_links_and_ratings() {
     let bad = format!("{},{},863", quote(cast), quote("[{'id': 1, 'job': 'Director'"));
     let text = format!("cast,crew,id\n{good}\n{bad}\n{good}\n");
     let c = run(MoviesFile::Credits, text.as_bytes()).expect("credits");
-    let counts = c.counts("movie_cast");
-    assert_eq!(
-        (
-            counts.records_in,
-            counts.silver,
-            counts.quarantined,
-            counts.duplicates_dropped
-        ),
-        (3, 2, 1, 1)
-    );
+    assert_eq!(c.fates("movie_cast"), [3, 2, 1, 1]);
     assert_eq!(
         refusals(&c.quarantine("movie_cast")),
-        vec![(3, 2, s("decode"), vec![(s("python_literal"), s("crew"))])]
+        vec!["3/2 decode python_literal(crew)"]
     );
     assert_eq!(
         row_of(&c, "movie_cast", "person_id", 31)["character"],
@@ -573,10 +513,7 @@ fn credits_keywords_links_and_ratings() {
     let text = "id,keywords\n862,\"[{'id': 931, 'name': 'jealousy'}, {'id': 4290, 'name': 'toy'}]\"\nabc,[]\n";
     let c = run(MoviesFile::Keywords, text.as_bytes()).expect("keywords");
     assert_eq!(children(&c, "movie_keywords", 862, "keyword_name"), ["jealousy", "toy"]);
-    assert_eq!(
-        refusals(&c.quarantine("movie_keywords")),
-        vec![(3, 2, s("schema"), vec![(s("type"), s("id"))])]
-    );
+    assert_eq!(refusals(&c.quarantine("movie_keywords")), vec!["3/2 schema type(id)"]);
 
     let c = run(
         MoviesFile::Links,
@@ -589,10 +526,7 @@ fn credits_keywords_links_and_ratings() {
         (&Json::from("tt0114709"), &Json::from(862))
     );
     assert_eq!(row_of(&c, "links", "movie_id", 2)["tmdb_id"], Json::Null);
-    assert_eq!(
-        refusals(&c.quarantine("links")),
-        vec![(4, 3, s("schema"), vec![(s("type"), s("movie_id"))])]
-    );
+    assert_eq!(refusals(&c.quarantine("links")), vec!["4/3 schema type(movie_id)"]);
 
     let text = "userId,movieId,rating,timestamp\n1,31,2.5,1260759144\n1,1029,7.0,1260759179\n1,1061,3.0,soon\n";
     let c = run(MoviesFile::Ratings, text.as_bytes()).expect("ratings");
@@ -603,12 +537,22 @@ fn credits_keywords_links_and_ratings() {
     );
     assert_eq!(
         refusals(&c.quarantine("ratings")),
-        vec![
-            (3, 2, s("rule"), vec![(s("max"), s("rating"))]),
-            (4, 3, s("schema"), vec![(s("type"), s("rated_at"))])
-        ]
+        vec!["3/2 rule max(rating)", "4/3 schema type(rated_at)"]
     );
     assert!(c.counts("ratings").balanced());
+}
+
+#[test]
+fn blank_lines_and_a_missing_last_newline_keep_line_numbers_true() {
+    let c = run(
+        MoviesFile::Links,
+        b"movieId,imdbId,tmdbId\r\n1,0114709,862\r\n\r\n\nx,1,2",
+    )
+    .expect("links");
+    let q = c.quarantine("links");
+    assert_eq!(refusals(&q), vec!["5/2 schema type(movie_id)"]);
+    assert_eq!(q[0]["raw"], "x,1,2");
+    assert_eq!(c.rows("links"), 1);
 }
 
 #[test]
