@@ -36,6 +36,9 @@ def main(root: pathlib.Path) -> int:
         check(c["records_in"] == c["silver"] + c["quarantined"] + c["duplicates_dropped"],
               f"{path}: counts do not add up: {c}")
         silver_rows = 0
+        # File pipelines write child tables too (genres, companies, ...): the record counts are
+        # those of the record-level table.
+        record_table = {"movies_dataset": "silver/movies_dataset/movies/"}.get(m["pipeline"], "silver/")
         for out in m["outputs"]:
             obj = root / out["path"]
             check(obj.is_file(), f"{path}: output {out['path']} is missing")
@@ -48,7 +51,7 @@ def main(root: pathlib.Path) -> int:
                 rows = pq.read_metadata(obj).num_rows
                 check(rows == out["rows"], f"{out['path']}: pyarrow reads {rows} rows, manifest says {out['rows']}")
                 if out["kind"] == "silver":
-                    silver_rows += rows
+                    silver_rows += rows if out["path"].startswith(record_table) else 0
                 else:
                     check(rows == c["records_in"], f"{out['path']}: bronze has {rows} rows for {c['records_in']} records")
             elif out["kind"] == "quarantine":
@@ -123,11 +126,77 @@ def main(root: pathlib.Path) -> int:
         pa_rows = pq.read_table(str(movies), partitioning="hive").num_rows
         check(pa_rows == n, f"tmdb movies: pyarrow reads {pa_rows}, DuckDB {n}")
 
+    check_movies_dataset_and_gold(root)
+
     print(f"check_lake: {len(manifests)} manifests; in={totals['records_in']} silver={totals['silver']} "
           f"quarantined={totals['quarantined']} duplicates={totals['duplicates_dropped']}")
     for f in failures:
         print(f"FAIL: {f}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def check_movies_dataset_and_gold(root: pathlib.Path):
+    """Silver of The Movies Dataset is typed and clean; gold equals the same aggregates computed
+    by DuckDB straight from silver, read back with pyarrow."""
+    base = root / "silver" / "movies_dataset"
+    if not (base / "movies").is_dir():
+        return
+    con = duckdb.connect()
+    for view, table in [("movies", "movies"), ("genres", "movie_genres"), ("companies", "movie_production_companies")]:
+        con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{base / table}/**/*.parquet', hive_partitioning = true)")
+    types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE movies)").fetchall())
+    for col, ty in {"id": "BIGINT", "budget": "BIGINT", "revenue": "BIGINT", "release_date": "DATE",
+                    "release_year": "INTEGER", "adult": "BOOLEAN", "popularity": "DOUBLE",
+                    "budget_unknown": "BOOLEAN", "snapshot_date": "DATE"}.items():
+        check(types.get(col) == ty, f"DuckDB sees movies {col} as {types.get(col)}, expected {ty}")
+    n, zero, unknown_mismatch, repeated = con.execute("""
+        SELECT count(*),
+               count(*) FILTER (WHERE budget = 0 OR revenue = 0),
+               count(*) FILTER (WHERE (budget IS NULL) <> budget_unknown OR (revenue IS NULL) <> revenue_unknown),
+               count(*) - count(DISTINCT (snapshot_date, id))
+        FROM movies""").fetchone()
+    check(n > 0, "no movies in silver")
+    check(zero == 0, f"{zero} movies with a 0 budget/revenue in silver (unknown must be NULL)")
+    check(unknown_mismatch == 0, f"{unknown_mismatch} movies whose *_unknown flag disagrees with a NULL")
+    check(repeated == 0, f"{repeated} movie ids repeated within a snapshot")
+    pa_rows = pq.read_table(str(base / "movies"), partitioning="hive").num_rows
+    check(pa_rows == n, f"movies: pyarrow reads {pa_rows}, DuckDB {n}")
+
+    latest = "(SELECT max(snapshot_date) FROM movies)"
+    expected_genre = {(g, y): rest for g, y, *rest in con.execute(f"""
+        SELECT g.genre_name, m.release_year, count(*), sum(m.budget), sum(m.revenue), sum(m.revenue - m.budget),
+               avg(m.popularity)
+        FROM genres g JOIN movies m ON m.id = g.movie_id AND m.snapshot_date = g.snapshot_date
+        WHERE m.snapshot_date = {latest} AND m.release_year IS NOT NULL
+        GROUP BY ALL""").fetchall()}
+    gold = root / "gold" / "genre_year" / "part-00000.parquet"
+    check(gold.is_file(), "gold/genre_year was not built")
+    if gold.is_file():
+        rows = pq.read_table(gold).to_pylist()
+        got = {(r["genre"], r["year"]): [r["releases"], r["total_budget"], r["total_revenue"], r["profit"],
+                                         r["avg_popularity"]] for r in rows}
+        check(got.keys() == expected_genre.keys(), "gold genre_year has other (genre, year) groups than silver")
+        for key, want in expected_genre.items():
+            have = got.get(key)
+            same = have is not None and have[:4] == want[:4] and abs(have[4] - want[4]) < 1e-9
+            check(same, f"gold genre_year {key}: {have}, DuckDB from silver: {want}")
+        for year in {y for _, y in expected_genre}:
+            year_rows = [r for r in rows if r["year"] == year]
+            top = max(r["avg_popularity"] for r in year_rows)
+            check(all(r["most_popular"] == (r["avg_popularity"] == top) for r in year_rows),
+                  f"gold genre_year {year}: most_popular does not mark the top average popularity")
+
+    expected_company = {(c, y): rest for c, y, *rest in con.execute(f"""
+        SELECT c.company_id, m.release_year, count(*), sum(m.budget), sum(m.revenue), sum(m.revenue - m.budget)
+        FROM companies c JOIN movies m ON m.id = c.movie_id AND m.snapshot_date = c.snapshot_date
+        WHERE m.snapshot_date = {latest} AND m.release_year IS NOT NULL
+        GROUP BY ALL""").fetchall()}
+    gold = root / "gold" / "company_year" / "part-00000.parquet"
+    check(gold.is_file(), "gold/company_year was not built")
+    if gold.is_file():
+        got = {(r["company_id"], r["year"]): [r["releases"], r["total_budget"], r["total_revenue"], r["profit"]]
+               for r in pq.read_table(gold).to_pylist()}
+        check(got == expected_company, "gold company_year differs from DuckDB's aggregate of silver")
 
 
 if __name__ == "__main__":
