@@ -7,9 +7,11 @@
 //! Every CSV record ends in silver, in quarantine (stage `decode` for a wrong field count, bad
 //! UTF-8 or a malformed Python literal; `schema`/`rule` from the contracts; `dedupe` for an id
 //! seen before with a different body) or is an exact repeat (byte-identical record) that is
-//! dropped and counted in `duplicates_dropped`. The record-level contract of each file (the first
-//! of [`MoviesFile::contracts`]) counts `records_in`; a record's child rows (genres, cast, ...)
-//! are written only when the whole record is accepted, and count as silver of their own table.
+//! dropped and counted in `duplicates_dropped`. Each file has a record-level table, one row per
+//! CSV record (the first of [`MoviesFile::contracts`]: movies, credits, keywords, links,
+//! ratings), whose counts balance: records in = silver + quarantined + duplicates. A record's
+//! child rows (genres, cast, keywords, ...) are written only when the whole record is accepted,
+//! and count as silver of their own table (with no records in).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
@@ -91,8 +93,12 @@ impl MoviesFile {
                 "movies_dataset_movie_spoken_languages",
                 "movies_dataset_collections",
             ],
-            MoviesFile::Credits => &["movies_dataset_movie_cast", "movies_dataset_movie_crew"],
-            MoviesFile::Keywords => &["movies_dataset_movie_keywords"],
+            MoviesFile::Credits => &[
+                "movies_dataset_credits",
+                "movies_dataset_movie_cast",
+                "movies_dataset_movie_crew",
+            ],
+            MoviesFile::Keywords => &["movies_dataset_keywords", "movies_dataset_movie_keywords"],
             MoviesFile::Links => &["movies_dataset_links"],
             MoviesFile::Ratings => &["movies_dataset_ratings"],
         }
@@ -362,12 +368,14 @@ struct Parsed {
 }
 
 impl Parsed {
+    /// The record's own row: first, so its reasons come before those of its children.
     fn row(&mut self, fields: Map<String, Json>) {
-        self.rows.push(Candidate {
+        let row = Candidate {
             table: 0,
             fields,
             label: None,
-        });
+        };
+        self.rows.insert(0, row);
     }
 
     fn refuse(&mut self, stage: Stage, rule: &str, column: Option<&str>, detail: impl Into<String>) {
@@ -415,15 +423,22 @@ fn parse_record(kind: MoviesFile, record: &csv::ByteRecord) -> Parsed {
     match kind {
         MoviesFile::MoviesMetadata => movie(&record, &mut parsed),
         MoviesFile::Credits => {
-            let id = record_id(&record, "id", &mut parsed);
+            let id = positive_id(record.get("id"));
             parsed.key = id;
-            children(&record, "cast", 0, id, CAST, &mut parsed);
-            children(&record, "crew", 1, id, &[("id", "person_id")], &mut parsed);
+            let mut fields = record.text(&[("id", "movie_id")]);
+            let cast = children(&record, "cast", 1, id, CAST, &mut parsed);
+            let crew = children(&record, "crew", 2, id, &[("id", "person_id")], &mut parsed);
+            fields.insert("cast_count".into(), cast.map_or(Json::Null, Json::from));
+            fields.insert("crew_count".into(), crew.map_or(Json::Null, Json::from));
+            parsed.row(fields);
         }
         MoviesFile::Keywords => {
-            let id = record_id(&record, "id", &mut parsed);
+            let id = positive_id(record.get("id"));
             parsed.key = id;
-            children(&record, "keywords", 0, id, KEYWORD, &mut parsed);
+            let mut fields = record.text(&[("id", "movie_id")]);
+            let keywords = children(&record, "keywords", 1, id, KEYWORD, &mut parsed);
+            fields.insert("keyword_count".into(), keywords.map_or(Json::Null, Json::from));
+            parsed.row(fields);
         }
         MoviesFile::Links => {
             parsed.key = record.get("movieId").trim().parse().ok();
@@ -511,26 +526,14 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// A record id checked in code (files without a record-level row: credits, keywords).
-fn record_id(record: &Fields<'_>, column: &'static str, parsed: &mut Parsed) -> Option<i64> {
-    let text = record.get(column);
-    match text.trim().parse::<i64>() {
-        Ok(id) if id > 0 => Some(id),
-        Ok(id) => {
-            let detail = format!("{id} is below the minimum 1");
-            parsed.refuse(Stage::Rule, "min", Some(column), detail);
-            None
-        }
-        Err(_) => {
-            let detail = format!("{:?} is not an int64", crate::value::shorten(text, 60));
-            parsed.refuse(Stage::Schema, "type", Some(column), detail);
-            None
-        }
-    }
+/// The id that children carry and records are de-duplicated by; anything else is refused by
+/// the record's contract, and its children are not built (they would only repeat the reason).
+fn positive_id(text: &str) -> Option<i64> {
+    text.trim().parse().ok().filter(|id| *id > 0)
 }
 
 /// One child row per dict of a list column, with the movie id (none without a valid id: the
-/// record is refused for its id anyway).
+/// record is refused for its id anyway). Returns how many items the list has.
 fn children(
     record: &Fields<'_>,
     column: &'static str,
@@ -538,15 +541,14 @@ fn children(
     movie_id: Option<i64>,
     renames: Renames,
     parsed: &mut Parsed,
-) {
-    let Some(value) = record.literal(column, parsed) else {
-        return;
-    };
+) -> Option<usize> {
+    let value = record.literal(column, parsed)?;
     let Json::Array(items) = value else {
         let detail = "expected a list of dicts".to_string();
         parsed.refuse(Stage::Schema, "shape", Some(column), detail);
-        return;
+        return None;
     };
+    let count = items.len();
     for (index, item) in items.into_iter().enumerate() {
         let Json::Object(dict) = item else {
             let detail = format!("{column}[{index}] is not a dict");
@@ -561,6 +563,7 @@ fn children(
             });
         }
     }
+    Some(count)
 }
 
 fn child_fields(mut dict: Map<String, Json>, movie_id: i64, renames: Renames) -> Map<String, Json> {
@@ -605,7 +608,7 @@ fn movie(record: &Fields<'_>, parsed: &mut Parsed) {
         }
         fields.insert(flag.into(), Json::Bool(unknown));
     }
-    let id = record.get("id").trim().parse::<i64>().ok();
+    let id = positive_id(record.get("id"));
     parsed.key = id;
     match record.literal("belongs_to_collection", parsed) {
         None | Some(Json::Null) => {}
@@ -628,14 +631,7 @@ fn movie(record: &Fields<'_>, parsed: &mut Parsed) {
             "expected a dict or None",
         ),
     }
-    parsed.rows.insert(
-        0,
-        Candidate {
-            table: 0,
-            fields,
-            label: None,
-        },
-    );
+    parsed.row(fields);
     children(record, "genres", 1, id, GENRE, parsed);
     children(record, "production_companies", 2, id, COMPANY, parsed);
     let countries: Renames = &[("name", "country_name")];

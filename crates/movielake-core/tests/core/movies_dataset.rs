@@ -497,9 +497,15 @@ fn credits_keywords_links_and_ratings() {
     let bad = format!("{},{},863", quote(cast), quote("[{'id': 1, 'job': 'Director'"));
     let text = format!("cast,crew,id\n{good}\n{bad}\n{good}\n");
     let c = run(MoviesFile::Credits, text.as_bytes()).expect("credits");
-    assert_eq!(c.fates("movie_cast"), [3, 2, 1, 1]);
+    assert_eq!(c.fates("credits"), [3, 1, 1, 1]);
+    assert_eq!(c.fates("movie_cast"), [0, 2, 0, 0]);
+    let credits = row_of(&c, "credits", "movie_id", 862);
     assert_eq!(
-        refusals(&c.quarantine("movie_cast")),
+        (&credits["cast_count"], &credits["crew_count"]),
+        (&Json::from(2), &Json::from(1))
+    );
+    assert_eq!(
+        refusals(&c.quarantine("credits")),
         vec!["3/2 decode python_literal(crew)"]
     );
     assert_eq!(
@@ -513,7 +519,9 @@ fn credits_keywords_links_and_ratings() {
     let text = "id,keywords\n862,\"[{'id': 931, 'name': 'jealousy'}, {'id': 4290, 'name': 'toy'}]\"\nabc,[]\n";
     let c = run(MoviesFile::Keywords, text.as_bytes()).expect("keywords");
     assert_eq!(children(&c, "movie_keywords", 862, "keyword_name"), ["jealousy", "toy"]);
-    assert_eq!(refusals(&c.quarantine("movie_keywords")), vec!["3/2 schema type(id)"]);
+    assert_eq!(refusals(&c.quarantine("keywords")), vec!["3/2 schema type(movie_id)"]);
+    assert_eq!(c.fates("keywords"), [2, 1, 1, 0]);
+    assert_eq!(row_of(&c, "keywords", "movie_id", 862)["keyword_count"], 2);
 
     let c = run(
         MoviesFile::Links,
