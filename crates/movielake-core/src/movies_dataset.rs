@@ -174,6 +174,12 @@ pub fn convert<R: Read, S: PartSink>(
     }
 
     let metadata = [("snapshot_date", Value::Date(out.context().ingest_date))];
+    let record_contract = tables[0].contract;
+    let key_column = record_contract
+        .key
+        .first()
+        .and_then(|&i| record_contract.columns.get(i))
+        .map(|c| c.name.as_str());
     let mut seen: HashMap<i64, (u64, SourcePointer)> = HashMap::new();
     loop {
         // Where the reader stands: the end of the previous record, the start of this one.
@@ -190,7 +196,7 @@ pub fn convert<R: Read, S: PartSink>(
             row: Some(position.record()),
             ..SourcePointer::line(&object, 0)
         };
-        out.counts_mut(tables[0].contract).records_in += 1;
+        out.counts_mut(record_contract).records_in += 1;
 
         let parsed = parse_record(kind, &record);
         let mut reasons = parsed.reasons;
@@ -222,8 +228,8 @@ pub fn convert<R: Read, S: PartSink>(
                 pointer: pointer.clone(),
             };
             out.quarantine(
-                tables[0].contract,
-                &quarantine(tables[0].contract, &out.context().run, source, rejection),
+                record_contract,
+                &quarantine(record_contract, &out.context().run, source, rejection),
             )
         };
         if !reasons.is_empty() {
@@ -233,11 +239,11 @@ pub fn convert<R: Read, S: PartSink>(
         if let Some(id) = parsed.key {
             if let Some((first_hash, first)) = seen.get(&id) {
                 if *first_hash == hash {
-                    out.counts_mut(tables[0].contract).duplicates_dropped += 1;
+                    out.counts_mut(record_contract).duplicates_dropped += 1;
                 } else {
                     let detail = format!("same id {id} as {first} but a different body");
                     refuse(
-                        vec![(Stage::Dedupe, Reason::new("duplicate_key", Some("id"), detail))],
+                        vec![(Stage::Dedupe, Reason::new("duplicate_key", key_column, detail))],
                         out,
                     )?;
                 }
@@ -441,7 +447,7 @@ fn parse_record(kind: MoviesFile, record: &csv::ByteRecord) -> Parsed {
             parsed.row(fields);
         }
         MoviesFile::Links => {
-            parsed.key = record.get("movieId").trim().parse().ok();
+            parsed.key = positive_id(record.get("movieId"));
             let imdb = record.get("imdbId").trim();
             // links.csv writes the IMDb number without its `tt`; movies.imdb_id has it.
             let imdb = if !imdb.is_empty() && imdb.bytes().all(|b| b.is_ascii_digit()) {
