@@ -20,7 +20,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use movielake_core::ContractSet;
 use movielake_core::silver::{arrow_type, writer_properties};
 use parquet::arrow::ArrowWriter;
@@ -115,6 +115,14 @@ impl Drop for SqlLake {
     }
 }
 
+/// Plain `Utf8` strings rather than DataFusion's default string views: gold Parquet is read by
+/// Synapse, Spark and older readers that do not know the view types.
+fn session_config() -> SessionConfig {
+    SessionConfig::new()
+        .set_bool("datafusion.execution.parquet.schema_force_view_types", false)
+        .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false)
+}
+
 /// The folder of a folder lake (its `describe()` is `file://<root>`).
 fn local_root(lake: &dyn Lake) -> Option<PathBuf> {
     lake.describe().strip_prefix("file://").map(PathBuf::from)
@@ -138,7 +146,7 @@ impl SqlLake {
             }
         };
         let mut sql = SqlLake {
-            ctx: SessionContext::new(),
+            ctx: SessionContext::new_with_config(session_config()),
             scratch,
             tables: BTreeMap::new(),
         };
@@ -195,7 +203,8 @@ impl SqlLake {
                 tokio::fs::write(&file, &bytes).await.map_err(local)?;
             }
         }
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        let parquet = self.ctx.state().table_options().parquet.clone();
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default().with_options(parquet)))
             .with_file_extension(".parquet")
             .with_table_partition_cols(partitions);
         let dir = format!("{}/", root.join(prefix.trim_end_matches('/')).display());

@@ -1,6 +1,7 @@
 //! Integration tests of the app crate (one test binary): the lake conformance suite against
 //! every adapter, and the custom handler driven over real HTTP as the Functions host does.
 
+mod files;
 mod handler;
 mod lake_conformance;
 mod support;
