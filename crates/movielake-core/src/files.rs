@@ -205,10 +205,12 @@ impl<S: PartSink> Outputs<S> {
             let Some(open) = parts.open.as_mut() else { continue };
             let room = (self.rows_per_part - open.rows) as usize;
             let take = room.min(batch.num_rows() - offset);
-            open.writer.write(&batch.slice(offset, take)).map_err(|e| FileError::Encode {
-                path: open.path.clone(),
-                source: e.into(),
-            })?;
+            open.writer
+                .write(&batch.slice(offset, take))
+                .map_err(|e| FileError::Encode {
+                    path: open.path.clone(),
+                    source: e.into(),
+                })?;
             open.rows += take as u64;
             offset += take;
             if open.rows >= self.rows_per_part {
@@ -281,15 +283,21 @@ impl<S: PartSink> Outputs<S> {
     }
 }
 
-fn close_parquet<S: PartSink>(sink: &mut S, written: &mut Vec<Output>, open: OpenPart<S::Part>) -> Result<(), FileError> {
+fn close_parquet<S: PartSink>(
+    sink: &mut S,
+    written: &mut Vec<Output>,
+    open: OpenPart<S::Part>,
+) -> Result<(), FileError> {
     let OpenPart { path, rows, writer } = open;
     let counting = writer.into_inner().map_err(|e| FileError::Encode {
         path: path.clone(),
         source: e.into(),
     })?;
     let bytes = counting.written;
-    sink.commit(&path, counting.inner)
-        .map_err(|source| FileError::Write { path: path.clone(), source })?;
+    sink.commit(&path, counting.inner).map_err(|source| FileError::Write {
+        path: path.clone(),
+        source,
+    })?;
     written.push(Output {
         path,
         kind: OutputKind::Silver,
@@ -311,8 +319,10 @@ fn close_lines<S: PartSink>(
         source,
     })?;
     let bytes = writer.written;
-    sink.commit(&path, writer.inner)
-        .map_err(|source| FileError::Write { path: path.clone(), source })?;
+    sink.commit(&path, writer.inner).map_err(|source| FileError::Write {
+        path: path.clone(),
+        source,
+    })?;
     written.push(Output {
         path,
         kind: OutputKind::Quarantine,

@@ -16,6 +16,7 @@ pub mod route;
 pub mod sample;
 pub mod silver;
 pub mod tmdb;
+pub mod tmdb_details;
 pub mod tmdb_movies;
 pub mod validate;
 pub mod value;

@@ -117,7 +117,11 @@ impl<W: Write + Send> SilverEncoder<W> {
 }
 
 /// The Arrow batch of accepted rows under the contract's silver schema (see [`silver_schema`]).
-pub fn accepted_batch(contract: &Contract, rows: &[&Accepted], lineage: &Lineage<'_>) -> Result<RecordBatch, EncodeError> {
+pub fn accepted_batch(
+    contract: &Contract,
+    rows: &[&Accepted],
+    lineage: &Lineage<'_>,
+) -> Result<RecordBatch, EncodeError> {
     let columns: Vec<(usize, ColumnType)> = contract.stored_columns().map(|(i, c)| (i, c.ty)).collect();
     silver_batch(&silver_schema(contract), &columns, rows, lineage)
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use movielake_core::host::{Invocation, InvocationResponse, decode_timer};
+use movielake_core::tmdb_details::MOVIE_DETAILS;
 
 use super::{AppState, FunctionError};
 use crate::pipelines::tmdb_lists::{PullError, PullSettings, pull};
@@ -27,14 +28,22 @@ pub async fn run(state: &AppState, invocation: Invocation) -> Result<InvocationR
     // The host's clock names the run: one run id per invocation, shared by all its pages.
     let now = invocation.host_time().unwrap_or_else(Utc::now);
     let run_id = now.format("%Y%m%dT%H%M%SZ").to_string();
-    let pulled = pull(state.lake.as_ref(), &settings, &run_id, now.date_naive())
-        .await
-        .map_err(|e| match e {
-            PullError::Lake(e) => FunctionError::Lake(e),
-            e @ PullError::InvalidToken(_) => FunctionError::SourceAuth(e.to_string()),
-            e @ PullError::ListsFailed { .. } => FunctionError::Source(e.to_string()),
-            other => FunctionError::Internal(other.to_string()),
-        })?;
+    let details_contract = state.contracts.get(MOVIE_DETAILS);
+    let pulled = pull(
+        state.lake.as_ref(),
+        &settings,
+        details_contract,
+        &run_id,
+        now.date_naive(),
+    )
+    .await
+    .map_err(|e| match e {
+        PullError::Lake(e) => FunctionError::Lake(e),
+        e @ PullError::InvalidToken(_) => FunctionError::SourceAuth(e.to_string()),
+        e @ (PullError::ListsFailed { .. } | PullError::DetailsFailed { .. }) => FunctionError::Source(e.to_string()),
+        PullError::MissingContract(name) => FunctionError::MissingContract(name.into()),
+        other => FunctionError::Internal(other.to_string()),
+    })?;
     let mut logs = pulled.logs;
     if timer.is_past_due {
         logs.push("the timer was past due".into());
