@@ -1,7 +1,8 @@
 //! `pull_tmdb_lists`: timer trigger (schedule `%TMDB_SCHEDULE%`).
 //!
-//! Fails the invocation (non-2xx) when the token is invalid, a list could not be read, or
-//! storage is down: the pages that did land stay in bronze and are named in the manifest.
+//! Fails the invocation (non-2xx) when the token is invalid, a list or a movie's details could
+//! not be read (a 404 on a detail is a quarantine record, not a failure), or storage is down:
+//! what did land stays in bronze and is named in the manifest.
 
 use std::sync::Arc;
 
