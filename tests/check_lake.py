@@ -117,6 +117,20 @@ def main(root: pathlib.Path) -> int:
         pa_rows = pq.read_table(str(tmdb), partitioning="hive").num_rows
         check(pa_rows == n, f"tmdb list entries: pyarrow reads {pa_rows}, DuckDB {n}")
 
+    details = root / "silver" / "tmdb" / "movie_details"
+    if details.is_dir():
+        con = duckdb.connect()
+        glob = str(details / "**" / "*.parquet")
+        con.execute(f"CREATE VIEW details AS SELECT * FROM read_parquet('{glob}', hive_partitioning = true)")
+        types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE details)").fetchall())
+        for col, ty in {"movie_id": "BIGINT", "imdb_id": "VARCHAR", "budget": "BIGINT", "runtime": "INTEGER",
+                        "genre_names": "VARCHAR[]", "snapshot_date": "DATE", "release_date": "DATE"}.items():
+            check(types.get(col) == ty, f"DuckDB sees tmdb details {col} as {types.get(col)}, expected {ty}")
+        n, null_ids = con.execute("SELECT count(*), count(*) FILTER (WHERE movie_id IS NULL) FROM details").fetchone()
+        check(n > 0 and null_ids == 0, f"tmdb movie details: {n} rows, {null_ids} without movie_id")
+        pa_rows = pq.read_table(str(details), partitioning="hive").num_rows
+        check(pa_rows == n, f"tmdb movie details: pyarrow reads {pa_rows}, DuckDB {n}")
+
     movies = root / "silver" / "tmdb" / "movies"
     if movies.is_dir():
         glob = str(movies / "**" / "*.parquet")

@@ -38,6 +38,8 @@ pub struct LakeEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BronzeKind {
     TmdbListPage,
+    /// A movie detail body (`bronze/tmdb/movie/ingest_date=…/run=…/id=<id>.json`).
+    TmdbMovieDetail,
     /// An IMDb dataset file (`bronze/imdb/<file>/ingest_date=…/<name>`), plain or gzipped.
     ImdbFile,
     /// A file of The Movies Dataset (`bronze/movies_dataset/ingest_date=…/<name>`).
@@ -47,7 +49,10 @@ pub enum BronzeKind {
 /// Bronze prefixes and their parsers. A source whose parser is not written yet is listed with
 /// `None`, so its events are refused with a reason saying so rather than treated as unknown.
 /// Adding IMDb or the movies dataset is one entry here and one arm where the kind is handled.
+/// The first matching prefix wins: `tmdb/movie/ingest_date=` (details) before `tmdb/` (lists,
+/// whose endpoint segments never hold `=`).
 pub const BRONZE_ROUTES: &[(&str, Option<BronzeKind>)] = &[
+    ("tmdb/movie/ingest_date=", Some(BronzeKind::TmdbMovieDetail)),
     ("tmdb/", Some(BronzeKind::TmdbListPage)),
     ("imdb/", Some(BronzeKind::ImdbFile)),
     ("movies_dataset/", Some(BronzeKind::MoviesDatasetFile)),

@@ -20,6 +20,7 @@ pub mod sample;
 pub mod sample_files;
 pub mod silver;
 pub mod tmdb;
+pub mod tmdb_details;
 pub mod tmdb_movies;
 pub mod validate;
 pub mod value;

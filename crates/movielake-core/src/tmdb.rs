@@ -398,10 +398,13 @@ impl ListSpec {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ListsConfig {
     pub lists: Vec<ListSpec>,
+    /// `[details]`: the details of the movies on this run's pages (on by default).
+    #[serde(default)]
+    pub details: crate::tmdb_details::DetailsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -421,6 +424,7 @@ impl ListsConfig {
             message,
         };
         let config: ListsConfig = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        config.details.check().map_err(err)?;
         for list in &config.lists {
             let ok_segment = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
             if !list.endpoint.split('/').all(ok_segment) {

@@ -13,7 +13,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
-use movielake_core::tmdb::{ListSpec, MAX_PAGE, PageError, last_page, parse_error, parse_list_page};
+use movielake_core::tmdb::{ApiError, ListSpec, MAX_PAGE, PageError, last_page, parse_error, parse_list_page};
+use movielake_core::tmdb_details::detail_endpoint;
 use tokio::sync::{Mutex, Semaphore};
 use tokio::time::Instant;
 
@@ -93,47 +94,82 @@ pub struct FetchedPage {
     pub attempts: u32,
 }
 
+/// A movie's details as TMDB answered them.
+#[derive(Debug, Clone)]
+pub struct FetchedDetail {
+    pub movie_id: i64,
+    /// `movie/{id}`.
+    pub endpoint: String,
+    /// Query parameters sent, credentials excluded.
+    pub query: Vec<(String, String)>,
+    pub status: u16,
+    pub body: Bytes,
+    pub headers: Vec<(String, String)>,
+    pub fetched_at: DateTime<Utc>,
+    pub attempts: u32,
+}
+
+/// What TMDB answered to one request (paged or not).
+struct Answer {
+    status: u16,
+    body: Bytes,
+    headers: Vec<(String, String)>,
+    fetched_at: DateTime<Utc>,
+}
+
+/// Errors name the request: `movie/popular page 3`, or `movie/550` (not paged: `page` is `None`).
 #[derive(Debug, thiserror::Error)]
 pub enum TmdbError {
     #[error("the TMDB token is invalid (HTTP {status}: {detail}); set TMDB_API_TOKEN to a valid read access token")]
     InvalidToken { status: u16, detail: String },
-    #[error("{endpoint} page {page}: TMDB serves pages 1..=500 only; not requested")]
-    PageOutOfRange { endpoint: String, page: u32 },
-    #[error("{endpoint} page {page}: not found (HTTP 404): {detail}")]
+    #[error("{}: TMDB serves pages 1..=500 only; not requested", request(.endpoint, .page))]
+    PageOutOfRange { endpoint: String, page: Option<u32> },
+    /// `api` is TMDB's own error body (`status_code` 34); `None` when the 404 came from
+    /// something else (a proxy, a wrong base URL), which is not TMDB saying "no such movie".
+    #[error("{}: not found (HTTP 404): {detail}", request(.endpoint, .page))]
     NotFound {
         endpoint: String,
-        page: u32,
+        page: Option<u32>,
         detail: String,
+        api: Option<ApiError>,
+        body: Bytes,
     },
-    #[error("{endpoint} page {page}: TMDB refused the request (HTTP {status}): {detail}")]
+    #[error("{}: TMDB refused the request (HTTP {status}): {detail}", request(.endpoint, .page))]
     Refused {
         endpoint: String,
-        page: u32,
+        page: Option<u32>,
         status: u16,
         detail: String,
     },
-    #[error("{endpoint} page {page}: gave up after {attempts} attempts; last: {last}")]
+    #[error("{}: gave up after {attempts} attempts; last: {last}", request(.endpoint, .page))]
     GaveUp {
         endpoint: String,
-        page: u32,
+        page: Option<u32>,
         attempts: u32,
         last: String,
     },
-    #[error("{endpoint} page {page}: the run's retry budget ({budget}) is spent; last: {last}")]
+    #[error("{}: the run's retry budget ({budget}) is spent; last: {last}", request(.endpoint, .page))]
     BudgetSpent {
         endpoint: String,
-        page: u32,
+        page: Option<u32>,
         budget: u32,
         last: String,
     },
-    #[error("{endpoint} page {page}: the answer is not a list page: {detail}")]
+    #[error("{}: the answer is not a list page: {detail}", request(.endpoint, .page))]
     NotAListPage {
         endpoint: String,
-        page: u32,
+        page: Option<u32>,
         detail: String,
     },
     #[error("cannot build the TMDB HTTP client: {0}")]
     Client(String),
+}
+
+fn request(endpoint: &str, page: &Option<u32>) -> String {
+    match page {
+        Some(page) => format!("{endpoint} page {page}"),
+        None => endpoint.to_string(),
+    }
 }
 
 /// Spaces requests evenly at the configured rate, across every task of the client.
@@ -168,7 +204,7 @@ pub struct TmdbClient {
 
 /// What one attempt came to.
 enum Attempt {
-    Done(FetchedPage),
+    Done(Answer),
     /// Worth another attempt; the delay TMDB asked for, if any.
     Transient(String, Option<Duration>),
     Fatal(TmdbError),
@@ -216,7 +252,7 @@ impl TmdbClient {
             Err(e @ (PageError::NotJson(_) | PageError::Api(_) | PageError::NotAListPage(_))) => {
                 return Err(TmdbError::NotAListPage {
                     endpoint: spec.endpoint.clone(),
-                    page: 1,
+                    page: Some(1),
                     detail: e.to_string(),
                 });
             }
@@ -242,14 +278,51 @@ impl TmdbClient {
         if !(1..=MAX_PAGE).contains(&page) {
             return Err(TmdbError::PageOutOfRange {
                 endpoint: endpoint.into(),
-                page,
+                page: Some(page),
             });
         }
+        let (answer, attempts) = self.fetch(endpoint, query, Some(page)).await?;
+        Ok(FetchedPage {
+            endpoint: endpoint.into(),
+            page,
+            query: query.to_vec(),
+            status: answer.status,
+            body: answer.body,
+            headers: answer.headers,
+            fetched_at: answer.fetched_at,
+            attempts,
+        })
+    }
+
+    /// A movie's details (`movie/{id}`, no `page`), with the same pacing, retries and typed
+    /// errors as pages. A movie TMDB does not have is [`TmdbError::NotFound`].
+    pub async fn fetch_detail(&self, movie_id: i64, query: &[(String, String)]) -> Result<FetchedDetail, TmdbError> {
+        let endpoint = detail_endpoint(movie_id);
+        let (answer, attempts) = self.fetch(&endpoint, query, None).await?;
+        Ok(FetchedDetail {
+            movie_id,
+            endpoint,
+            query: query.to_vec(),
+            status: answer.status,
+            body: answer.body,
+            headers: answer.headers,
+            fetched_at: answer.fetched_at,
+            attempts,
+        })
+    }
+
+    /// One request with retries; `page` is added to the query when given.
+    async fn fetch(
+        &self,
+        endpoint: &str,
+        query: &[(String, String)],
+        page: Option<u32>,
+    ) -> Result<(Answer, u32), TmdbError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (last, retry_after) = match self.attempt(endpoint, query, page, attempt).await {
-                Attempt::Done(fetched) => return Ok(fetched),
+            let (last, retry_after) = match self.attempt(endpoint, query, page).await {
+                Attempt::Done(answer) => return Ok((answer, attempt)),
                 Attempt::Fatal(e) => return Err(e),
                 Attempt::Transient(last, retry_after) => (last, retry_after),
             };
@@ -273,25 +346,25 @@ impl TmdbClient {
                     last,
                 });
             }
-            let delay = retry_after.unwrap_or_else(|| self.backoff(attempt, page));
-            tracing::warn!(endpoint, page, attempt, delay_ms = delay.as_millis() as u64, %last, "TMDB request will be retried");
+            let delay = retry_after.unwrap_or_else(|| self.backoff(attempt, endpoint));
+            tracing::warn!(endpoint, ?page, attempt, delay_ms = delay.as_millis() as u64, %last, "TMDB request will be retried");
             tokio::time::sleep(delay).await;
         }
     }
 
     /// Exponential backoff with jitter: a random delay in [d/2, d], d = base * 2^(attempt-1),
     /// capped; the jitter keeps 20 concurrent retries from arriving together.
-    fn backoff(&self, attempt: u32, page: u32) -> Duration {
+    fn backoff(&self, attempt: u32, endpoint: &str) -> Duration {
         let exp = self
             .config
             .backoff_base
             .saturating_mul(1u32 << (attempt - 1).min(16))
             .min(self.config.backoff_max);
-        let unit = (self.jitter.hash_one((attempt, page, std::time::SystemTime::now())) % 1_000) as f64 / 1_000.0;
+        let unit = (self.jitter.hash_one((attempt, endpoint, std::time::SystemTime::now())) % 1_000) as f64 / 1_000.0;
         exp.mul_f64(0.5 + 0.5 * unit)
     }
 
-    async fn attempt(&self, endpoint: &str, query: &[(String, String)], page: u32, attempt: u32) -> Attempt {
+    async fn attempt(&self, endpoint: &str, query: &[(String, String)], page: Option<u32>) -> Attempt {
         self.pacer.wait().await;
         // Closed only if the client is dropped, which cannot happen while it is borrowed here.
         let Ok(_permit) = self.connections.acquire().await else {
@@ -303,7 +376,10 @@ impl TmdbClient {
         };
         {
             let mut pairs = url.query_pairs_mut();
-            pairs.extend_pairs(query).append_pair("page", &page.to_string());
+            pairs.extend_pairs(query);
+            if let Some(page) = page {
+                pairs.append_pair("page", &page.to_string());
+            }
             if self.token.is_v3_key() {
                 pairs.append_pair("api_key", &self.token.0);
             }
@@ -348,6 +424,8 @@ impl TmdbClient {
                     endpoint: endpoint.into(),
                     page,
                     detail: detail(),
+                    api: parse_error(&body),
+                    body,
                 });
             }
             _ => {
@@ -371,15 +449,11 @@ impl TmdbClient {
         if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
             return Attempt::Transient(format!("HTTP 200 with a body that is not JSON ({e})"), None);
         }
-        Attempt::Done(FetchedPage {
-            endpoint: endpoint.into(),
-            page,
-            query: query.to_vec(),
+        Attempt::Done(Answer {
             status,
             body,
             headers,
             fetched_at,
-            attempts: attempt,
         })
     }
 }

@@ -1,5 +1,7 @@
 //! The TMDB flow of `movielake run`: with a token it calls the real API; without one it serves
-//! the project's own sample list pages from a local HTTP server on 127.0.0.1 (and says so).
+//! the project's own sample list pages from a local HTTP server on 127.0.0.1 (and says so), and
+//! movie details from the real TMDB responses in `../shared/fixtures/tmdb` when that folder is
+//! there: Fight Club (550) for its id, TMDB's 404 body for every other id.
 //! Either way the binary stands in for the Functions host: it invokes `pull_tmdb_lists` and then
 //! hands every landed page to `bronze_to_silver` over the same host-shaped HTTP contract.
 
@@ -22,13 +24,26 @@ use crate::tmdb::{ClientConfig, Token};
 /// The bearer token the local sample server accepts (it guards nothing: it is not a secret).
 const SAMPLE_TOKEN: &str = "movielake-local-sample";
 /// Lists served by the sample server: every shape TMDB has (with and without `dates`).
+/// Details of the first five movies: Fight Club, whose details the server has, and four it
+/// answers with 404 (quarantined), as TMDB does for a movie removed since it was listed.
 const SAMPLE_LISTS: &str = "[[lists]]\nendpoint = \"movie/popular\"\npages = 3\n\n\
-[[lists]]\nendpoint = \"movie/now_playing\"\npages = 2\n\n[[lists]]\nendpoint = \"trending/movie/week\"\npages = 2\n";
+[[lists]]\nendpoint = \"movie/now_playing\"\npages = 2\n\n[[lists]]\nendpoint = \"trending/movie/week\"\npages = 2\n\n\
+[details]\nmax_per_run = 5\n";
+/// The movie whose real details the sample server serves; first on the sample popular list.
+pub const SAMPLE_DETAIL_ID: i64 = 550;
+const DETAIL_FIXTURE: &str = "movie_details/550_fight_club_2024-02_jdrouet.json";
+const NOT_FOUND_FIXTURE: &str = "errors/34_not_found_jdrouet.json";
+/// TMDB's 404 for a movie it does not have, as the API sends it today; served when the real
+/// captured body is not at hand.
+const NOT_FOUND_BODY: &str =
+    r#"{"success":false,"status_code":34,"status_message":"The resource you requested could not be found."}"#;
 const SAMPLE_TOTAL_PAGES: u32 = 3;
 
 #[derive(Debug, Default)]
 pub struct TmdbRunSummary {
     pub pages: usize,
+    /// Movie details landed in bronze (and handed to `bronze_to_silver`).
+    pub details: usize,
     pub counts: Counts,
     pub logs: Vec<String>,
 }
@@ -66,10 +81,12 @@ pub async fn run_tmdb(
             })?
         }
         false => {
-            let (base, stop) = serve_samples().await.map_err(TmdbRunError::Serve)?;
+            let details = SampleDetails::load();
+            let (base, stop) = serve_samples(details.clone()).await.map_err(TmdbRunError::Serve)?;
             progress(&format!(
                 "TMDB: TMDB_API_TOKEN is not set, serving the project's sample list pages from {base}"
             ));
+            progress(&details.describe());
             _sample_server = Some(stop);
             PullSettings {
                 token: Token::new(SAMPLE_TOKEN).ok_or(TmdbRunError::Function {
@@ -92,18 +109,24 @@ pub async fn run_tmdb(
     });
     let pulled = invoke(&state, "pull_tmdb_lists", &timer).await?;
     let manifest = manifest_of(&state, &pulled).await?;
-    let pages: Vec<String> = manifest
+    let landed: Vec<String> = manifest
         .outputs
         .iter()
         .filter(|o| o.kind == OutputKind::Bronze && !o.path.ends_with(".meta.json"))
         .map(|o| o.path.clone())
         .collect();
+    let details = landed
+        .iter()
+        .filter(|p| movielake_core::tmdb_details::parse_bronze_detail_path(p).is_ok())
+        .count();
     let mut summary = TmdbRunSummary {
-        pages: pages.len(),
+        pages: landed.len() - details,
+        details,
         logs: pulled.logs,
-        ..Default::default()
+        // The pull's own records: details TMDB answered with 404, in quarantine.
+        counts: manifest.counts.clone(),
     };
-    for path in &pages {
+    for path in &landed {
         let event = json!({"specversion": "1.0", "type": "movielake.bronze.landed", "source": "movielake/run",
                            "id": movielake_core::naming::stable_id(path), "subject": path});
         let request = json!({"Data": {"event": event.to_string()}, "Metadata": {}});
@@ -117,7 +140,7 @@ pub async fn run_tmdb(
 }
 
 fn sample_lists() -> ListsConfig {
-    ListsConfig::from_toml("sample lists", SAMPLE_LISTS).unwrap_or(ListsConfig { lists: Vec::new() })
+    ListsConfig::from_toml("sample lists", SAMPLE_LISTS).unwrap_or_default()
 }
 
 /// Through the handler's one entry point, with a host-shaped body (what `serve` receives).
@@ -150,12 +173,58 @@ async fn manifest_of(state: &AppState, response: &InvocationResponse) -> Result<
     })
 }
 
-/// Serves [`sample_page`] on an ephemeral 127.0.0.1 port until the sender is dropped.
-async fn serve_samples() -> std::io::Result<(String, tokio::sync::oneshot::Sender<()>)> {
+/// The detail bodies the sample server answers with.
+#[derive(Debug, Clone)]
+struct SampleDetails {
+    /// Where the real responses were read from; `None` when the folder is not there.
+    from: Option<std::path::PathBuf>,
+    /// The details of [`SAMPLE_DETAIL_ID`]; `None`: that id is answered with 404 too.
+    found: Option<bytes::Bytes>,
+    not_found: bytes::Bytes,
+}
+
+impl SampleDetails {
+    /// Reads the real responses from `../shared/fixtures/tmdb` (beside the repository, as the
+    /// tests read them; the source tree's copy when run from elsewhere). They are never copied
+    /// into the project or the binary.
+    fn load() -> SampleDetails {
+        let candidates = [
+            std::path::PathBuf::from("../shared/fixtures/tmdb"),
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/tmdb"),
+        ];
+        let dir = candidates.into_iter().find(|d| d.join(DETAIL_FIXTURE).is_file());
+        let read = |name: &str| {
+            dir.as_ref()
+                .and_then(|d| std::fs::read(d.join(name)).ok())
+                .map(bytes::Bytes::from)
+        };
+        SampleDetails {
+            found: read(DETAIL_FIXTURE),
+            not_found: read(NOT_FOUND_FIXTURE).unwrap_or_else(|| bytes::Bytes::from_static(NOT_FOUND_BODY.as_bytes())),
+            from: dir,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match (&self.from, &self.found) {
+            (Some(dir), Some(_)) => format!(
+                "TMDB: movie details: the real response for movie {SAMPLE_DETAIL_ID} from {}, TMDB's 404 for any other id",
+                dir.display()
+            ),
+            _ => "TMDB: movie details: ../shared/fixtures/tmdb is not there, so every detail request is answered \
+                  with TMDB's 404 (each one a quarantine record)"
+                .into(),
+        }
+    }
+}
+
+/// Serves [`sample_page`] and the sample details on an ephemeral 127.0.0.1 port until the
+/// sender is dropped.
+async fn serve_samples(details: SampleDetails) -> std::io::Result<(String, tokio::sync::oneshot::Sender<()>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}/3", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let app = Router::new().fallback(answer).with_state(Arc::new(()));
+    let app = Router::new().fallback(answer).with_state(Arc::new(details));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -166,7 +235,7 @@ async fn serve_samples() -> std::io::Result<(String, tokio::sync::oneshot::Sende
     Ok((base, stop))
 }
 
-async fn answer(State(_): State<Arc<()>>, uri: Uri, headers: HeaderMap) -> Response {
+async fn answer(State(details): State<Arc<SampleDetails>>, uri: Uri, headers: HeaderMap) -> Response {
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Bearer {SAMPLE_TOKEN}")) {
         let body =
             r#"{"status_code":7,"status_message":"Invalid API key: You must be granted a valid key.","success":false}"#;
@@ -177,6 +246,13 @@ async fn answer(State(_): State<Arc<()>>, uri: Uri, headers: HeaderMap) -> Respo
         .and_then(|(_, v)| v.parse::<u32>().ok())
         .unwrap_or(1);
     let endpoint = uri.path().trim_start_matches("/3/");
+    let json = [("content-type", "application/json;charset=utf-8")];
+    if let Some(id) = endpoint.strip_prefix("movie/").and_then(|id| id.parse::<i64>().ok()) {
+        return match (&details.found, id == SAMPLE_DETAIL_ID) {
+            (Some(body), true) => (json, body.clone()).into_response(),
+            _ => (StatusCode::NOT_FOUND, json, details.not_found.clone()).into_response(),
+        };
+    }
     (
         [("content-type", "application/json;charset=utf-8")],
         sample_page(endpoint, page).to_string(),
@@ -191,7 +267,12 @@ pub fn sample_page(endpoint: &str, page: u32) -> serde_json::Value {
     let offset = u64::from_str_radix(&seed[..4], 16).unwrap_or(0);
     let results: Vec<serde_json::Value> = (0..20u64)
         .map(|i| {
-            let id = 1000 + offset + u64::from(page) * 20 + i;
+            // Fight Club heads the popular list: the one movie whose details the server has.
+            let id = if endpoint == "movie/popular" && page == 1 && i == 0 {
+                SAMPLE_DETAIL_ID as u64
+            } else {
+                1000 + offset + u64::from(page) * 20 + i
+            };
             let mut movie = json!({
                 "adult": false,
                 "backdrop_path": format!("/sample-backdrop-{id}.jpg"),

@@ -444,3 +444,300 @@ mod movies {
         ));
     }
 }
+
+/// Movie details (`GET /movie/{id}`): the real responses parse into silver with no quarantine,
+/// drift gives nulls and `_rescued`, a mistyped field or a body that is not a movie goes to
+/// quarantine, and a 404 is one quarantine record.
+mod details {
+    use super::*;
+    use arrow_array::StringArray;
+    use arrow_array::cast::AsArray;
+    use movielake_core::eventgrid::{BronzeKind, classify};
+    use movielake_core::tmdb::{ApiError, ListsConfig};
+    use movielake_core::tmdb_details::{
+        BronzeDetail, DetailsConfig, NotFound, bronze_detail_path, detail_ids, parse_bronze_detail_path, plan_detail,
+        plan_not_found,
+    };
+
+    const DETAILS: &str = include_str!("../../../../contracts/tmdb_movie_details.toml");
+
+    fn contract() -> Contract {
+        Contract::from_toml("contracts/tmdb_movie_details.toml", DETAILS).expect("the shipped contract loads")
+    }
+
+    fn bronze(id: i64) -> BronzeDetail {
+        let date = NaiveDate::from_ymd_opt(2024, 2, 1).unwrap();
+        parse_bronze_detail_path(&bronze_detail_path(date, "20240201T060000Z", id)).unwrap()
+    }
+
+    fn edited(body: &[u8], edit: impl FnOnce(&mut serde_json::Map<String, Json>)) -> Vec<u8> {
+        let mut movie: Json = serde_json::from_slice(body).unwrap();
+        edit(movie.as_object_mut().unwrap());
+        serde_json::to_vec(&movie).unwrap()
+    }
+
+    fn one_row(plan: &Plan) -> RecordBatch {
+        assert_eq!(
+            (plan.counts.records_in, plan.counts.silver, plan.counts.quarantined),
+            (1, 1, 0),
+            "{:?}",
+            quarantine_lines(plan)
+        );
+        let batches = silver_batches(plan);
+        assert_eq!((batches.len(), batches[0].num_rows()), (1, 1));
+        batches[0].clone()
+    }
+
+    fn text(batch: &RecordBatch, column: &str) -> Option<String> {
+        let c = batch
+            .column_by_name(column)
+            .unwrap_or_else(|| panic!("no column {column}"));
+        let c = c.as_any().downcast_ref::<StringArray>().unwrap();
+        c.is_valid(0).then(|| c.value(0).to_string())
+    }
+
+    fn int(batch: &RecordBatch, column: &str) -> Option<i64> {
+        let c = batch.column_by_name(column).unwrap();
+        if c.is_null(0) {
+            return None;
+        }
+        use arrow_array::types::{Date32Type, Int32Type, Int64Type};
+        c.as_primitive_opt::<Int64Type>()
+            .map(|a| a.value(0))
+            .or_else(|| c.as_primitive_opt::<Int32Type>().map(|a| i64::from(a.value(0))))
+            .or_else(|| c.as_primitive_opt::<Date32Type>().map(|a| i64::from(a.value(0))))
+    }
+
+    #[test]
+    fn the_real_details_parse_into_silver_with_no_quarantine() {
+        let Some(dir) = fixtures() else { return };
+        let body = fixture(&dir, "movie_details/550_fight_club_2024-02_jdrouet.json");
+        let plan = plan_detail(&contract(), &bronze(550), &body).unwrap();
+        let batch = one_row(&plan);
+        let paths: Vec<&str> = plan.writes.iter().map(|w| w.path.as_str()).collect();
+        assert_eq!(paths.len(), 1);
+        assert!(paths[0].starts_with("silver/tmdb/movie_details/snapshot_date=2024-02-01/part-"));
+        assert_eq!(text(&batch, "imdb_id").as_deref(), Some("tt0137523"));
+        assert_eq!(text(&batch, "title").as_deref(), Some("Fight Club"));
+        assert_eq!(text(&batch, "status").as_deref(), Some("Released"));
+        assert_eq!(
+            (
+                int(&batch, "movie_id"),
+                int(&batch, "budget"),
+                int(&batch, "revenue"),
+                int(&batch, "runtime")
+            ),
+            (Some(550), Some(63_000_000), Some(100_853_753), Some(139))
+        );
+        assert_eq!(int(&batch, "collection_id"), None, "belongs_to_collection is null");
+        let genres = batch.column_by_name("genre_names").unwrap().as_list::<i32>().value(0);
+        assert_eq!(genres.as_string::<i32>().value(0), "Drama");
+        let genre_ids = batch.column_by_name("genre_ids").unwrap().as_list::<i32>().value(0);
+        assert_eq!(genre_ids.as_any().downcast_ref::<Int64Array>().unwrap().values(), &[18]);
+        let countries = batch
+            .column_by_name("production_country_codes")
+            .unwrap()
+            .as_list::<i32>()
+            .value(0);
+        let countries = countries.as_string::<i32>();
+        assert_eq!((countries.value(0), countries.value(1)), ("DE", "US"));
+        assert!(
+            batch.column_by_name("_rescued").unwrap().is_null(0),
+            "every field of the real response is a column"
+        );
+        assert_eq!(text(&batch, "_source_object"), Some(bronze(550).path));
+        assert_eq!(
+            plan,
+            plan_detail(&contract(), &bronze(550), &body).unwrap(),
+            "deterministic"
+        );
+
+        // TMDB's "latest" movie: "" dates and null ids of a barely known movie are nulls.
+        let latest = fixture(&dir, "movie_details/1236474_latest_2024-02_jdrouet.json");
+        let batch = one_row(&plan_detail(&contract(), &bronze(1236474), &latest).unwrap());
+        assert_eq!((text(&batch, "imdb_id"), int(&batch, "release_date")), (None, None));
+        let genres = batch.column_by_name("genre_ids").unwrap().as_list::<i32>();
+        assert!(
+            genres.is_valid(0) && genres.value(0).is_empty(),
+            "[] is an empty list, not null"
+        );
+    }
+
+    #[test]
+    fn a_removed_field_is_null_an_added_one_rescued_a_mistyped_one_quarantined() {
+        let Some(dir) = fixtures() else { return };
+        let body = fixture(&dir, "movie_details/550_fight_club_2024-02_jdrouet.json");
+        let contract = contract();
+
+        let removed = edited(&body, |m| {
+            for field in ["budget", "imdb_id", "genres", "belongs_to_collection", "runtime"] {
+                m.remove(field);
+            }
+        });
+        let batch = one_row(&plan_detail(&contract, &bronze(550), &removed).unwrap());
+        for column in [
+            "budget",
+            "imdb_id",
+            "genre_ids",
+            "genre_names",
+            "collection_id",
+            "runtime",
+        ] {
+            assert!(batch.column_by_name(column).unwrap().is_null(0), "{column}");
+        }
+        assert_eq!(int(&batch, "revenue"), Some(100_853_753));
+
+        let added = edited(&body, |m| {
+            m.insert("origin_country".into(), json!(["US"]));
+            m.insert("imdb_rating".into(), json!(8.8));
+            m.insert(
+                "belongs_to_collection".into(),
+                json!({"id": 10, "name": "Club", "poster_path": null}),
+            );
+        });
+        let batch = one_row(&plan_detail(&contract, &bronze(550), &added).unwrap());
+        assert_eq!(text(&batch, "_rescued").as_deref(), Some(r#"{"imdb_rating":8.8}"#));
+        assert_eq!(int(&batch, "collection_id"), Some(10));
+        assert_eq!(text(&batch, "collection_name").as_deref(), Some("Club"));
+
+        for (column, edit) in [
+            ("budget", json!("sixty-three million")),
+            ("genre_ids", json!("Drama")),
+            ("vote_average", json!(11.5)),
+        ] {
+            let field = if column == "genre_ids" { "genres" } else { column };
+            let mistyped = edited(&body, |m| {
+                m.insert(field.into(), edit.clone());
+            });
+            let plan = plan_detail(&contract, &bronze(550), &mistyped).unwrap();
+            assert_eq!((plan.counts.silver, plan.counts.quarantined), (0, 1), "{column}");
+            assert!(plan.counts.balanced());
+            let q = quarantine_lines(&plan);
+            assert_eq!(q[0]["reasons"][0]["column"], column, "{q:?}");
+            assert_eq!(q[0]["raw"].as_str().unwrap().as_bytes(), mistyped.as_slice());
+            assert_eq!(q[0]["source"]["object"], bronze(550).path.as_str());
+            let paths: Vec<&str> = plan.writes.iter().map(|w| w.path.as_str()).collect();
+            assert_eq!(paths.len(), 1);
+            assert!(paths[0].starts_with("quarantine/tmdb/movie_details/date=2024-02-01/part-"));
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_movie_is_one_quarantine_record() {
+        let Some(dir) = fixtures() else { return };
+        for body in [
+            fixture(&dir, "errors/34_not_found_jdrouet.json"),
+            fixture(&dir, LISTS[0].1),
+            br#"{"adult": false, "title": "no id"}"#.to_vec(),
+            br#"{"id": 550, "title": "Fight"#.to_vec(),
+            b"[550]".to_vec(),
+        ] {
+            let p = plan_detail(&contract(), &bronze(550), &body).unwrap();
+            assert_eq!((p.counts.records_in, p.counts.quarantined), (1, 1));
+            let q = quarantine_lines(&p);
+            assert_eq!(q[0]["stage"], "decode");
+            assert_eq!(q[0]["reasons"][0]["rule"], "tmdb_movie");
+            assert_eq!(q[0]["raw"].as_str().unwrap().as_bytes(), body.as_slice());
+        }
+    }
+
+    #[test]
+    fn a_404_is_one_quarantine_record_per_movie_named_by_the_run() {
+        let Some(dir) = fixtures() else { return };
+        let body = String::from_utf8(fixture(&dir, "errors/34_not_found_jdrouet.json")).unwrap();
+        let api = parse_error(body.as_bytes()).unwrap();
+        assert!(matches!(api, ApiError::Status { code: 34, .. }));
+        let date = NaiveDate::from_ymd_opt(2024, 2, 1).unwrap();
+        let nf = |id| NotFound {
+            movie_id: id,
+            body: body.clone(),
+            api: api.clone(),
+        };
+        assert!(plan_not_found(&contract(), "20240201T060000Z", date, &[]).is_none());
+        let write = plan_not_found(&contract(), "20240201T060000Z", date, &[nf(9), nf(3)]).unwrap();
+        let again = plan_not_found(&contract(), "20240201T060000Z", date, &[nf(3), nf(9)]).unwrap();
+        assert_eq!(write, again, "the same name and bytes in any order");
+        assert_eq!((write.kind, write.rows), (OutputKind::Quarantine, Some(2)));
+        assert!(
+            write
+                .path
+                .starts_with("quarantine/tmdb/movie_details/date=2024-02-01/part-")
+        );
+        let lines: Vec<Json> = std::str::from_utf8(&write.bytes)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["source"]["object"], "tmdb:movie/3");
+        assert_eq!(lines[1]["source"]["object"], "tmdb:movie/9");
+        assert_eq!(lines[0]["reasons"][0]["rule"], "not_found");
+        assert_eq!(
+            lines[0]["reasons"][0]["detail"],
+            "TMDB has no details for movie 3 (HTTP 404, TMDB status_code 34: The resource you requested could not be found.)"
+        );
+        assert_eq!(
+            (&lines[0]["dataset"], &lines[0]["contract_version"], &lines[0]["stage"]),
+            (&json!("tmdb_movie_details"), &json!(1), &json!("decode"))
+        );
+        assert_eq!(lines[0]["time"], "2024-02-01T06:00:00.000000Z");
+        assert_eq!(lines[0]["raw"], body.as_str());
+        let other_run = plan_not_found(&contract(), "20240201T070000Z", date, &[nf(3)]).unwrap();
+        assert_ne!(other_run.path, write.path);
+    }
+
+    #[test]
+    fn ids_are_distinct_in_list_order_and_capped() {
+        let page = |ids: &[i64]| -> Vec<u8> {
+            let results: Vec<Json> = ids.iter().map(|id| json!({"id": id})).collect();
+            serde_json::to_vec(&json!({"page": 1, "results": results, "total_pages": 1})).unwrap()
+        };
+        let bodies = [page(&[5, 3, 5]), b"not a page".to_vec(), page(&[3, 8, -1, 9, 1])];
+        let refs = || bodies.iter().map(Vec::as_slice);
+        assert_eq!(detail_ids(refs(), 100), (vec![5, 3, 8, 9, 1], 0));
+        assert_eq!(detail_ids(refs(), 2), (vec![5, 3], 3));
+    }
+
+    #[test]
+    fn detail_paths_round_trip_and_route_to_their_parser() {
+        let date = NaiveDate::from_ymd_opt(2024, 2, 1).unwrap();
+        let path = bronze_detail_path(date, "r1", 550);
+        assert_eq!(path, "bronze/tmdb/movie/ingest_date=2024-02-01/run=r1/id=550.json");
+        let d = parse_bronze_detail_path(&path).unwrap();
+        assert_eq!((d.movie_id, d.run_id.as_str(), d.ingest_date), (550, "r1", date));
+        assert_eq!(classify(&path), Ok(BronzeKind::TmdbMovieDetail));
+        assert_eq!(
+            classify(&bronze_page_path("movie/popular", date, "r1", 1)),
+            Ok(BronzeKind::TmdbListPage)
+        );
+        for bad in [
+            "bronze/tmdb/movie/ingest_date=2024-02-01/run=r1/id=550.meta.json",
+            "bronze/tmdb/movie/ingest_date=2024-02-01/run=r1/id=0550.json",
+            "bronze/tmdb/movie/ingest_date=2024-02-01/run=r1/id=-5.json",
+            "bronze/tmdb/movie/ingest_date=2024-02-01/run=r1/id=.json",
+            "bronze/tmdb/movie/ingest_date=2024-02-30/run=r1/id=550.json",
+            "bronze/tmdb/movie/ingest_date=2024-02-01/run=/id=550.json",
+            "bronze/tmdb/movie/ingest_date=2024-02-01/id=550.json",
+            "bronze/tmdb/movie/popular/ingest_date=2024-02-01/run=r1/page=0001.json",
+        ] {
+            assert!(parse_bronze_detail_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_details_table_of_the_lists_file_is_checked() {
+        let shipped = include_str!("../../../../tmdb_lists.toml");
+        let config = ListsConfig::from_toml("tmdb_lists.toml", shipped).unwrap();
+        assert!(config.details.enabled && config.details.max_per_run == 200);
+        let without = ListsConfig::from_toml("t.toml", "[[lists]]\nendpoint = \"movie/popular\"\n").unwrap();
+        assert_eq!(without.details, DetailsConfig::default(), "on by default");
+        let off = ListsConfig::from_toml("t.toml", "lists = []\n[details]\nenabled = false\n").unwrap();
+        assert!(!off.details.enabled);
+        for bad in [
+            "lists = []\n[details]\nmax_per_run = 0\n",
+            "lists = []\n[details]\nmax_per_run = 5001\n",
+            "lists = []\n[details]\nmax = 5\n",
+        ] {
+            assert!(ListsConfig::from_toml("t.toml", bad).is_err(), "{bad}");
+        }
+    }
+}

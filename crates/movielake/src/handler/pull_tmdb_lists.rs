@@ -1,12 +1,14 @@
 //! `pull_tmdb_lists`: timer trigger (schedule `%TMDB_SCHEDULE%`).
 //!
-//! Fails the invocation (non-2xx) when the token is invalid, a list could not be read, or
-//! storage is down: the pages that did land stay in bronze and are named in the manifest.
+//! Fails the invocation (non-2xx) when the token is invalid, a list or a movie's details could
+//! not be read (a 404 on a detail is a quarantine record, not a failure), or storage is down:
+//! what did land stays in bronze and is named in the manifest.
 
 use std::sync::Arc;
 
 use chrono::Utc;
 use movielake_core::host::{Invocation, InvocationResponse, decode_timer};
+use movielake_core::tmdb_details::MOVIE_DETAILS;
 
 use super::{AppState, FunctionError};
 use crate::pipelines::tmdb_lists::{PullError, PullSettings, pull};
@@ -27,14 +29,22 @@ pub async fn run(state: &AppState, invocation: Invocation) -> Result<InvocationR
     // The host's clock names the run: one run id per invocation, shared by all its pages.
     let now = invocation.host_time().unwrap_or_else(Utc::now);
     let run_id = now.format("%Y%m%dT%H%M%SZ").to_string();
-    let pulled = pull(state.lake.as_ref(), &settings, &run_id, now.date_naive())
-        .await
-        .map_err(|e| match e {
-            PullError::Lake(e) => FunctionError::Lake(e),
-            e @ PullError::InvalidToken(_) => FunctionError::SourceAuth(e.to_string()),
-            e @ PullError::ListsFailed { .. } => FunctionError::Source(e.to_string()),
-            other => FunctionError::Internal(other.to_string()),
-        })?;
+    let details_contract = state.contracts.get(MOVIE_DETAILS);
+    let pulled = pull(
+        state.lake.as_ref(),
+        &settings,
+        details_contract,
+        &run_id,
+        now.date_naive(),
+    )
+    .await
+    .map_err(|e| match e {
+        PullError::Lake(e) => FunctionError::Lake(e),
+        e @ PullError::InvalidToken(_) => FunctionError::SourceAuth(e.to_string()),
+        e @ (PullError::ListsFailed { .. } | PullError::DetailsFailed { .. }) => FunctionError::Source(e.to_string()),
+        PullError::MissingContract(name) => FunctionError::MissingContract(name.into()),
+        other => FunctionError::Internal(other.to_string()),
+    })?;
     let mut logs = pulled.logs;
     if timer.is_past_due {
         logs.push("the timer was past due".into());

@@ -11,8 +11,8 @@ use movielake_core::ContractSet;
 use movielake_core::eventgrid::{Admitted, BronzeKind};
 use movielake_core::manifest::Counts;
 use movielake_core::pipelines::Plan;
-use movielake_core::tmdb;
 use movielake_core::tmdb_movies::MovieRow;
+use movielake_core::{tmdb, tmdb_details};
 
 use super::{write_manifest, write_outputs};
 use crate::lake::{Lake, LakeError};
@@ -91,6 +91,29 @@ pub async fn process(
                 path: admitted.path.clone(),
                 source,
             })?
+        }
+        BronzeKind::TmdbMovieDetail => {
+            let detail = match tmdb_details::parse_bronze_detail_path(&admitted.path) {
+                Ok(detail) => detail,
+                Err(why) => {
+                    return Ok(Outcome::Skipped(format!(
+                        "{}: not a TMDB movie detail ({why})",
+                        admitted.path
+                    )));
+                }
+            };
+            let contract = contracts
+                .get(tmdb_details::MOVIE_DETAILS)
+                .ok_or(BronzeToSilverError::MissingContract(tmdb_details::MOVIE_DETAILS))?;
+            let Some(body) = read(lake, &admitted.path).await? else {
+                return Ok(Outcome::Skipped(format!("{}: not in the lake", admitted.path)));
+            };
+            let plan =
+                tmdb_details::plan_detail(contract, &detail, &body).map_err(|source| BronzeToSilverError::Encode {
+                    path: admitted.path.clone(),
+                    source,
+                })?;
+            (plan, BTreeMap::new())
         }
     };
     apply(lake, plan, &movies, started_at, clock).await

@@ -8,4 +8,5 @@ mod support;
 mod tmdb;
 mod tmdb_announce;
 mod tmdb_client;
+mod tmdb_details;
 mod watch_events;

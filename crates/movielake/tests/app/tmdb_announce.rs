@@ -19,10 +19,10 @@ use crate::tmdb_client::{TOKEN, fixture, standin};
 /// A stand-in Event Grid topic: checks the bearer token, fails while `down`, and records
 /// each event with whether its blob was already in the lake when it arrived.
 #[derive(Clone)]
-struct Topic {
+pub(crate) struct Topic {
     root: PathBuf,
-    down: Arc<std::sync::atomic::AtomicBool>,
-    received: Arc<Mutex<Vec<(String, bool)>>>,
+    pub(crate) down: Arc<std::sync::atomic::AtomicBool>,
+    pub(crate) received: Arc<Mutex<Vec<(String, bool)>>>,
 }
 
 async fn receive(State(t): State<Topic>, headers: HeaderMap, body: String) -> StatusCode {
@@ -44,7 +44,7 @@ async fn receive(State(t): State<Topic>, headers: HeaderMap, body: String) -> St
     StatusCode::OK
 }
 
-async fn topic(root: &std::path::Path) -> (String, Topic, tokio::sync::oneshot::Sender<()>) {
+pub(crate) async fn topic(root: &std::path::Path) -> (String, Topic, tokio::sync::oneshot::Sender<()>) {
     let t = Topic {
         root: root.to_path_buf(),
         down: Arc::default(),

@@ -26,17 +26,27 @@ pub(crate) enum Fault {
 }
 
 #[derive(Default)]
-struct Script {
+pub(crate) struct Script {
     faults: HashMap<u32, VecDeque<Fault>>,
     hits: BTreeMap<u32, u32>,
     served: BTreeMap<u32, Vec<u8>>,
     in_flight: u32,
     max_in_flight: u32,
+    /// Movie details (`/3/movie/{id}`): ids answered with TMDB's 404, faults per id, whether
+    /// the token is refused for details only, and what was asked and served.
+    pub(crate) missing: std::collections::HashSet<i64>,
+    pub(crate) detail_faults: HashMap<i64, VecDeque<Fault>>,
+    pub(crate) details_refused: bool,
+    pub(crate) detail_hits: BTreeMap<i64, u32>,
+    pub(crate) detail_queries: Vec<String>,
+    pub(crate) detail_served: BTreeMap<i64, Vec<u8>>,
 }
 
 #[derive(Clone)]
 struct Standin {
     fixture: Arc<Vec<u8>>,
+    /// The real details of movie 550; other ids get it with their own id.
+    detail: Arc<Vec<u8>>,
     total_pages: Option<u32>,
     script: Arc<Mutex<Script>>,
     /// Added to every answer (network and server time).
@@ -71,7 +81,69 @@ async fn answer(State(s): State<Standin>, uri: Uri, headers: HeaderMap) -> Respo
     response
 }
 
+/// The details of `id`: the real response byte for byte for 550, else the same with its id.
+pub(crate) fn detail_body(detail: &[u8], id: i64) -> Vec<u8> {
+    if id == 550 {
+        return detail.to_vec();
+    }
+    let mut json: serde_json::Value = serde_json::from_slice(detail).unwrap();
+    json["id"] = id.into();
+    serde_json::to_vec(&json).unwrap()
+}
+
+fn fault_response(fault: Fault) -> Option<Response> {
+    match fault {
+        Fault::TooMany(retry_after) => {
+            let mut r = (
+                StatusCode::TOO_MANY_REQUESTS,
+                r#"{"status_code":25,"status_message":"Your request count (#) is over the allowed limit of (40)."}"#,
+            )
+                .into_response();
+            if let Some(v) = retry_after {
+                r.headers_mut().insert("retry-after", v.parse().unwrap());
+            }
+            Some(r)
+        }
+        Fault::Status(code) => {
+            let status = StatusCode::from_u16(code).unwrap();
+            Some((status, r#"{"status_code":11,"status_message":"Internal error."}"#).into_response())
+        }
+        Fault::Slow(_) | Fault::Truncated => None,
+    }
+}
+
+async fn respond_detail(s: &Standin, id: i64, uri: &Uri, headers: &HeaderMap) -> Response {
+    let fault = {
+        let mut script = s.script.lock().unwrap();
+        *script.detail_hits.entry(id).or_insert(0) += 1;
+        script.detail_queries.push(uri.query().unwrap_or("").to_string());
+        script.detail_faults.get_mut(&id).and_then(VecDeque::pop_front)
+    };
+    let authorized = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {TOKEN}"));
+    if !authorized || s.script.lock().unwrap().details_refused {
+        let body = fixture("errors/7_invalid_api_key_jdrouet.json").unwrap_or_default();
+        return (StatusCode::UNAUTHORIZED, body).into_response();
+    }
+    if let Some(r) = fault.and_then(fault_response) {
+        return r;
+    }
+    if s.script.lock().unwrap().missing.contains(&id) {
+        let body = fixture("errors/34_not_found_jdrouet.json").unwrap_or_default();
+        return (StatusCode::NOT_FOUND, body).into_response();
+    }
+    let body = detail_body(&s.detail, id);
+    s.script.lock().unwrap().detail_served.insert(id, body.clone());
+    ([("content-type", "application/json;charset=utf-8")], body).into_response()
+}
+
 async fn respond(s: &Standin, uri: Uri, headers: HeaderMap) -> Response {
+    if let Some(id) = uri
+        .path()
+        .strip_prefix("/3/movie/")
+        .and_then(|id| id.parse::<i64>().ok())
+    {
+        return respond_detail(s, id, &uri, &headers).await;
+    }
     let query: HashMap<String, String> = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .into_owned()
         .collect();
@@ -99,25 +171,13 @@ async fn respond(s: &Standin, uri: Uri, headers: HeaderMap) -> Response {
         .get_mut(&page)
         .and_then(VecDeque::pop_front);
     let body = page_body(s, page);
+    if let Some(r) = fault.and_then(fault_response) {
+        return r;
+    }
     match fault {
-        Some(Fault::TooMany(retry_after)) => {
-            let mut r = (
-                StatusCode::TOO_MANY_REQUESTS,
-                r#"{"status_code":25,"status_message":"Your request count (#) is over the allowed limit of (40)."}"#,
-            )
-                .into_response();
-            if let Some(v) = retry_after {
-                r.headers_mut().insert("retry-after", v.parse().unwrap());
-            }
-            return r;
-        }
-        Some(Fault::Status(code)) => {
-            let status = StatusCode::from_u16(code).unwrap();
-            return (status, r#"{"status_code":11,"status_message":"Internal error."}"#).into_response();
-        }
         Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
         Some(Fault::Truncated) => return (StatusCode::OK, body[..body.len() / 2].to_vec()).into_response(),
-        None => {}
+        _ => {}
     }
     s.script.lock().unwrap().served.insert(page, body.clone());
     ([("content-type", "application/json;charset=utf-8")], body).into_response()
@@ -138,7 +198,7 @@ fn page_body(s: &Standin, page: u32) -> Vec<u8> {
 
 pub(crate) struct Running {
     pub(crate) base: String,
-    script: Arc<Mutex<Script>>,
+    pub(crate) script: Arc<Mutex<Script>>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -157,8 +217,15 @@ async fn standin_with_latency(
         script.faults.insert(*page, list.iter().copied().collect());
     }
     let script = Arc::new(Mutex::new(script));
+    // Read quietly: only the detail tests need it, and they say SKIPPED themselves.
+    let detail = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/fixtures/tmdb/movie_details/550_fight_club_2024-02_jdrouet.json"),
+    )
+    .unwrap_or_else(|_| b"{}".to_vec());
     let state = Standin {
         fixture: Arc::new(fixture),
+        detail: Arc::new(detail),
         total_pages,
         script: script.clone(),
         latency,
@@ -173,7 +240,7 @@ async fn standin_with_latency(
     }
 }
 
-fn fast(base: &str) -> ClientConfig {
+pub(crate) fn fast(base: &str) -> ClientConfig {
     ClientConfig {
         base_url: base.into(),
         requests_per_second: 500.0,
@@ -277,7 +344,7 @@ async fn paging_stops_at_total_pages_the_limit_or_500_and_never_asks_for_501() {
     assert_eq!(pages.len(), 500);
     let refused = client.fetch_page("movie/popular", &[], 501).await;
     assert!(
-        matches!(refused, Err(TmdbError::PageOutOfRange { page: 501, .. })),
+        matches!(refused, Err(TmdbError::PageOutOfRange { page: Some(501), .. })),
         "{refused:?}"
     );
     {
@@ -327,7 +394,7 @@ async fn persistent_failures_end_in_a_clear_error_within_the_retry_budget() {
         matches!(
             err,
             TmdbError::GaveUp {
-                page: 1,
+                page: Some(1),
                 attempts: 4,
                 ..
             }
@@ -418,20 +485,31 @@ pub(crate) mod pull {
         handler_with(root, tmdb_base, token, None).await
     }
 
-    /// The real handler in process, pulling from `tmdb_base` into a local lake at `root`.
+    /// Two lists, five pages; no details (their own tests turn them on).
+    pub(crate) const LISTS: &str = "[[lists]]\nendpoint = \"movie/popular\"\npages = 3\nlanguage = \"en-US\"\n\n[[lists]]\nendpoint = \"trending/movie/day\"\npages = 2\n";
+
+    /// The real handler in process, pulling [`LISTS`] from `tmdb_base` into a local lake at `root`.
     pub(crate) async fn handler_with(
         root: &std::path::Path,
         tmdb_base: &str,
         token: &str,
         publisher: Option<movielake::eventgrid::EventGridPublisher>,
     ) -> (String, tokio::sync::oneshot::Sender<()>) {
+        let lists = format!("{LISTS}\n[details]\nenabled = false\n");
+        handler_with_lists(root, tmdb_base, token, publisher, &lists).await
+    }
+
+    /// Like [`handler_with`], with the lists file given.
+    pub(crate) async fn handler_with_lists(
+        root: &std::path::Path,
+        tmdb_base: &str,
+        token: &str,
+        publisher: Option<movielake::eventgrid::EventGridPublisher>,
+        lists: &str,
+    ) -> (String, tokio::sync::oneshot::Sender<()>) {
         let contracts_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts");
         let contracts = movielake::config::load_contracts(Some(&contracts_dir)).expect("contracts");
-        let lists = ListsConfig::from_toml(
-            "test.toml",
-            "[[lists]]\nendpoint = \"movie/popular\"\npages = 3\nlanguage = \"en-US\"\n\n[[lists]]\nendpoint = \"trending/movie/day\"\npages = 2\n",
-        )
-        .unwrap();
+        let lists = ListsConfig::from_toml("test.toml", lists).unwrap();
         let settings = PullSettings {
             token: Token::new(token).unwrap(),
             client: fast(tmdb_base),
