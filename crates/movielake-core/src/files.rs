@@ -105,6 +105,10 @@ struct QuarantineParts<W: Write + Send> {
     next_part: u32,
 }
 
+/// What [`Outputs::finish`] gives back: the sink, the outputs committed (in order) and the
+/// counts per contract name.
+pub type Finished<S> = (S, Vec<Output>, BTreeMap<String, Counts>);
+
 /// Streams silver and quarantine outputs of one file conversion into a [`PartSink`].
 pub struct Outputs<S: PartSink> {
     sink: S,
@@ -213,10 +217,10 @@ impl<S: PartSink> Outputs<S> {
                 })?;
             open.rows += take as u64;
             offset += take;
-            if open.rows >= self.rows_per_part {
-                if let Some(full) = parts.open.take() {
-                    close_parquet(&mut self.sink, &mut self.written, full)?;
-                }
+            if open.rows >= self.rows_per_part
+                && let Some(full) = parts.open.take()
+            {
+                close_parquet(&mut self.sink, &mut self.written, full)?;
             }
         }
         Ok(())
@@ -257,10 +261,10 @@ impl<S: PartSink> Outputs<S> {
                 source,
             })?;
             *rows += 1;
-            if *rows >= self.rows_per_part {
-                if let Some((path, rows, writer)) = parts.open.take() {
-                    close_lines(&mut self.sink, &mut self.written, path, rows, writer)?;
-                }
+            if *rows >= self.rows_per_part
+                && let Some((path, rows, writer)) = parts.open.take()
+            {
+                close_lines(&mut self.sink, &mut self.written, path, rows, writer)?;
             }
         }
         Ok(())
@@ -268,7 +272,7 @@ impl<S: PartSink> Outputs<S> {
 
     /// Closes every open part and commits it. Returns the sink, the outputs written (in the order
     /// they were committed) and the counts per contract name.
-    pub fn finish(mut self) -> Result<(S, Vec<Output>, BTreeMap<String, Counts>), FileError> {
+    pub fn finish(mut self) -> Result<Finished<S>, FileError> {
         for (_, parts) in std::mem::take(&mut self.tables) {
             if let Some(open) = parts.open {
                 close_parquet(&mut self.sink, &mut self.written, open)?;

@@ -640,17 +640,13 @@ fn check_cell(column: &Column, cell: &Cell, line: &str, reasons: &mut Vec<(Stage
             return;
         }
         Cell::Owned(text) => check_str(column, text, &mut failed),
-        Cell::Text(s, e) => {
-            if column.one_of.is_some() || column.regex.is_some() || column.max_length.is_some() {
-                check_str(column, &line[*s..*e], &mut failed);
-            }
+        Cell::Text(s, e) if column.one_of.is_some() || column.regex.is_some() || column.max_length.is_some() => {
+            check_str(column, &line[*s..*e], &mut failed);
         }
-        Cell::CommaList(s, e) => {
-            if column.max_length.is_some() {
-                let text = &line[*s..*e];
-                let len = if text.is_empty() { 0 } else { text.split(',').count() };
-                check_length(column, len, &mut failed);
-            }
+        Cell::CommaList(s, e) if column.max_length.is_some() => {
+            let text = &line[*s..*e];
+            let len = if text.is_empty() { 0 } else { text.split(',').count() };
+            check_length(column, len, &mut failed);
         }
         Cell::Strings(items) => check_length(column, items.len(), &mut failed),
         Cell::Ints(items) => check_length(column, items.len(), &mut failed),
