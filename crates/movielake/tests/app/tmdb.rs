@@ -210,8 +210,8 @@ async fn blob_created_in_our_account_is_processed_and_foreign_ones_refused() {
         ),
         (landed("bronze/tmdb\\..\\..\\ops\\x.json"), "backslashes"),
         (
-            landed("bronze/imdb/title.basics/ingest_date=2024-02-01/title.basics.tsv.gz"),
-            "no parser yet",
+            landed("bronze/events/watch/date=2024-02-01/x.parquet"),
+            "no known bronze prefix",
         ),
         (json!({"hello": "world"}), "not an Event Grid or CloudEvents 1.0 event"),
     ] {
