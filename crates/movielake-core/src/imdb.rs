@@ -23,7 +23,7 @@ use flate2::read::MultiGzDecoder;
 
 use crate::contract::{Column, Contract, ContractSet};
 use crate::expr;
-use crate::files::{FileError, Outputs, PartSink};
+use crate::files::{FileContext, FileError, Outputs, PartSink};
 use crate::quarantine::{QuarantineRecord, SourcePointer};
 use crate::silver::silver_schema;
 use crate::validate::{Reason, Stage, check_length, check_str, check_value};
@@ -136,12 +136,17 @@ pub struct Converted {
 }
 
 /// Converts one IMDb file (plain or gzipped) into silver parts and quarantine lines.
-pub fn convert<R: Read, S: PartSink>(
+///
+/// Two threads: this one reads and types lines into Arrow batches, a second one encodes them
+/// into Parquet and writes the parts, so reading and encoding overlap (the two halves cost about
+/// the same). A bounded channel between them keeps memory at a few batches.
+pub fn convert<R: Read, S: PartSink + Send>(
     input: R,
     contracts: &ContractSet,
     out: &mut Outputs<S>,
 ) -> Result<Converted, FileError> {
-    let object = out.context().object.clone();
+    let ctx = out.context().clone();
+    let object = ctx.object.clone();
     let read_error = |source| FileError::Read {
         object: object.clone(),
         source,
@@ -163,17 +168,58 @@ pub fn convert<R: Read, S: PartSink>(
     let contract = contracts
         .get(file.contract)
         .ok_or_else(|| FileError::MissingContract(file.contract.to_string()))?;
-    let mut typer = Typer::new(contract, file, out, &object)?;
-    let mut number = 1u64;
-    while let Some(line) = lines.next_line().map_err(read_error)? {
-        number += 1;
-        typer.line(line, number, out)?;
-    }
-    typer.flush(out)?;
+    let mut typer = Typer::new(contract, file, &ctx)?;
+    let partition = typer.partition.clone();
+
+    let lines_read = std::thread::scope(|scope| -> Result<u64, FileError> {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Typed>(4);
+        let encoder_out = &mut *out;
+        let encoder = scope.spawn(move || -> Result<(), FileError> {
+            for typed in receiver {
+                match typed {
+                    Typed::Batch(batch) => encoder_out.batch(contract, &partition, &batch)?,
+                    Typed::Rejected(record) => encoder_out.quarantine(contract, &record)?,
+                }
+            }
+            Ok(())
+        });
+        let mut emit = |typed: Typed| {
+            sender.send(typed).map_err(|_| FileError::Write {
+                path: format!("silver/{}/{}", contract.source, contract.table),
+                source: std::io::Error::other("the encoder stopped"),
+            })
+        };
+        let parsed = (|| {
+            let mut number = 1u64;
+            while let Some(line) = lines.next_line().map_err(read_error)? {
+                number += 1;
+                typer.line(line, number, &mut emit)?;
+            }
+            typer.flush(&mut emit)?;
+            Ok(number - 1)
+        })();
+        drop(sender);
+        // The encoder's own error explains a failed send, so it comes first.
+        match encoder.join() {
+            Ok(Ok(())) => parsed,
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(FileError::Write {
+                path: format!("silver/{}/{}", contract.source, contract.table),
+                source: std::io::Error::other("the encoder thread panicked"),
+            }),
+        }
+    })?;
+    out.counts_mut(contract).records_in += lines_read;
     Ok(Converted {
         file,
-        lines: number - 1,
+        lines: lines_read,
     })
+}
+
+/// What the typing thread hands to the encoding thread.
+enum Typed {
+    Batch(RecordBatch),
+    Rejected(Box<QuarantineRecord>),
 }
 
 fn unrecognised(object: &str, message: &str) -> FileError {
@@ -188,28 +234,54 @@ fn trim_line_end(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-/// Lines out of a buffered reader, without copying when a line lies inside the buffer.
+/// Lines out of a buffered reader, without copying when a line lies inside the buffer (the
+/// common case); a line across two buffer fills is put together in `carry`.
 struct Lines<R> {
     reader: R,
-    buf: Vec<u8>,
+    /// Bytes of the buffer handed out by the previous call, consumed on the next one.
+    pending: usize,
+    carry: Vec<u8>,
 }
 
 impl<R: BufRead> Lines<R> {
     fn new(reader: R) -> Self {
         Lines {
             reader,
-            buf: Vec::with_capacity(4096),
+            pending: 0,
+            carry: Vec::new(),
         }
     }
 
     /// The next line without its ending; `None` at the end. A last line without `\n` counts.
     fn next_line(&mut self) -> std::io::Result<Option<&[u8]>> {
-        self.buf.clear();
-        let n = self.reader.read_until(b'\n', &mut self.buf)?;
-        if n == 0 {
-            return Ok(None);
+        self.reader.consume(std::mem::take(&mut self.pending));
+        self.carry.clear();
+        loop {
+            let (newline, available) = {
+                let buf = self.reader.fill_buf()?;
+                (memchr::memchr(b'\n', buf), buf.len())
+            };
+            if available == 0 {
+                return Ok((!self.carry.is_empty()).then(|| trim_line_end(&self.carry)));
+            }
+            match newline {
+                Some(i) if self.carry.is_empty() => {
+                    self.pending = i + 1;
+                    // A second fill_buf on a non-empty buffer returns it again without reading.
+                    let buf = self.reader.fill_buf()?;
+                    return Ok(Some(trim_line_end(&buf[..=i])));
+                }
+                Some(i) => {
+                    self.carry.extend_from_slice(&self.reader.fill_buf()?[..=i]);
+                    self.reader.consume(i + 1);
+                    return Ok(Some(trim_line_end(&self.carry)));
+                }
+                None => {
+                    self.carry.extend_from_slice(self.reader.fill_buf()?);
+                    self.reader.consume(available);
+                }
+            }
         }
-        Ok(Some(trim_line_end(&self.buf)))
     }
 }
 
@@ -335,6 +407,9 @@ impl Builder {
     }
 }
 
+/// Where typed batches and rejected lines go.
+type Emit<'a> = dyn FnMut(Typed) -> Result<(), FileError> + 'a;
+
 /// Types lines of one file into column builders under its contract.
 struct Typer<'c> {
     contract: &'c Contract,
@@ -345,18 +420,16 @@ struct Typer<'c> {
     partition: Vec<Value>,
     fields_expected: usize,
     object: String,
+    run_id: String,
+    ingested_at: chrono::DateTime<chrono::Utc>,
     cells: Vec<Cell>,
     fields: Vec<(usize, usize)>,
     rows: usize,
 }
 
 impl<'c> Typer<'c> {
-    fn new<S: PartSink>(
-        contract: &'c Contract,
-        file: &ImdbFile,
-        out: &Outputs<S>,
-        object: &str,
-    ) -> Result<Self, FileError> {
+    fn new(contract: &'c Contract, file: &ImdbFile, ctx: &FileContext) -> Result<Self, FileError> {
+        let object = ctx.object.as_str();
         let refuse = |why: String| unrecognised(object, &format!("{}: {why}", contract.file));
         if !contract.key.is_empty() {
             // A key would need every key of a ~1 GB file in memory; IMDb ids are unique per file.
@@ -364,7 +437,7 @@ impl<'c> Typer<'c> {
                 "`key` is not supported for streamed IMDb files; remove it".into(),
             ));
         }
-        let snapshot = Value::Date(out.context().ingest_date);
+        let snapshot = Value::Date(ctx.ingest_date);
         let mut sources = Vec::with_capacity(contract.columns.len());
         for column in &contract.columns {
             if column.derive.is_some() {
@@ -426,14 +499,15 @@ impl<'c> Typer<'c> {
             partition,
             fields_expected: file.header.len(),
             object: object.to_string(),
+            run_id: ctx.run.run_id.clone(),
+            ingested_at: ctx.run.ingested_at,
             cells: Vec::with_capacity(contract.columns.len()),
             fields: Vec::with_capacity(file.header.len() + 1),
             rows: 0,
         })
     }
 
-    fn line<S: PartSink>(&mut self, bytes: &[u8], number: u64, out: &mut Outputs<S>) -> Result<(), FileError> {
-        out.counts_mut(self.contract).records_in += 1;
+    fn line(&mut self, bytes: &[u8], number: u64, out: &mut Emit<'_>) -> Result<(), FileError> {
         let line = match std::str::from_utf8(bytes) {
             Ok(line) => line,
             Err(e) => {
@@ -510,30 +584,29 @@ impl<'c> Typer<'c> {
         Ok(())
     }
 
-    fn reject<S: PartSink>(
+    fn reject(
         &mut self,
-        out: &mut Outputs<S>,
+        out: &mut Emit<'_>,
         raw: &str,
         number: u64,
         stage: Stage,
         reasons: Vec<Reason>,
     ) -> Result<(), FileError> {
-        let ctx = out.context();
         let record = QuarantineRecord {
             dataset: self.contract.name.clone(),
             contract_version: self.contract.version,
             stage,
             reasons,
             source: SourcePointer::line(&self.object, number),
-            run_id: ctx.run.run_id.clone(),
-            time: ctx.run.ingested_at,
+            run_id: self.run_id.clone(),
+            time: self.ingested_at,
             raw: raw.to_string(),
         };
-        out.quarantine(self.contract, &record)
+        out(Typed::Rejected(Box::new(record)))
     }
 
     /// Hands the typed rows to the encoder.
-    fn flush<S: PartSink>(&mut self, out: &mut Outputs<S>) -> Result<(), FileError> {
+    fn flush(&mut self, out: &mut Emit<'_>) -> Result<(), FileError> {
         if self.rows == 0 {
             return Ok(());
         }
@@ -543,21 +616,17 @@ impl<'c> Typer<'c> {
             debug_assert_eq!(builder.len(), rows);
             arrays.push(builder.finish());
         }
-        let ctx = out.context();
         arrays.push(Arc::new(StringArray::new_null(rows)));
         arrays.push(Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
             self.object.as_str(),
             rows,
         ))));
         arrays.push(Arc::new(
-            TimestampMicrosecondArray::from_iter_values(std::iter::repeat_n(
-                ctx.run.ingested_at.timestamp_micros(),
-                rows,
-            ))
-            .with_timezone("UTC"),
+            TimestampMicrosecondArray::from_iter_values(std::iter::repeat_n(self.ingested_at.timestamp_micros(), rows))
+                .with_timezone("UTC"),
         ));
         arrays.push(Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-            ctx.run.run_id.as_str(),
+            self.run_id.as_str(),
             rows,
         ))));
         let batch = RecordBatch::try_new(silver_schema(self.contract), arrays).map_err(|e| FileError::Encode {
@@ -565,7 +634,7 @@ impl<'c> Typer<'c> {
             source: e.into(),
         })?;
         self.rows = 0;
-        out.batch(self.contract, &self.partition, &batch)
+        out(Typed::Batch(batch))
     }
 }
 
