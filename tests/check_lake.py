@@ -22,7 +22,7 @@ def check(ok, message):
         failures.append(message)
 
 
-def main(root: pathlib.Path) -> int:
+def main(root: pathlib.Path, imdb_sources: pathlib.Path | None = None) -> int:
     manifests = sorted((root / "ops" / "runs").rglob("*.json"))
     check(manifests, f"no run manifests under {root}/ops/runs")
     totals = {"records_in": 0, "silver": 0, "quarantined": 0, "duplicates_dropped": 0}
@@ -141,12 +141,44 @@ def main(root: pathlib.Path) -> int:
         check(pa_rows == n, f"tmdb movies: pyarrow reads {pa_rows}, DuckDB {n}")
 
     check_movies_dataset_and_gold(root)
+    if imdb_sources:
+        check_imdb(root, imdb_sources)
 
     print(f"check_lake: {len(manifests)} manifests; in={totals['records_in']} silver={totals['silver']} "
           f"quarantined={totals['quarantined']} duplicates={totals['duplicates_dropped']}")
     for f in failures:
         print(f"FAIL: {f}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def check_imdb(root: pathlib.Path, sources: pathlib.Path):
+    """Every IMDb source file against its silver table: DuckDB reads the TSV itself (tab, no
+    quoting, `\\N` null) and the silver Parquet; rows and per-column non-null counts must match,
+    column by column in file order."""
+    con = duckdb.connect()
+    for tsv in sorted(sources.glob("*.tsv")):
+        table = tsv.name.removesuffix(".tsv").replace(".", "_")
+        silver = root / "silver" / "imdb" / table
+        check(silver.is_dir(), f"no silver for {tsv.name} at {silver}")
+        if not silver.is_dir():
+            continue
+        src = con.execute(f"""SELECT * FROM read_csv('{tsv}', delim='\t', quote='', escape='', nullstr='\\N',
+                                header=true, all_varchar=true) LIMIT 0""").description
+        src_cols = [d[0] for d in src]
+        out = con.execute(f"SELECT * FROM read_parquet('{silver}/**/*.parquet', hive_partitioning = true) LIMIT 0").description
+        out_cols = [d[0] for d in out if not d[0].startswith("_") and d[0] != "snapshot_date"]
+        check(len(src_cols) == len(out_cols), f"{table}: {src_cols} vs {out_cols}")
+        src_counts = con.execute(
+            "SELECT count(*), " + ", ".join(f'count("{c}")' for c in src_cols)
+            + f" FROM read_csv('{tsv}', delim='\t', quote='', escape='', nullstr='\\N', header=true, all_varchar=true)"
+        ).fetchone()
+        out_counts = con.execute(
+            "SELECT count(*), " + ", ".join(f'count("{c}")' for c in out_cols)
+            + f" FROM read_parquet('{silver}/**/*.parquet', hive_partitioning = true)"
+        ).fetchone()
+        check(src_counts == out_counts, f"{table}: TSV (rows, non-nulls) {src_counts}, silver {out_counts}")
+        pa_rows = pq.read_table(str(silver), partitioning="hive").num_rows
+        check(pa_rows == src_counts[0], f"{table}: pyarrow reads {pa_rows} rows, the TSV has {src_counts[0]}")
 
 
 def check_movies_dataset_and_gold(root: pathlib.Path):
@@ -214,6 +246,6 @@ def check_movies_dataset_and_gold(root: pathlib.Path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: check_lake.py <lake folder>")
-    sys.exit(main(pathlib.Path(sys.argv[1])))
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: check_lake.py <lake folder> [<folder of the IMDb .tsv files ingested into it>]")
+    sys.exit(main(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]) if len(sys.argv) == 3 else None))
