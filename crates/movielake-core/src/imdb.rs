@@ -422,6 +422,8 @@ struct Typer<'c> {
     object: String,
     run_id: String,
     ingested_at: chrono::DateTime<chrono::Utc>,
+    /// `_rescued`, `_source_object`, `_ingested_at`, `_run_id` for a full batch.
+    lineage: Option<[ArrayRef; 4]>,
     cells: Vec<Cell>,
     fields: Vec<(usize, usize)>,
     rows: usize,
@@ -501,6 +503,7 @@ impl<'c> Typer<'c> {
             object: object.to_string(),
             run_id: ctx.run.run_id.clone(),
             ingested_at: ctx.run.ingested_at,
+            lineage: None,
             cells: Vec::with_capacity(contract.columns.len()),
             fields: Vec::with_capacity(file.header.len() + 1),
             rows: 0,
@@ -616,19 +619,29 @@ impl<'c> Typer<'c> {
             debug_assert_eq!(builder.len(), rows);
             arrays.push(builder.finish());
         }
-        arrays.push(Arc::new(StringArray::new_null(rows)));
-        arrays.push(Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-            self.object.as_str(),
-            rows,
-        ))));
-        arrays.push(Arc::new(
-            TimestampMicrosecondArray::from_iter_values(std::iter::repeat_n(self.ingested_at.timestamp_micros(), rows))
-                .with_timezone("UTC"),
-        ));
-        arrays.push(Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-            self.run_id.as_str(),
-            rows,
-        ))));
+        // The lineage columns are the same on every row of a file: built once, sliced per batch.
+        let lineage = self.lineage.get_or_insert_with(|| {
+            let full = BATCH_ROWS.max(rows);
+            [
+                Arc::new(StringArray::new_null(full)) as ArrayRef,
+                Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                    self.object.as_str(),
+                    full,
+                ))),
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(std::iter::repeat_n(
+                        self.ingested_at.timestamp_micros(),
+                        full,
+                    ))
+                    .with_timezone("UTC"),
+                ),
+                Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                    self.run_id.as_str(),
+                    full,
+                ))),
+            ]
+        });
+        arrays.extend(lineage.iter().map(|column| column.slice(0, rows)));
         let batch = RecordBatch::try_new(silver_schema(self.contract), arrays).map_err(|e| FileError::Encode {
             path: format!("silver/{}/{}", self.contract.source, self.contract.table),
             source: e.into(),
