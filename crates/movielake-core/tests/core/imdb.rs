@@ -368,3 +368,54 @@ fn unknown_or_empty_files_are_refused_before_writing() {
         }
     }
 }
+
+mod nothing_lost {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A line that is good, or broken in one of the ways real files break.
+    fn line() -> impl Strategy<Value = String> {
+        let title = "[ -~]{0,12}".prop_map(|t| t.replace('\t', " "));
+        (0u8..8, 0u32..10_000_000, title).prop_map(|(kind, id, title)| match kind {
+            0 => format!("tt{id:07}\tshort\t{title}\t{title}\t0\t1990\t\\N\t\\N\t\\N"),
+            1 => format!("tt{id:07}\tmovie\t{title}"),
+            2 => format!("tt{id:07}\tmovie\t{title}\t{title}\tyes\t1990\t\\N\t5\tDrama"),
+            3 => format!("xx{id}\tmovie\t{title}\t{title}\t0\t1990\t\\N\t5\tDrama"),
+            4 => String::new(),
+            5 => format!("tt{id:07}\tmovie\t\"{title}\tNA\t1\t2020\t2021\t-1\tDrama,Comedy"),
+            _ => format!("tt{id:07}\tmovie\t{title}\t{title}\t1\t2020\t2021\t90\tDrama,Comedy"),
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn every_line_is_in_silver_or_quarantine(lines in prop::collection::vec(line(), 0..300), gz in any::<bool>()) {
+            let mut text = HEADER.to_string();
+            text.push_str(&lines.join("\n"));
+            let input = if gz {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(text.as_bytes()).expect("gzip");
+                e.finish().expect("gzip")
+            } else {
+                text.into_bytes()
+            };
+            let result = convert_with(&input, "bronze/imdb/title.basics/ingest_date=2026-11-23/p.tsv", 50)
+                .expect("converts");
+            // An empty last line is the file's final newline, not a record.
+            let records = lines.len() - usize::from(lines.last().is_some_and(String::is_empty));
+            prop_assert_eq!(result.counts.records_in, records as u64);
+            prop_assert!(result.counts.balanced());
+            prop_assert_eq!(result.counts.duplicates_dropped, 0);
+            let silver_rows: usize = silver(&result.sink).iter().map(RecordBatch::num_rows).sum();
+            let quarantined = quarantine(&result.sink);
+            prop_assert_eq!(silver_rows as u64, result.counts.silver);
+            prop_assert_eq!(quarantined.len() as u64, result.counts.quarantined);
+            let mut lines_seen: Vec<u64> = quarantined.iter().filter_map(|q| q["source"]["line"].as_u64()).collect();
+            lines_seen.sort_unstable();
+            lines_seen.dedup();
+            prop_assert_eq!(lines_seen.len(), quarantined.len(), "one record per line");
+        }
+    }
+}
