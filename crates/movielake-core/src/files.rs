@@ -15,18 +15,23 @@ use std::io::{self, Write};
 use arrow_array::RecordBatch;
 use chrono::NaiveDate;
 use parquet::arrow::ArrowWriter;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use crate::contract::Contract;
 use crate::manifest::{Counts, Output, OutputKind};
 use crate::naming::{quarantine_part, silver_part, stable_id};
 use crate::quarantine::QuarantineRecord;
 use crate::route::{Accepted, RunContext};
-use crate::silver::{EncodeError, Lineage, accepted_batch, partition, silver_schema, writer_properties};
+use crate::silver::{
+    EncodeError, Lineage, RUN_ID, SOURCE_OBJECT, accepted_batch, partition, silver_schema, writer_properties,
+};
 use crate::value::Value;
 
-/// Rows per row group: bounds the memory of an open part (a row group is buffered until flushed).
-pub const ROWS_PER_ROW_GROUP: usize = 128 * 1024;
+/// Rows per row group. Larger groups let the dictionary of a high-cardinality column give up
+/// early (cheaper than re-interning from scratch every group); the encoded pages are small, so
+/// memory stays well under 100 MB (measured in BENCHMARKS.md).
+pub const ROWS_PER_ROW_GROUP: usize = 512 * 1024;
 /// Rows per part: large outputs split into parts that readers fetch in parallel.
 pub const ROWS_PER_PART: u64 = 2 * 1024 * 1024;
 
@@ -129,9 +134,14 @@ impl<S: PartSink> Outputs<S> {
     }
 
     pub fn with_part_size(sink: S, ctx: FileContext, rows_per_part: u64) -> Self {
-        let properties = WriterProperties::into_builder(writer_properties())
-            .set_max_row_group_row_count(Some(ROWS_PER_ROW_GROUP))
-            .build();
+        let mut properties =
+            WriterProperties::into_builder(writer_properties()).set_max_row_group_row_count(Some(ROWS_PER_ROW_GROUP));
+        // Lineage strings are the same on every row of a file: min/max statistics on them cost a
+        // comparison per row and can never prune anything the path does not already.
+        for column in [SOURCE_OBJECT, RUN_ID] {
+            properties = properties.set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
+        }
+        let properties = properties.build();
         Outputs {
             sink,
             ctx,
