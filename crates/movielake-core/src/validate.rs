@@ -205,8 +205,14 @@ pub(crate) fn check_str(column: &Column, s: &str, out: &mut Vec<Reason>) {
         let detail = format!("{:?} is not one of {}", shorten(s, 60), allowed.join(", "));
         out.push(Reason::new("one_of", name, detail));
     }
+    let matches = |re: &regex::Regex| match &column.regex_prefix_digits {
+        Some(prefix) => s
+            .strip_prefix(prefix.as_str())
+            .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())),
+        None => re.is_match(s),
+    };
     if let Some(re) = &column.regex
-        && !re.is_match(s)
+        && !matches(re)
     {
         let detail = format!("{:?} does not match /{}/", shorten(s, 60), re.as_str());
         out.push(Reason::new("regex", name, detail));

@@ -236,6 +236,25 @@ mod contracts {
     }
 }
 
+mod id_patterns {
+    use super::*;
+
+    proptest! {
+        /// The byte-loop check of `^<literal>[0-9]+$` patterns says exactly what the regex says.
+        #[test]
+        fn prefix_digit_patterns_agree_with_the_regex(s in "(tt|nm|t|)[0-9٣]{0,4}[a-z\n]{0,1}[0-9]{0,2}") {
+            let contract = Contract::from_toml(
+                "contracts/ids.toml",
+                "name = \"ids\"\nversion = 1\nsource = \"s\"\ntable = \"t\"\n\n[[columns]]\nname = \"id\"\ntype = \"string\"\nregex = '^tt[0-9]+$'\n",
+            )
+            .expect("contract");
+            let regex = regex::Regex::new("^tt[0-9]+$").expect("regex");
+            let valid = matches!(contract.check_fields(serde_json::Map::from_iter([("id".to_string(), json!(s))])), Verdict::Valid(_));
+            prop_assert_eq!(valid, regex.is_match(&s), "{:?}", s);
+        }
+    }
+}
+
 mod routing {
     use super::*;
 
