@@ -47,7 +47,9 @@ enum Command {
         port: u16,
     },
     /// Run the main job on the lake: generated watch events go through the same Function the
-    /// host calls (bronze, contract, quarantine, silver), then a summary is printed.
+    /// host calls (bronze, contract, quarantine, silver); TMDB lists and details are pulled (from
+    /// a local stand-in without TMDB_API_TOKEN) and handed to bronze_to_silver; a Movies Dataset
+    /// file (generated, or --file) is ingested; gold is built. A summary of each is printed.
     Run {
         /// How many watch events to generate.
         #[arg(long, default_value_t = 4000)]
