@@ -113,9 +113,17 @@ impl LakeSink {
     }
 }
 
+/// What a part sends its upload: chunks, then `End`. A channel that closes without `End` (the
+/// part was dropped: the conversion failed) turns into an error item, so the upload aborts and
+/// publishes nothing, however full the channel was.
+enum Piece {
+    Chunk(Bytes),
+    End,
+}
+
 /// One part being written: bytes are buffered to [`CHUNK`] and sent to its upload task.
 pub struct LakePart {
-    sender: Option<mpsc::Sender<Result<Bytes, io::Error>>>,
+    sender: Option<mpsc::Sender<Piece>>,
     buffer: Vec<u8>,
     upload: Option<Upload>,
     handle: Handle,
@@ -127,7 +135,7 @@ impl LakePart {
             .sender
             .as_ref()
             .ok_or_else(|| io::Error::other("part already closed"))?;
-        if sender.blocking_send(Ok(chunk)).is_err() {
+        if sender.blocking_send(Piece::Chunk(chunk)).is_err() {
             // The upload ended early: its error says why.
             return Err(self.upload_error());
         }
@@ -157,22 +165,21 @@ impl io::Write for LakePart {
     }
 }
 
-impl Drop for LakePart {
-    fn drop(&mut self) {
-        // Dropped without commit (the conversion failed): abort, so nothing is published.
-        if let Some(sender) = self.sender.take() {
-            let _ = sender.try_send(Err(io::Error::other("conversion stopped before the part was complete")));
-        }
-    }
-}
-
 impl PartSink for LakeSink {
     type Part = LakePart;
 
     fn open(&mut self, path: &str) -> io::Result<LakePart> {
-        let (sender, receiver) = mpsc::channel::<Result<Bytes, io::Error>>(2);
-        let chunks = futures::stream::unfold(receiver, |mut receiver| async move {
-            receiver.recv().await.map(|item| (item, receiver))
+        let (sender, receiver) = mpsc::channel::<Piece>(2);
+        let chunks = futures::stream::unfold(Some(receiver), |receiver| async move {
+            let mut receiver = receiver?;
+            match receiver.recv().await {
+                Some(Piece::Chunk(bytes)) => Some((Ok(bytes), Some(receiver))),
+                Some(Piece::End) => None,
+                None => Some((
+                    Err(io::Error::other("the conversion stopped before the part was complete")),
+                    None,
+                )),
+            }
         })
         .boxed();
         let (lake, p) = (self.lake.clone(), path.to_string());
@@ -192,8 +199,12 @@ impl PartSink for LakeSink {
         if !rest.is_empty() {
             part.send(rest)?;
         }
-        // Closing the channel ends the stream: the upload publishes the object.
-        part.sender = None;
+        // `End` completes the stream: the upload publishes the object.
+        if let Some(sender) = part.sender.take()
+            && sender.blocking_send(Piece::End).is_err()
+        {
+            return Err(part.upload_error());
+        }
         let upload = part
             .upload
             .take()
@@ -212,4 +223,46 @@ impl PartSink for LakeSink {
 /// The lake error inside an I/O error from these adapters, if that is what it is.
 pub fn lake_error(e: &io::Error) -> Option<&LakeError> {
     e.get_ref().and_then(|inner| inner.downcast_ref::<LakeError>())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+    use crate::lake::LocalLake;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_part_dropped_half_way_publishes_nothing_and_a_committed_one_is_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake: Arc<dyn Lake> = Arc::new(LocalLake::new(dir.path()));
+        let handle = Handle::current();
+        let task_lake = lake.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut sink = LakeSink::new(task_lake, handle);
+            // More than the channel holds, so the upload is mid-way when the part is dropped.
+            let mut part = sink.open("silver/t/dropped.parquet").expect("open");
+            for _ in 0..5 {
+                part.write_all(&vec![7u8; CHUNK]).expect("write");
+            }
+            drop(part);
+            let mut part = sink.open("silver/t/whole.parquet").expect("open");
+            for _ in 0..3 {
+                part.write_all(&vec![1u8; CHUNK]).expect("write");
+            }
+            part.write_all(b"tail").expect("write");
+            sink.commit("silver/t/whole.parquet", part).expect("commit");
+        })
+        .await
+        .expect("blocking task");
+        // Give an (incorrectly) surviving upload of the dropped part time to publish.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(matches!(
+            lake.get("silver/t/dropped.parquet").await,
+            Err(LakeError::NotFound { .. })
+        ));
+        let whole = lake.get("silver/t/whole.parquet").await.expect("whole").bytes;
+        assert_eq!(whole.len(), 3 * CHUNK + 4);
+        assert!(whole.ends_with(b"tail"));
+    }
 }
