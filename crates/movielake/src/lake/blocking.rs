@@ -20,6 +20,34 @@ use super::{ETag, Lake, LakeError, PutMode};
 /// Bytes per ranged read and per chunk sent to an upload.
 pub const CHUNK: usize = 8 * 1024 * 1024;
 
+/// The first storage failure the adapters met. The converters above them see I/O errors through
+/// layers (a gzip decoder, the CSV reader, the Parquet writer) that may turn them into text; the
+/// caller reads this to know a failure was the storage's (retry) and not the file's.
+#[derive(Debug, Clone, Default)]
+pub struct StorageFailure(Arc<std::sync::Mutex<Option<LakeError>>>);
+
+impl StorageFailure {
+    fn record(&self, e: &LakeError) {
+        if let Ok(mut slot) = self.0.lock()
+            && slot.is_none()
+        {
+            *slot = Some(e.clone());
+        }
+    }
+
+    pub fn take(&self) -> Option<LakeError> {
+        self.0.lock().ok().and_then(|mut slot| slot.take())
+    }
+}
+
+/// A task that never finished (the runtime is shutting down): retry later.
+fn task_failed(path: &str, e: tokio::task::JoinError) -> LakeError {
+    LakeError::Transient {
+        path: path.to_string(),
+        message: format!("storage task stopped: {e}"),
+    }
+}
+
 /// Reads a lake object as a stream. Must be used off the async runtime (a blocking thread).
 pub struct LakeReader {
     lake: Arc<dyn Lake>,
@@ -30,13 +58,15 @@ pub struct LakeReader {
     current: Bytes,
     ahead: Option<JoinHandle<Result<Bytes, LakeError>>>,
     done: bool,
+    failure: StorageFailure,
     /// Total bytes handed out, for progress.
     pub read: u64,
 }
 
 impl LakeReader {
-    pub fn new(lake: Arc<dyn Lake>, path: &str, handle: Handle) -> Self {
+    pub fn new(lake: Arc<dyn Lake>, path: &str, handle: Handle, failure: StorageFailure) -> Self {
         LakeReader {
+            failure,
             lake,
             path: path.to_string(),
             handle,
@@ -63,8 +93,12 @@ impl LakeReader {
         let chunk = self
             .handle
             .block_on(pending)
-            .map_err(io::Error::other)?
-            .map_err(io::Error::other)?;
+            .map_err(|e| task_failed(&self.path, e))
+            .and_then(|r| r)
+            .map_err(|e| {
+                self.failure.record(&e);
+                io::Error::other(e)
+            })?;
         // A short range is the end of the object.
         if chunk.len() < CHUNK {
             self.done = true;
@@ -105,11 +139,12 @@ type Upload = JoinHandle<Result<ETag, LakeError>>;
 pub struct LakeSink {
     lake: Arc<dyn Lake>,
     handle: Handle,
+    failure: StorageFailure,
 }
 
 impl LakeSink {
-    pub fn new(lake: Arc<dyn Lake>, handle: Handle) -> Self {
-        LakeSink { lake, handle }
+    pub fn new(lake: Arc<dyn Lake>, handle: Handle, failure: StorageFailure) -> Self {
+        LakeSink { lake, handle, failure }
     }
 }
 
@@ -127,6 +162,8 @@ pub struct LakePart {
     buffer: Vec<u8>,
     upload: Option<Upload>,
     handle: Handle,
+    path: String,
+    failure: StorageFailure,
 }
 
 impl LakePart {
@@ -143,11 +180,16 @@ impl LakePart {
     }
 
     fn upload_error(&mut self) -> io::Error {
-        match self.upload.take().map(|u| self.handle.block_on(u)) {
-            Some(Ok(Err(e))) => io::Error::other(e),
-            Some(Err(e)) => io::Error::other(e),
-            _ => io::Error::other("the upload stopped"),
-        }
+        let failure = match self.upload.take().map(|u| self.handle.block_on(u)) {
+            Some(Ok(Err(e))) => e,
+            Some(Err(e)) => task_failed(&self.path, e),
+            _ => LakeError::Transient {
+                path: self.path.clone(),
+                message: "the upload stopped".into(),
+            },
+        };
+        self.failure.record(&failure);
+        io::Error::other(failure)
     }
 }
 
@@ -191,6 +233,8 @@ impl PartSink for LakeSink {
             buffer: Vec::with_capacity(CHUNK),
             upload: Some(upload),
             handle: self.handle.clone(),
+            path: path.to_string(),
+            failure: self.failure.clone(),
         })
     }
 
@@ -213,9 +257,12 @@ impl PartSink for LakeSink {
         // failed upload on the part that caused it.
         self.handle
             .block_on(upload)
-            .map_err(io::Error::other)?
-            .map_err(io::Error::other)?;
-        let _ = path;
+            .map_err(|e| task_failed(path, e))
+            .and_then(|r| r)
+            .map_err(|e| {
+                self.failure.record(&e);
+                io::Error::other(e)
+            })?;
         Ok(())
     }
 }
@@ -239,7 +286,7 @@ mod tests {
         let handle = Handle::current();
         let task_lake = lake.clone();
         tokio::task::spawn_blocking(move || {
-            let mut sink = LakeSink::new(task_lake, handle);
+            let mut sink = LakeSink::new(task_lake, handle, StorageFailure::default());
             // More than the channel holds, so the upload is mid-way when the part is dropped.
             let mut part = sink.open("silver/t/dropped.parquet").expect("open");
             for _ in 0..5 {

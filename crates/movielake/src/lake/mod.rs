@@ -50,7 +50,7 @@ pub struct ObjectMeta {
 }
 
 /// Lake errors, grouped by what the caller does next.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LakeError {
     /// Nothing at that path: the caller decides whether that is an error.
     #[error("{path}: not found in the lake")]

@@ -66,8 +66,10 @@ pub async fn process(
                     Ok(Outcome::Skipped(format!("{}: not in the lake", admitted.path)))
                 }
                 Err(super::files::FilesError::Lake(e)) => Err(BronzeToSilverError::Lake(e)),
-                Err(super::files::FilesError::Task(e)) => Err(BronzeToSilverError::Task(e)),
-                Err(other) => Ok(Outcome::Skipped(other.to_string())),
+                // Not what its path says: a redelivery would be refused the same way.
+                Err(e @ super::files::FilesError::Unusable(_)) => Ok(Outcome::Skipped(e.to_string())),
+                // Anything else fails the invocation, so Event Grid retries, then dead-letters.
+                Err(other) => Err(BronzeToSilverError::Task(other.to_string())),
             };
         }
         BronzeKind::TmdbListPage => {

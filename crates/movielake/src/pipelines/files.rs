@@ -23,7 +23,7 @@ use movielake_core::naming::{run_manifest, stable_id};
 use movielake_core::route::RunContext;
 use tokio::io::AsyncReadExt as _;
 
-use crate::lake::blocking::{CHUNK, LakeReader, LakeSink, lake_error};
+use crate::lake::blocking::{CHUNK, LakeReader, LakeSink, StorageFailure, lake_error};
 use crate::lake::{Lake, LakeError, PutMode};
 
 /// What a file is, by its header line.
@@ -77,36 +77,24 @@ pub enum FilesError {
     Unusable(String),
     #[error("conversion task failed: {0}")]
     Task(String),
+    /// The conversion failed for a reason that is not the file's: retry (or fix and retry).
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl From<FileError> for FilesError {
     fn from(e: FileError) -> Self {
-        // Storage failures inside the streaming adapters stay storage failures (retryable).
         match &e {
-            FileError::Read { source, .. } | FileError::Write { source, .. } => {
-                if let Some(lake) = lake_error(source) {
-                    return FilesError::Lake(clone_lake_error(lake));
-                }
-            }
-            _ => {}
+            FileError::Read { source, .. } | FileError::Write { source, .. } => match lake_error(source) {
+                Some(lake) => FilesError::Lake(lake.clone()),
+                None => FilesError::Failed(e.to_string()),
+            },
+            // Only a file that is not what its path says is hopeless; anything else (a contract
+            // not deployed yet, an encoder failure) fails so that the event is retried or
+            // dead-lettered, not dropped.
+            FileError::Unrecognised { .. } => FilesError::Unusable(e.to_string()),
+            FileError::Encode { .. } | FileError::MissingContract(_) => FilesError::Failed(e.to_string()),
         }
-        FilesError::Unusable(e.to_string())
-    }
-}
-
-fn clone_lake_error(e: &LakeError) -> LakeError {
-    match e {
-        LakeError::NotFound { path } => LakeError::NotFound { path: path.clone() },
-        LakeError::AlreadyExists { path } => LakeError::AlreadyExists { path: path.clone() },
-        LakeError::PreconditionFailed { path } => LakeError::PreconditionFailed { path: path.clone() },
-        LakeError::Transient { path, message } => LakeError::Transient {
-            path: path.clone(),
-            message: message.clone(),
-        },
-        LakeError::Other { path, message } => LakeError::Other {
-            path: path.clone(),
-            message: message.clone(),
-        },
     }
 }
 
@@ -258,9 +246,11 @@ pub async fn convert(
     let path = bronze.to_string();
     let task_lake = lake.clone();
     let task_contracts = contracts.clone();
-    let (kind, outputs, counts) = tokio::task::spawn_blocking(move || {
+    let failure = StorageFailure::default();
+    let task_failure = failure.clone();
+    let converted = tokio::task::spawn_blocking(move || {
         let reader = Progress {
-            inner: LakeReader::new(task_lake.clone(), &path, handle.clone()),
+            inner: LakeReader::new(task_lake.clone(), &path, handle.clone(), task_failure.clone()),
             reported: 0,
             progress,
             path: path.clone(),
@@ -276,7 +266,7 @@ pub async fn convert(
                 message,
             })?
         };
-        let mut out = Outputs::new(LakeSink::new(task_lake, handle), ctx);
+        let mut out = Outputs::new(LakeSink::new(task_lake, handle, task_failure), ctx);
         match kind {
             FileKind::Imdb(_) => {
                 imdb::convert(input, &task_contracts, &mut out)?;
@@ -287,7 +277,13 @@ pub async fn convert(
         Ok::<_, FileError>((kind, outputs, counts))
     })
     .await
-    .map_err(|e| FilesError::Task(e.to_string()))??;
+    .map_err(|e| FilesError::Task(e.to_string()))?;
+    // A storage failure seen by the adapters is the cause, whatever the layers above made of it.
+    let (kind, outputs, counts) = match (converted, failure.take()) {
+        (Ok(done), _) => done,
+        (Err(_), Some(storage)) => return Err(FilesError::Lake(storage)),
+        (Err(e), None) => return Err(e.into()),
+    };
 
     let mut record_counts = Counts::default();
     let mut logs = vec![format!("{}: {}", bronze, kind.describe())];

@@ -179,6 +179,96 @@ async fn an_uploaded_imdb_file_is_converted_streamed_on_azurite() {
     uploaded_file_converts(Arc::new(lake), &server.url(""), &name).await;
 }
 
+/// A folder lake whose streamed writes into `silver/` fail as an outage would.
+#[derive(Debug)]
+struct SilverDown {
+    inner: LocalLake,
+}
+
+#[async_trait::async_trait]
+impl Lake for SilverDown {
+    async fn get(&self, path: &str) -> Result<movielake::lake::Object, movielake::lake::LakeError> {
+        self.inner.get(path).await
+    }
+    async fn get_range(&self, path: &str, range: std::ops::Range<u64>) -> Result<Bytes, movielake::lake::LakeError> {
+        self.inner.get_range(path, range).await
+    }
+    async fn put(
+        &self,
+        path: &str,
+        bytes: Bytes,
+        mode: PutMode,
+    ) -> Result<movielake::lake::ETag, movielake::lake::LakeError> {
+        self.inner.put(path, bytes, mode).await
+    }
+    async fn put_stream(
+        &self,
+        path: &str,
+        chunks: movielake::lake::Chunks,
+        mode: PutMode,
+    ) -> Result<movielake::lake::ETag, movielake::lake::LakeError> {
+        if path.starts_with("silver/") {
+            return Err(movielake::lake::LakeError::Transient {
+                path: path.into(),
+                message: "injected outage".into(),
+            });
+        }
+        self.inner.put_stream(path, chunks, mode).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<movielake::lake::ObjectMeta>, movielake::lake::LakeError> {
+        self.inner.list(prefix).await
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+async fn serve_in_process(lake: Arc<dyn Lake>) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let contracts_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts");
+    let contracts = movielake::config::load_contracts(Some(&contracts_dir)).expect("contracts");
+    let state = movielake::handler::AppState::new(lake, contracts, chrono::Duration::hours(24));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(movielake::handler::serve_on(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    (base, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_outage_while_writing_silver_fails_the_invocation_for_a_retry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (gz, _) = title_basics_gz(20_000);
+    let bronze = "bronze/imdb/title.basics/ingest_date=2026-11-23/title.basics.tsv.gz";
+    let healthy: Arc<dyn Lake> = Arc::new(LocalLake::new(dir.path()));
+    healthy
+        .put(bronze, Bytes::from(gz), PutMode::Create)
+        .await
+        .expect("upload");
+
+    let (base, _stop) = serve_in_process(Arc::new(SilverDown {
+        inner: LocalLake::new(dir.path()),
+    }))
+    .await;
+    let (status, _, body) = post_to(&base, "bronze_to_silver", landed_event(bronze), false).await;
+    assert_eq!(status, 500, "an outage must be retried, not skipped: {body}");
+    assert!(
+        body.contains("storage_unavailable") && body.contains("injected outage"),
+        "{body}"
+    );
+    assert!(
+        healthy.list("ops/runs/").await.expect("list").is_empty(),
+        "no manifest for a failed run"
+    );
+
+    // The retry, once storage is back, converts the file.
+    let (base, _stop) = serve_in_process(healthy.clone()).await;
+    let (status, _, body) = post_to(&base, "bronze_to_silver", landed_event(bronze), false).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("imdb_title_basics: in=20001"), "{body}");
+}
+
 /// CSV field quoting (RFC 4180) for the hand-made Movies Dataset rows.
 fn csv_row(fields: &[&str]) -> String {
     let quoted: Vec<String> = fields

@@ -346,10 +346,13 @@ impl Lake for AzureBlobLake {
         // Blocks are staged as the chunks come (uncommitted blocks are invisible), then one
         // conditional Put Block List publishes the blob: create-only and if-match hold for the
         // whole object, and an aborted stream leaves nothing (Azure drops uncommitted blocks).
+        // Block ids unique to this upload: two writers racing on one name must never commit each
+        // other's uncommitted blocks (ids are per blob, and all of one blob's ids share a length).
+        let upload = upload_id();
         let mut block_ids: Vec<Vec<u8>> = Vec::new();
         let mut pending = bytes::BytesMut::new();
         let stage = async |data: Bytes, ids: &mut Vec<Vec<u8>>| -> Result<(), LakeError> {
-            let id = format!("block-{:010}", ids.len()).into_bytes();
+            let id = format!("{upload:032x}-{:010}", ids.len()).into_bytes();
             let len = data.len() as u64;
             let content: RequestContent<Bytes, NoFormat> = data.into();
             blob.stage_block(&id, len, content, None)
@@ -501,6 +504,22 @@ impl Lake for AzureBlobLake {
     fn describe(&self) -> String {
         self.endpoint.clone()
     }
+}
+
+/// A value no other upload of this or another process uses: time, process id and a counter,
+/// mixed through SHA-256.
+fn upload_id() -> u128 {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let seed = format!(
+        "{}-{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let digest = <Sha256 as sha2::Digest>::digest(seed.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    u128::from_be_bytes(bytes)
 }
 
 /// One upload with the preconditions of `mode`: a single Put Blob up to
