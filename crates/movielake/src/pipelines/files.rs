@@ -150,14 +150,18 @@ pub async fn land_local_file(lake: &dyn Lake, file: &Path, date: NaiveDate) -> R
         }),
         Err(LakeError::AlreadyExists { .. }) => {
             let existing = lake.list(&path).await?.into_iter().find(|m| m.path == path);
-            match existing {
-                Some(meta) if meta.size == size => Ok(Landed {
+            let same = match existing {
+                Some(meta) if meta.size == size => same_bytes(lake, &path, file, size).await?,
+                _ => false,
+            };
+            match same {
+                true => Ok(Landed {
                     path,
                     kind,
                     bytes: size,
                     already: true,
                 }),
-                _ => Err(FilesError::Unusable(format!(
+                false => Err(FilesError::Unusable(format!(
                     "{path} already holds another file of that name landed today; bronze is never overwritten \
                      (rename the file or ingest it with another --date)"
                 ))),
@@ -165,6 +169,28 @@ pub async fn land_local_file(lake: &dyn Lake, file: &Path, date: NaiveDate) -> R
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Whether the bronze object holds exactly the local file's bytes (compared range by range, so
+/// a same-sized corrected file is not taken for the one already landed).
+async fn same_bytes(lake: &dyn Lake, path: &str, file: &Path, size: u64) -> Result<bool, FilesError> {
+    let local = |e: std::io::Error| FilesError::Local {
+        path: file.display().to_string(),
+        message: format!("cannot read: {e}"),
+    };
+    let mut reader = tokio::fs::File::open(file).await.map_err(local)?;
+    let mut offset = 0u64;
+    let mut buf = vec![0u8; CHUNK];
+    while offset < size {
+        let want = CHUNK.min((size - offset) as usize);
+        reader.read_exact(&mut buf[..want]).await.map_err(local)?;
+        let stored = lake.get_range(path, offset..offset + want as u64).await?;
+        if stored.as_ref() != &buf[..want] {
+            return Ok(false);
+        }
+        offset += want as u64;
+    }
+    Ok(true)
 }
 
 /// A local file, chunk by chunk, as a lake write body (a read error aborts the write).

@@ -535,6 +535,23 @@ fn ingest_and_query_from_the_command_line() {
     assert!(query.status.success(), "{}", String::from_utf8_lossy(&query.stderr));
     assert!(out.contains("| 2 | 1            | NA |"), "{out}");
 
+    // The same file again the same day: kept as landed, converted to the same objects.
+    let again = movielake(&["ingest", file.to_str().expect("path"), "--date", "2026-11-23"]);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already in bronze"));
+    // A corrected file of the same size under the same name is not taken for it.
+    let text = std::fs::read_to_string(&file)
+        .expect("read")
+        .replace("Carmencita", "Carmencito");
+    std::fs::write(&file, text).expect("write");
+    let changed = movielake(&["ingest", file.to_str().expect("path"), "--date", "2026-11-23"]);
+    assert!(!changed.status.success());
+    assert!(
+        String::from_utf8_lossy(&changed.stderr).contains("already holds another file"),
+        "{}",
+        String::from_utf8_lossy(&changed.stderr)
+    );
+
     let unknown = dir.path().join("notes.csv");
     std::fs::write(&unknown, "a,b\n1,2\n").expect("write");
     let refused = movielake(&["ingest", unknown.to_str().expect("path")]);
