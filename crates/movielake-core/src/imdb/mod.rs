@@ -28,6 +28,11 @@ const BATCH_ROWS: usize = 64 * 1024;
 /// Read buffer; a longer line grows it (IMDb lines are well under 1 KiB).
 const READ_BUFFER: usize = 1 << 20;
 const NULL: &[u8] = b"\\N";
+/// Longest line read whole (IMDb lines are under 1 KiB): a file that is not line-structured any
+/// more (a corrupt tail, CR-only endings) cannot make one line take the memory.
+const MAX_LINE: usize = 16 << 20;
+/// Of a line cut at [`MAX_LINE`], what the quarantine record keeps.
+const KEPT_OF_LONG_LINE: usize = 64 << 10;
 
 /// One of the seven IMDb files: its name in IMDb's dump and the contract that types it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +151,7 @@ pub fn convert<R: Read, S: PartSink + Send>(
         source,
     };
     let mut lines = Lines::new(decompressed(input).map_err(read_error)?);
-    let Some(header) = lines.next_line().map_err(read_error)? else {
+    let Some((header, _)) = lines.next_line().map_err(read_error)? else {
         return Err(unrecognised(
             &object,
             "the file is empty (an IMDb file starts with a header line)",
@@ -185,9 +190,13 @@ pub fn convert<R: Read, S: PartSink + Send>(
         };
         let parsed = (|| {
             let mut number = 1u64;
-            while let Some(line) = lines.next_line().map_err(read_error)? {
+            while let Some((line, truncated)) = lines.next_line().map_err(read_error)? {
                 number += 1;
-                typer.line(line, number, &mut emit)?;
+                if truncated {
+                    typer.too_long(line, number, &mut emit)?;
+                } else {
+                    typer.line(line, number, &mut emit)?;
+                }
             }
             typer.flush(&mut emit)?;
             Ok(number - 1)
@@ -246,32 +255,38 @@ impl<R: BufRead> Lines<R> {
         }
     }
 
-    /// The next line without its ending; `None` at the end. A last line without `\n` counts.
-    fn next_line(&mut self) -> std::io::Result<Option<&[u8]>> {
+    /// The next line without its ending, and whether it was cut at [`MAX_LINE`] bytes (the rest
+    /// of it is skipped); `None` at the end. A last line without `\n` counts.
+    fn next_line(&mut self) -> std::io::Result<Option<(&[u8], bool)>> {
         self.reader.consume(std::mem::take(&mut self.pending));
         self.carry.clear();
+        let mut truncated = false;
         loop {
             let (newline, available) = {
                 let buf = self.reader.fill_buf()?;
                 (memchr::memchr(b'\n', buf), buf.len())
             };
             if available == 0 {
-                return Ok((!self.carry.is_empty()).then(|| trim_line_end(&self.carry)));
+                return Ok((!self.carry.is_empty()).then(|| (trim_line_end(&self.carry), truncated)));
             }
+            let room = MAX_LINE.saturating_sub(self.carry.len());
             match newline {
-                Some(i) if self.carry.is_empty() => {
+                Some(i) if self.carry.is_empty() && i < MAX_LINE => {
                     self.pending = i + 1;
                     // A second fill_buf on a non-empty buffer returns it again without reading.
                     let buf = self.reader.fill_buf()?;
-                    return Ok(Some(trim_line_end(&buf[..=i])));
+                    return Ok(Some((trim_line_end(&buf[..=i]), false)));
                 }
                 Some(i) => {
-                    self.carry.extend_from_slice(&self.reader.fill_buf()?[..=i]);
+                    let take = (i + 1).min(room);
+                    self.carry.extend_from_slice(&self.reader.fill_buf()?[..take]);
                     self.reader.consume(i + 1);
-                    return Ok(Some(trim_line_end(&self.carry)));
+                    return Ok(Some((trim_line_end(&self.carry), truncated || take < i + 1)));
                 }
                 None => {
-                    self.carry.extend_from_slice(self.reader.fill_buf()?);
+                    let take = available.min(room);
+                    self.carry.extend_from_slice(&self.reader.fill_buf()?[..take]);
+                    truncated |= take < available;
                     self.reader.consume(available);
                 }
             }

@@ -10,7 +10,7 @@ use arrow_array::builder::{
 };
 use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
 
-use super::{BATCH_ROWS, ImdbFile, NULL, Typed, unrecognised};
+use super::{BATCH_ROWS, ImdbFile, KEPT_OF_LONG_LINE, MAX_LINE, NULL, Typed, unrecognised};
 use crate::contract::{Column, Contract};
 use crate::expr;
 use crate::files::{FileContext, FileError};
@@ -242,6 +242,18 @@ impl<'c> Typer<'c> {
             fields: Vec::with_capacity(file.header.len() + 1),
             rows: 0,
         })
+    }
+
+    /// A line cut at `MAX_LINE`: refused as a whole, its start kept.
+    pub(super) fn too_long(&mut self, start: &[u8], number: u64, out: &mut Emit<'_>) -> Result<(), FileError> {
+        let kept = &start[..start.len().min(KEPT_OF_LONG_LINE)];
+        let detail = format!(
+            "the line is longer than {} MiB (no line break); its first {} KiB are kept in raw",
+            MAX_LINE >> 20,
+            KEPT_OF_LONG_LINE >> 10
+        );
+        let reason = Reason::new("line_length", None, detail);
+        self.reject(out, &String::from_utf8_lossy(kept), number, Stage::Decode, vec![reason])
     }
 
     pub(super) fn line(&mut self, bytes: &[u8], number: u64, out: &mut Emit<'_>) -> Result<(), FileError> {

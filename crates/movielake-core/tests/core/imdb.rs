@@ -419,3 +419,26 @@ mod nothing_lost {
         }
     }
 }
+
+#[test]
+fn a_line_without_end_is_cut_and_quarantined_and_the_next_one_read() {
+    let good = |id: u32| format!("tt{id:07}\tmovie\tT\tT\t0\t2000\t\\N\t90\tDrama\n");
+    let mut input = HEADER.to_string() + &good(1);
+    input.push_str(&"x".repeat(20 << 20)); // line 3: 20 MiB, no tab, no newline for a long while
+    input.push('\n');
+    input.push_str(&good(2));
+    input.push_str(&"y".repeat(17 << 20)); // line 5: the last line, cut too
+    let result = convert(input.as_bytes());
+    let rejected = quarantine(&result.sink);
+    let lines: Vec<u64> = rejected.iter().filter_map(|q| q["source"]["line"].as_u64()).collect();
+    assert_eq!(lines, [3, 5]);
+    for q in &rejected {
+        assert_eq!(q["reasons"][0]["rule"], "line_length");
+        assert_eq!(
+            q["raw"].as_str().map(str::len),
+            Some(64 << 10),
+            "the start of the line is kept"
+        );
+    }
+    assert_eq!((result.counts.records_in, result.counts.silver), (4, 2));
+}
