@@ -52,6 +52,15 @@ impl LocalLake {
     }
 }
 
+/// Deletes a temp file when dropped (after publishing it is a second link, or already renamed).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
 fn etag_of(meta: &fs::Metadata) -> ETag {
     // A published file is never modified in place (every write is a new inode renamed or linked
     // into place), so inode + size + mtime identifies one version.
@@ -128,6 +137,9 @@ impl Lake for LocalLake {
             .map_err(|e| io_error(path, "create temp folder", e))?;
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let tmp = tmp_dir.join(format!("{}-{n}.tmp", std::process::id()));
+        // Removes the temp file however this ends, also when the future is dropped mid-stream
+        // (a cancelled upload would otherwise leave up to a whole file behind).
+        let _cleanup = RemoveOnDrop(tmp.clone());
         let written: Result<(), LakeError> = async {
             let mut f = tokio::fs::File::create(&tmp)
                 .await
@@ -143,18 +155,13 @@ impl Lake for LocalLake {
             Ok(())
         }
         .await;
-        if let Err(e) = written {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(e);
-        }
+        written?;
         let p = path.to_string();
         self.blocking(path, move || {
             if let Some(parent) = target.parent() {
                 fs::create_dir_all(parent).map_err(|e| io_error(&p, "create folder", e))?;
             }
-            let result = publish_file(&p, &tmp, &target, &meta_dir, mode);
-            let _ = fs::remove_file(&tmp);
-            result
+            publish_file(&p, &tmp, &target, &meta_dir, mode)
         })
         .await
     }

@@ -234,6 +234,10 @@ async fn streaming(lake: &dyn Lake, base: &str) {
 async fn local_lake_conforms() {
     let dir = tempfile::tempdir().expect("tempdir");
     suite(Arc::new(LocalLake::new(dir.path())), &unique("local")).await;
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join(".movielake/tmp"))
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "temp files left behind: {leftovers:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
