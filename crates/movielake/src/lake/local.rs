@@ -166,6 +166,18 @@ impl Lake for LocalLake {
         .await
     }
 
+    async fn delete(&self, path: &str) -> Result<(), LakeError> {
+        super::refuse_bronze_delete(path)?;
+        let file = self.file(path)?;
+        let p = path.to_string();
+        self.blocking(path, move || match fs::remove_file(&file) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error(&p, "delete", e)),
+        })
+        .await
+    }
+
     async fn put(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<ETag, LakeError> {
         let target = self.file(path)?;
         let meta_dir = self.root.join(META_DIR);

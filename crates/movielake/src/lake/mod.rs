@@ -88,11 +88,25 @@ pub trait Lake: Send + Sync + fmt::Debug {
     /// Like `put`, for objects too large to hold in memory: the object appears whole when the
     /// stream ends (a block list commit, a rename), or not at all.
     async fn put_stream(&self, path: &str, chunks: Chunks, mode: PutMode) -> Result<ETag, LakeError>;
+    /// Removes an object; nothing there is fine (deleting twice is a no-op). Bronze is never
+    /// deleted: adapters refuse `bronze/` paths.
+    async fn delete(&self, path: &str) -> Result<(), LakeError>;
     /// Every object whose path starts with `prefix`, sorted by path. The prefix must name a
     /// container (`silver/`, `ops/runs/`); listing across containers is not supported.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, LakeError>;
     /// Where this lake is, for messages and manifests (never holds a secret).
     fn describe(&self) -> String;
+}
+
+/// Bronze is immutable: a delete there is refused whatever the adapter.
+pub fn refuse_bronze_delete(path: &str) -> Result<(), LakeError> {
+    if path.starts_with("bronze/") {
+        return Err(LakeError::Other {
+            path: path.to_string(),
+            message: "bronze is never deleted".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Splits `container/key`, refusing anything that could escape the lake (`..`, empty segments,

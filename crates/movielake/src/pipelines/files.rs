@@ -50,6 +50,14 @@ impl FileKind {
         }
     }
 
+    /// The contracts a file of this kind writes.
+    fn contracts(self) -> &'static [&'static str] {
+        match self {
+            FileKind::Imdb(file) => std::slice::from_ref(&file.contract),
+            FileKind::MoviesDataset(file) => file.contracts(),
+        }
+    }
+
     fn pipeline(self) -> &'static str {
         match self {
             FileKind::Imdb(_) => "imdb",
@@ -311,6 +319,8 @@ pub async fn convert(
         (Err(e), None) => return Err(e.into()),
     };
 
+    let removed = remove_stale_parts(lake.as_ref(), &contracts, kind.contracts(), bronze, date, &outputs).await?;
+
     let mut record_counts = Counts::default();
     let mut logs = vec![format!("{}: {}", bronze, kind.describe())];
     for (contract, c) in &counts {
@@ -338,6 +348,11 @@ pub async fn convert(
     let body = serde_json::to_vec_pretty(&manifest).map_err(|e| FilesError::Unusable(e.to_string()))?;
     lake.put(&manifest_path, Bytes::from(body), PutMode::Overwrite).await?;
     let parts = outputs.iter().filter(|o| o.kind == OutputKind::Silver).count();
+    if removed > 0 {
+        logs.push(format!(
+            "{removed} part(s) of an earlier conversion of this file removed"
+        ));
+    }
     logs.push(format!("{parts} silver part(s); manifest {manifest_path}"));
     Ok(FileConverted {
         manifest_path,
@@ -346,6 +361,42 @@ pub async fn convert(
         outputs,
         logs,
     })
+}
+
+/// Parts named after this bronze object that this conversion did not write: left by an earlier
+/// conversion that wrote more of them (before a contract change sent rows elsewhere). Removed so
+/// that no row is in silver twice, or in silver and quarantine.
+async fn remove_stale_parts(
+    lake: &dyn Lake,
+    contracts: &ContractSet,
+    tables: &[&str],
+    bronze: &str,
+    date: NaiveDate,
+    outputs: &[Output],
+) -> Result<usize, FilesError> {
+    let marker = format!("/part-{}-", stable_id(bronze));
+    let written: std::collections::HashSet<&str> = outputs.iter().map(|o| o.path.as_str()).collect();
+    let mut removed = 0;
+    for contract in tables.iter().filter_map(|name| contracts.get(name)) {
+        let prefixes = [
+            format!("silver/{}/{}/", contract.source, contract.table),
+            format!(
+                "quarantine/{}/{}/date={}/",
+                contract.source,
+                contract.table,
+                date.format("%Y-%m-%d")
+            ),
+        ];
+        for prefix in prefixes {
+            for object in lake.list(&prefix).await? {
+                if object.path.contains(&marker) && !written.contains(object.path.as_str()) {
+                    lake.delete(&object.path).await?;
+                    removed += 1;
+                }
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// The kind of a bronze object from its first bytes (gzip looked through for IMDb).

@@ -215,6 +215,9 @@ impl Lake for SilverDown {
         }
         self.inner.put_stream(path, chunks, mode).await
     }
+    async fn delete(&self, path: &str) -> Result<(), movielake::lake::LakeError> {
+        self.inner.delete(path).await
+    }
     async fn list(&self, prefix: &str) -> Result<Vec<movielake::lake::ObjectMeta>, movielake::lake::LakeError> {
         self.inner.list(prefix).await
     }
@@ -267,6 +270,51 @@ async fn a_storage_outage_while_writing_silver_fails_the_invocation_for_a_retry(
     let (status, _, body) = post_to(&base, "bronze_to_silver", landed_event(bronze), false).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("imdb_title_basics: in=20001"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_left_by_an_earlier_conversion_of_the_file_are_removed_and_no_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake: Arc<dyn Lake> = Arc::new(LocalLake::new(dir.path()));
+    let (gz, _) = title_basics_gz(1_000);
+    let bronze = "bronze/imdb/title.basics/ingest_date=2026-11-23/title.basics.tsv.gz";
+    lake.put(bronze, Bytes::from(gz), PutMode::Create)
+        .await
+        .expect("upload");
+    let id = movielake_core::naming::stable_id(bronze);
+    // What an earlier conversion with more parts (and quarantined lines) would have left, and a
+    // part of another file that must stay.
+    let stale_silver = format!("silver/imdb/title_basics/snapshot_date=2026-11-23/part-{id}-00007.parquet");
+    let stale_quarantine = format!("quarantine/imdb/title_basics/date=2026-11-23/part-{id}-00003.jsonl");
+    let other = "silver/imdb/title_basics/snapshot_date=2026-11-23/part-0123456789abcdef-00007.parquet";
+    for path in [stale_silver.as_str(), stale_quarantine.as_str(), other] {
+        lake.put(path, Bytes::from_static(b"old"), PutMode::Create)
+            .await
+            .expect("put");
+    }
+    let contracts_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts");
+    let contracts = Arc::new(movielake::config::load_contracts(Some(&contracts_dir)).expect("contracts"));
+    let progress: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(|_: &str| {});
+    let done = movielake::pipelines::files::convert(lake.clone(), contracts, bronze, progress)
+        .await
+        .expect("convert");
+    assert!(
+        done.logs
+            .iter()
+            .any(|l| l.contains("2 part(s) of an earlier conversion")),
+        "{:?}",
+        done.logs
+    );
+    for path in [&stale_silver, &stale_quarantine] {
+        assert!(
+            matches!(lake.get(path).await, Err(movielake::lake::LakeError::NotFound { .. })),
+            "{path}"
+        );
+    }
+    assert!(lake.get(other).await.is_ok(), "another file's part stays");
+    for output in &done.outputs {
+        assert!(lake.get(&output.path).await.is_ok(), "{} was written", output.path);
+    }
 }
 
 /// CSV field quoting (RFC 4180) for the hand-made Movies Dataset rows.

@@ -162,6 +162,21 @@ async fn suite(lake: Arc<dyn Lake>, run: &str) {
     assert_eq!(lake.get(&p("counter")).await.expect("counter").bytes.as_ref(), b"30");
 
     streaming(lake.as_ref(), &p("stream")).await;
+
+    // delete: gone, then a no-op; bronze refused.
+    lake.put(&p("gone.txt"), Bytes::from_static(b"x"), PutMode::Create)
+        .await
+        .expect("put");
+    lake.delete(&p("gone.txt")).await.expect("delete");
+    assert!(matches!(
+        lake.get(&p("gone.txt")).await,
+        Err(LakeError::NotFound { .. })
+    ));
+    lake.delete(&p("gone.txt")).await.expect("deleting nothing is fine");
+    assert!(matches!(
+        lake.delete(&format!("bronze/{run}/x.json")).await,
+        Err(LakeError::Other { .. })
+    ));
 }
 
 /// Streamed writes and ranged reads: a 20 MiB object in 1 MiB chunks (several Azure blocks),

@@ -60,6 +60,9 @@ impl Lake for TestLake {
     async fn put_stream(&self, path: &str, chunks: movielake::lake::Chunks, mode: PutMode) -> Result<ETag, LakeError> {
         self.inner.put_stream(path, chunks, mode).await
     }
+    async fn delete(&self, path: &str) -> Result<(), movielake::lake::LakeError> {
+        self.inner.delete(path).await
+    }
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, LakeError> {
         self.inner.list(prefix).await
     }

@@ -262,6 +262,9 @@ impl Lake for FailingLake {
         }
         self.inner.put_stream(path, chunks, mode).await
     }
+    async fn delete(&self, path: &str) -> Result<(), movielake::lake::LakeError> {
+        self.inner.delete(path).await
+    }
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, LakeError> {
         self.inner.list(prefix).await
     }

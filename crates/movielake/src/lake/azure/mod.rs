@@ -404,6 +404,16 @@ impl Lake for AzureBlobLake {
         }
     }
 
+    async fn delete(&self, path: &str) -> Result<(), LakeError> {
+        super::refuse_bronze_delete(path)?;
+        let (container, key) = split_path(path)?;
+        match self.blob(container, key).delete(None).await {
+            Ok(_) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => Ok(()),
+            Err(e) => Err(self.map_error(path, e)),
+        }
+    }
+
     async fn put(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<ETag, LakeError> {
         let (container, key) = split_path(path)?;
         let blob = self.blob(container, key);
