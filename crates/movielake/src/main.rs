@@ -306,17 +306,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gold { models, show } => build_gold(&state, models.as_deref(), show).await?,
         Command::Ingest { files, date } => {
             let date = date.unwrap_or_else(|| Utc::now().date_naive());
-            let mut unbalanced = 0;
-            for file in &files {
-                let started = std::time::Instant::now();
-                let counts = ingest_file(&state, file, date).await?;
-                print_counts(
-                    &format!("{}: converted in {:.1?}", file.display(), started.elapsed()),
-                    &counts,
-                );
-                unbalanced += usize::from(!counts.balanced());
-            }
-            anyhow::ensure!(unbalanced == 0, "records were lost: the counts do not add up");
+            let balanced = ingest_files(&state, &files, date).await?;
+            anyhow::ensure!(balanced, "records were lost: the counts do not add up");
         }
         Command::Status { filter } => {
             let statuses = movielake::status::summarize(state.lake.as_ref(), filter.as_deref()).await?;
@@ -377,7 +368,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             // Files: the ones given, or a generated Movies Dataset sample (same seed, same bytes).
             let date = start.date_naive();
-            let mut files_balanced = true;
             let generated = std::env::temp_dir().join(format!("movielake-run-{}", std::process::id()));
             let files = if files.is_empty() {
                 std::fs::create_dir_all(&generated)?;
@@ -390,15 +380,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 files
             };
-            for file in &files {
-                let started = std::time::Instant::now();
-                let counts = ingest_file(&state, file, date).await?;
-                print_counts(
-                    &format!("{}: converted in {:.1?}", file.display(), started.elapsed()),
-                    &counts,
-                );
-                files_balanced &= counts.balanced();
-            }
+            let files_balanced = ingest_files(&state, &files, date).await?;
             let _ = std::fs::remove_dir_all(&generated);
             let models = Some(PathBuf::from("gold")).filter(|d| d.is_dir());
             build_gold(&state, models.as_deref(), 5).await?;
@@ -437,6 +419,21 @@ async fn build_gold(state: &AppState, models: Option<&std::path::Path>, show: us
         println!("{}", movielake::gold::render(&batches, show)?);
     }
     Ok(())
+}
+
+/// Ingests each file, printing its counts; whether every file's counts add up.
+async fn ingest_files(state: &AppState, files: &[PathBuf], date: chrono::NaiveDate) -> anyhow::Result<bool> {
+    let mut balanced = true;
+    for file in files {
+        let started = std::time::Instant::now();
+        let counts = ingest_file(state, file, date).await?;
+        print_counts(
+            &format!("{}: converted in {:.1?}", file.display(), started.elapsed()),
+            &counts,
+        );
+        balanced &= counts.balanced();
+    }
+    Ok(balanced)
 }
 
 /// Lands one local file in bronze and converts it, printing progress on stderr.

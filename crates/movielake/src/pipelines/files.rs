@@ -19,7 +19,7 @@ use movielake_core::files::{FileContext, FileError, Outputs};
 use movielake_core::imdb::{self, ImdbFile};
 use movielake_core::manifest::{Counts, Output, OutputKind, RunManifest};
 use movielake_core::movies_dataset::{self, MoviesFile};
-use movielake_core::naming::{run_manifest, stable_id};
+use movielake_core::naming::stable_id;
 use movielake_core::route::RunContext;
 use tokio::io::AsyncReadExt as _;
 
@@ -231,10 +231,21 @@ fn is_safe_name(name: &str) -> bool {
 
 /// The kind of a file by its first line (gzip is looked through).
 fn header_of(input: impl Read) -> std::io::Result<Option<FileKind>> {
+    Ok(FileKind::of_header(&first_line(input)?))
+}
+
+/// The first line of a file, gzip looked through, at most 64 KiB of it.
+fn first_line(input: impl Read) -> std::io::Result<Vec<u8>> {
     let mut reader = imdb::decompressed(input)?;
     let mut line = Vec::new();
-    reader.by_ref().take(64 * 1024).read_until(b'\n', &mut line)?;
-    Ok(FileKind::of_header(&line))
+    // Sniffing a bronze object reads only its first range, which may end inside the gzip
+    // stream: once the header line is out, that error does not matter.
+    if let Err(e) = reader.by_ref().take(64 * 1024).read_until(b'\n', &mut line)
+        && line.is_empty()
+    {
+        return Err(e);
+    }
+    Ok(line)
 }
 
 /// What a conversion did.
@@ -268,11 +279,12 @@ pub async fn convert(
             "{bronze}: bronze files must be under …/ingest_date=YYYY-MM-DD/; not converted"
         ))
     })?;
+    let run_id = stable_id(bronze);
     let ctx = FileContext {
         object: bronze.to_string(),
         ingest_date: date,
         run: RunContext {
-            run_id: stable_id(bronze),
+            run_id: run_id.clone(),
             ingested_at: date.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc(),
         },
     };
@@ -329,25 +341,23 @@ pub async fn convert(
         }
         logs.push(format!("{contract}: {}", c.summary()));
     }
-    let manifest_path = run_manifest(kind.pipeline(), date, &stable_id(bronze));
     let manifest = RunManifest {
-        run_id: stable_id(bronze),
+        run_id: run_id.clone(),
         pipeline: kind.pipeline().to_string(),
         binary_version: env!("CARGO_PKG_VERSION").to_string(),
         started_at,
         finished_at: Utc::now(),
         duration_ms: clock.elapsed().as_millis() as u64,
         inputs: vec![bronze.to_string()],
-        outputs: outputs.clone(),
-        counts: record_counts.clone(),
+        outputs,
+        counts: record_counts,
         contracts: counts
             .keys()
             .filter_map(|name| contracts.get(name).map(|c| (name.clone(), c.version)))
             .collect(),
     };
-    let body = serde_json::to_vec_pretty(&manifest).map_err(|e| FilesError::Unusable(e.to_string()))?;
-    lake.put(&manifest_path, Bytes::from(body), PutMode::Overwrite).await?;
-    let parts = outputs.iter().filter(|o| o.kind == OutputKind::Silver).count();
+    let manifest_path = super::put_manifest(lake.as_ref(), &manifest, date).await?;
+    let parts = manifest.outputs.iter().filter(|o| o.kind == OutputKind::Silver).count();
     if removed > 0 {
         logs.push(format!(
             "{removed} part(s) of an earlier conversion of this file removed"
@@ -357,8 +367,8 @@ pub async fn convert(
     Ok(FileConverted {
         manifest_path,
         kind,
-        counts: record_counts,
-        outputs,
+        counts: manifest.counts,
+        outputs: manifest.outputs,
         logs,
     })
 }
@@ -401,18 +411,9 @@ async fn remove_stale_parts(
 
 /// The kind of a bronze object from its first bytes (gzip looked through for IMDb).
 fn sniff(head: &[u8]) -> Result<FileKind, String> {
-    let line_of = |bytes: &[u8]| -> Vec<u8> {
-        let end = bytes.iter().position(|&b| b == b'\n').unwrap_or(bytes.len());
-        bytes[..end].to_vec()
-    };
-    let line = if head.starts_with(&[0x1f, 0x8b]) {
-        let mut text = Vec::new();
-        let _ = imdb::decompressed(head).and_then(|mut r| r.by_ref().take(64 * 1024).read_until(b'\n', &mut text));
-        line_of(&text)
-    } else {
-        line_of(head)
-    };
+    let line = first_line(head).unwrap_or_default();
     FileKind::of_header(&line).ok_or_else(|| {
+        let line = line.strip_suffix(b"\n").unwrap_or(&line);
         let shown = String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
         format!("header {shown:?} is not that of an IMDb file or a file of The Movies Dataset; not converted")
     })

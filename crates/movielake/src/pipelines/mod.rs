@@ -76,7 +76,7 @@ pub async fn write_manifest(
             bytes: w.bytes.len() as u64,
         })
         .collect();
-    let manifest_path = run_manifest(&plan.pipeline, plan.date, &plan.run_id);
+    let date = plan.date;
     let manifest = RunManifest {
         run_id: plan.run_id,
         pipeline: plan.pipeline,
@@ -89,10 +89,22 @@ pub async fn write_manifest(
         counts: plan.counts,
         contracts: plan.contracts,
     };
-    let body = serde_json::to_vec_pretty(&manifest).map_err(|e| LakeError::Other {
+    let manifest_path = put_manifest(lake, &manifest, date).await?;
+    Ok((manifest, manifest_path))
+}
+
+/// Writes a run manifest at `ops/runs/<pipeline>/date=<date>/<run id>.json` (overwrite: a retry
+/// of the same input rewrites it). Returns its path.
+pub async fn put_manifest(
+    lake: &dyn Lake,
+    manifest: &RunManifest,
+    date: chrono::NaiveDate,
+) -> Result<String, LakeError> {
+    let manifest_path = run_manifest(&manifest.pipeline, date, &manifest.run_id);
+    let body = serde_json::to_vec_pretty(manifest).map_err(|e| LakeError::Other {
         path: manifest_path.clone(),
         message: format!("cannot encode the run manifest: {e}"),
     })?;
     lake.put(&manifest_path, Bytes::from(body), PutMode::Overwrite).await?;
-    Ok((manifest, manifest_path))
+    Ok(manifest_path)
 }

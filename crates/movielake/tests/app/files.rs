@@ -126,13 +126,13 @@ async fn uploaded_file_converts(lake: Arc<dyn Lake>, base: &str, name: &str) {
     assert_eq!(quarantined, bad_lines);
 
     // A redelivery rewrites the same objects with the same bytes.
-    let before: Vec<Bytes> = futures_bytes(&lake, &manifest).await;
+    let before: Vec<Bytes> = output_bytes(&lake, &manifest).await;
     let (status, _, _) = post_to(base, "bronze_to_silver", landed_event(&bronze), false).await;
     assert_eq!(status, 200);
-    assert_eq!(futures_bytes(&lake, &manifest).await, before);
+    assert_eq!(output_bytes(&lake, &manifest).await, before);
 }
 
-async fn futures_bytes(lake: &Arc<dyn Lake>, manifest: &serde_json::Value) -> Vec<Bytes> {
+async fn output_bytes(lake: &Arc<dyn Lake>, manifest: &serde_json::Value) -> Vec<Bytes> {
     let mut out = Vec::new();
     for output in manifest["outputs"].as_array().expect("outputs") {
         out.push(
