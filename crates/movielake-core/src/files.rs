@@ -14,10 +14,10 @@ use std::io::{self, Write};
 
 use arrow_array::RecordBatch;
 use chrono::NaiveDate;
-use parquet::arrow::ArrowWriter;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use crate::column_writer::ColumnParallelWriter;
 use crate::contract::Contract;
 use crate::manifest::{Counts, Output, OutputKind};
 use crate::naming::{quarantine_part, silver_part, stable_id};
@@ -34,6 +34,9 @@ use crate::value::Value;
 pub const ROWS_PER_ROW_GROUP: usize = 512 * 1024;
 /// Rows per part: large outputs split into parts that readers fetch in parallel.
 pub const ROWS_PER_PART: u64 = 2 * 1024 * 1024;
+/// Threads encoding a part's columns by default: the Function plans and the development machines
+/// have two cores, and encoding is most of a large file's CPU.
+pub const ENCODING_THREADS: usize = 2;
 
 /// Where the bytes of output objects go. `open` starts an object, bytes are written to the part
 /// as they are produced, `commit` makes it visible (a rename, a block-list commit).
@@ -97,7 +100,7 @@ impl FileContext {
 struct OpenPart<W: Write + Send> {
     path: String,
     rows: u64,
-    writer: ArrowWriter<CountingWriter<W>>,
+    writer: ColumnParallelWriter<CountingWriter<W>>,
 }
 
 struct TableParts<W: Write + Send> {
@@ -120,6 +123,8 @@ pub struct Outputs<S: PartSink> {
     ctx: FileContext,
     rows_per_part: u64,
     properties: WriterProperties,
+    /// Threads encoding the columns of a part.
+    threads: usize,
     /// By silver directory (table + partition values).
     tables: BTreeMap<String, TableParts<S::Part>>,
     quarantine: BTreeMap<String, QuarantineParts<S::Part>>,
@@ -147,11 +152,19 @@ impl<S: PartSink> Outputs<S> {
             ctx,
             rows_per_part: rows_per_part.max(1),
             properties,
+            threads: ENCODING_THREADS,
             tables: BTreeMap::new(),
             quarantine: BTreeMap::new(),
             written: Vec::new(),
             counts: BTreeMap::new(),
         }
+    }
+
+    /// Threads that encode the columns of a part (default [`ENCODING_THREADS`]; 1 encodes on the
+    /// calling thread only).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
     }
 
     pub fn context(&self) -> &FileContext {
@@ -205,10 +218,13 @@ impl<S: PartSink> Outputs<S> {
                     path: path.clone(),
                     source,
                 })?;
-                let writer = ArrowWriter::try_new(
+                let room = (self.rows_per_part as usize).min(batch.num_rows() - offset);
+                let writer = ColumnParallelWriter::try_new(
                     CountingWriter::new(part),
                     silver_schema(contract),
-                    Some(self.properties.clone()),
+                    self.properties.clone(),
+                    &batch.slice(offset, room),
+                    self.threads,
                 )
                 .map_err(|e| FileError::Encode {
                     path: path.clone(),

@@ -2,6 +2,7 @@
 //! Parquet encoding to bytes, deterministic names, run manifests and the Functions host's
 //! payload format. No tokio, no network, no clock, no environment: every input is an argument.
 
+pub mod column_writer;
 pub mod contract;
 pub mod eventgrid;
 pub mod expr;

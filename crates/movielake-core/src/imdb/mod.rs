@@ -11,6 +11,7 @@
 //! is. A line that does not fit (wrong number of fields, a value of the wrong type, a rule) goes to
 //! quarantine with its line number and every reason; the rest of the file goes on.
 
+mod split;
 mod typer;
 
 use std::io::{BufRead, BufReader, Read};
@@ -27,6 +28,8 @@ use typer::Typer;
 const BATCH_ROWS: usize = 64 * 1024;
 /// Read buffer; a longer line grows it (IMDb lines are well under 1 KiB).
 const READ_BUFFER: usize = 1 << 20;
+/// Buffer of the reader that looks for the gzip magic: reads larger than it bypass it.
+const SNIFF_BUFFER: usize = 64 << 10;
 const NULL: &[u8] = b"\\N";
 /// Longest line read whole (IMDb lines are under 1 KiB): a file that is not line-structured any
 /// more (a corrupt tail, CR-only endings) cannot make one line take the memory.
@@ -127,6 +130,18 @@ pub fn decompressed<'a, R: Read + 'a>(input: R) -> std::io::Result<Box<dyn BufRe
     })
 }
 
+/// Like [`decompressed`], for [`Blocks`]: no second buffer over plain input (its large reads go
+/// straight into the block buffer).
+fn decoded<'a, R: Read + 'a>(input: R) -> std::io::Result<Box<dyn Read + 'a>> {
+    let mut reader = BufReader::with_capacity(SNIFF_BUFFER, input);
+    let gzip = reader.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    Ok(if gzip {
+        Box::new(MultiGzDecoder::new(reader))
+    } else {
+        Box::new(reader)
+    })
+}
+
 /// What a conversion saw, for logs and the manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Converted {
@@ -150,12 +165,20 @@ pub fn convert<R: Read, S: PartSink + Send>(
         object: object.clone(),
         source,
     };
-    let mut lines = Lines::new(decompressed(input).map_err(read_error)?);
-    let Some((header, _)) = lines.next_line().map_err(read_error)? else {
-        return Err(unrecognised(
-            &object,
-            "the file is empty (an IMDb file starts with a header line)",
-        ));
+    let mut blocks = Blocks::new(decoded(input).map_err(read_error)?);
+    let first = match blocks.next_block().map_err(read_error)? {
+        Some(Block::Lines(first)) => first,
+        Some(Block::TooLong(start)) => start,
+        None => {
+            return Err(unrecognised(
+                &object,
+                "the file is empty (an IMDb file starts with a header line)",
+            ));
+        }
+    };
+    let (header, rest) = match memchr::memchr(b'\n', first) {
+        Some(i) => (&first[..i], &first[i + 1..]),
+        None => (first, &[][..]),
     };
     let file = recognise(header).ok_or_else(|| {
         let shown = String::from_utf8_lossy(&header[..header.len().min(200)]).into_owned();
@@ -164,6 +187,8 @@ pub fn convert<R: Read, S: PartSink + Send>(
             &format!("header {shown:?} is not the header of an IMDb dataset file (title.basics, name.basics, ...)"),
         )
     })?;
+    // The lines after the header in the first block; copied once so the reader can go on.
+    let rest = rest.to_vec();
     let contract = contracts
         .get(file.contract)
         .ok_or_else(|| FileError::MissingContract(file.contract.to_string()))?;
@@ -189,17 +214,19 @@ pub fn convert<R: Read, S: PartSink + Send>(
             })
         };
         let parsed = (|| {
-            let mut number = 1u64;
-            while let Some((line, truncated)) = lines.next_line().map_err(read_error)? {
-                number += 1;
-                if truncated {
-                    typer.too_long(line, number, &mut emit)?;
-                } else {
-                    typer.line(line, number, &mut emit)?;
+            // Line 1 is the header.
+            let mut lines = typer.block(&rest, 2, &mut emit)?;
+            while let Some(block) = blocks.next_block().map_err(read_error)? {
+                match block {
+                    Block::Lines(text) => lines += typer.block(text, lines + 2, &mut emit)?,
+                    Block::TooLong(start) => {
+                        lines += 1;
+                        typer.too_long(start, lines + 1, &mut emit)?;
+                    }
                 }
             }
             typer.flush(&mut emit)?;
-            Ok(number - 1)
+            Ok(lines)
         })();
         drop(sender);
         // The encoder's own error explains a failed send, so it comes first.
@@ -237,59 +264,100 @@ fn trim_line_end(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-/// Lines out of a buffered reader, without copying when a line lies inside the buffer (the
-/// common case); a line across two buffer fills is put together in `carry`.
-struct Lines<R> {
-    reader: R,
-    /// Bytes of the buffer handed out by the previous call, consumed on the next one.
-    pending: usize,
-    carry: Vec<u8>,
+/// What [`Blocks`] hands out.
+enum Block<'a> {
+    /// Whole lines, each ending in `\n` except a last line of the file without one.
+    Lines(&'a [u8]),
+    /// The first [`MAX_LINE`] bytes of a line that has no end within them; the rest of that line
+    /// is skipped.
+    TooLong(&'a [u8]),
 }
 
-impl<R: BufRead> Lines<R> {
+/// Blocks of whole lines out of a reader, about [`READ_BUFFER`] bytes each: typing works on many
+/// lines at once (column by column), and a line is never copied except when it crosses a fill.
+struct Blocks<R> {
+    reader: R,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+    /// Inside a line cut at [`MAX_LINE`]: skip to its end.
+    skipping: bool,
+}
+
+impl<R: Read> Blocks<R> {
     fn new(reader: R) -> Self {
-        Lines {
+        Blocks {
             reader,
-            pending: 0,
-            carry: Vec::new(),
+            buf: vec![0; READ_BUFFER],
+            start: 0,
+            end: 0,
+            eof: false,
+            skipping: false,
         }
     }
 
-    /// The next line without its ending, and whether it was cut at [`MAX_LINE`] bytes (the rest
-    /// of it is skipped); `None` at the end. A last line without `\n` counts.
-    fn next_line(&mut self) -> std::io::Result<Option<(&[u8], bool)>> {
-        self.reader.consume(std::mem::take(&mut self.pending));
-        self.carry.clear();
-        let mut truncated = false;
+    fn next_block(&mut self) -> std::io::Result<Option<Block<'_>>> {
         loop {
-            let (newline, available) = {
-                let buf = self.reader.fill_buf()?;
-                (memchr::memchr(b'\n', buf), buf.len())
-            };
-            if available == 0 {
-                return Ok((!self.carry.is_empty()).then(|| (trim_line_end(&self.carry), truncated)));
-            }
-            let room = MAX_LINE.saturating_sub(self.carry.len());
-            match newline {
-                Some(i) if self.carry.is_empty() && i < MAX_LINE => {
-                    self.pending = i + 1;
-                    // A second fill_buf on a non-empty buffer returns it again without reading.
-                    let buf = self.reader.fill_buf()?;
-                    return Ok(Some((trim_line_end(&buf[..=i]), false)));
-                }
-                Some(i) => {
-                    let take = (i + 1).min(room);
-                    self.carry.extend_from_slice(&self.reader.fill_buf()?[..take]);
-                    self.reader.consume(i + 1);
-                    return Ok(Some((trim_line_end(&self.carry), truncated || take < i + 1)));
-                }
-                None => {
-                    let take = available.min(room);
-                    self.carry.extend_from_slice(&self.reader.fill_buf()?[..take]);
-                    truncated |= take < available;
-                    self.reader.consume(available);
+            if self.skipping {
+                match memchr::memchr(b'\n', &self.buf[self.start..self.end]) {
+                    Some(i) => {
+                        self.start += i + 1;
+                        self.skipping = false;
+                    }
+                    None => {
+                        self.start = self.end;
+                        if self.eof {
+                            return Ok(None);
+                        }
+                        self.fill()?;
+                        continue;
+                    }
                 }
             }
+            let available = self.end - self.start;
+            if let Some(last) = memchr::memrchr(b'\n', &self.buf[self.start..self.end]) {
+                let block = self.start..self.start + last + 1;
+                self.start = block.end;
+                return Ok(Some(Block::Lines(&self.buf[block])));
+            }
+            if self.eof {
+                let block = self.start..self.end;
+                self.start = self.end;
+                return Ok((available > 0).then(|| Block::Lines(&self.buf[block])));
+            }
+            if available >= MAX_LINE {
+                let block = self.start..self.start + MAX_LINE;
+                self.start = self.end;
+                self.skipping = true;
+                return Ok(Some(Block::TooLong(&self.buf[block])));
+            }
+            self.fill()?;
+        }
+    }
+
+    /// Moves the unread tail to the front, grows the buffer when one line fills it (up to
+    /// [`MAX_LINE`]), shrinks it back after such a line, and reads once.
+    fn fill(&mut self) -> std::io::Result<()> {
+        self.buf.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+        if self.end == 0 && self.buf.len() > READ_BUFFER {
+            self.buf.truncate(READ_BUFFER);
+            self.buf.shrink_to_fit();
+        }
+        if self.end == self.buf.len() {
+            let grown = (self.buf.len() * 2).min(MAX_LINE);
+            self.buf.resize(grown.max(self.end + 1), 0);
+        }
+        loop {
+            match self.reader.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            return Ok(());
         }
     }
 }
