@@ -69,6 +69,10 @@ pub struct Column {
     pub field: Option<String>,
     /// A list column whose text is a JSON array (IMDb `characters`) rather than comma-separated.
     pub list_json: bool,
+    /// Min/max (and null count) statistics in the silver Parquet. They cost a comparison per
+    /// value when written and only help readers that filter by range; free text, lists and small
+    /// enums spread over every row group gain nothing from them.
+    pub statistics: bool,
     pub description: Option<String>,
 }
 
@@ -298,7 +302,13 @@ struct RawColumn {
     from: Option<Spanned<String>>,
     field: Option<Spanned<String>>,
     list_format: Option<Spanned<String>>,
+    #[serde(default = "yes")]
+    statistics: bool,
     description: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -428,6 +438,7 @@ fn check_column(rc: &RawColumn, earlier: &[Column]) -> Result<Column, (Span, Str
         from_metadata,
         field: rc.field.as_ref().map(|f| f.get_ref().clone()),
         list_json,
+        statistics: rc.statistics,
         ty,
         required: rc.required,
         min: bound(&rc.min, "min")?,

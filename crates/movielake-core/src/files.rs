@@ -24,7 +24,8 @@ use crate::naming::{quarantine_part, silver_part, stable_id};
 use crate::quarantine::QuarantineRecord;
 use crate::route::{Accepted, RunContext};
 use crate::silver::{
-    EncodeError, Lineage, RUN_ID, SOURCE_OBJECT, accepted_batch, partition, silver_schema, writer_properties,
+    EncodeError, Lineage, RUN_ID, SOURCE_OBJECT, accepted_batch, contract_properties, partition, silver_schema,
+    writer_properties,
 };
 use crate::value::Value;
 
@@ -222,7 +223,7 @@ impl<S: PartSink> Outputs<S> {
                 let writer = ColumnParallelWriter::try_new(
                     CountingWriter::new(part),
                     silver_schema(contract),
-                    self.properties.clone(),
+                    contract_properties(self.properties.clone(), contract),
                     &batch.slice(offset, room),
                     self.threads,
                 )

@@ -14,7 +14,8 @@ use chrono::{DateTime, Utc};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use crate::contract::Contract;
 use crate::naming::hive_value;
@@ -81,6 +82,22 @@ pub fn writer_properties() -> WriterProperties {
         .build()
 }
 
+/// [`writer_properties`] with the contract's column choices: no statistics where a column says
+/// `statistics = false`.
+pub fn contract_properties(base: WriterProperties, contract: &Contract) -> WriterProperties {
+    let mut properties = base.into_builder();
+    for (_, column) in contract.stored_columns().filter(|(_, c)| !c.statistics) {
+        let leaf = if column.ty.is_list() {
+            // Arrow lists are written as `<name>.list.item` (the three-level Parquet list).
+            ColumnPath::new(vec![column.name.clone(), "list".into(), "item".into()])
+        } else {
+            ColumnPath::from(column.name.as_str())
+        };
+        properties = properties.set_column_statistics_enabled(leaf, EnabledStatistics::None);
+    }
+    properties.build()
+}
+
 /// Writes silver rows as Parquet, one row group per `write` call, into any sink: a `Vec<u8>`
 /// for small outputs, a streaming uploader for large files.
 pub struct SilverEncoder<W: Write + Send> {
@@ -92,7 +109,11 @@ pub struct SilverEncoder<W: Write + Send> {
 impl<W: Write + Send> SilverEncoder<W> {
     pub fn new(contract: &Contract, sink: W) -> Result<Self, EncodeError> {
         let schema = silver_schema(contract);
-        let writer = ArrowWriter::try_new(sink, schema.clone(), Some(writer_properties()))?;
+        let writer = ArrowWriter::try_new(
+            sink,
+            schema.clone(),
+            Some(contract_properties(writer_properties(), contract)),
+        )?;
         let columns = contract.stored_columns().map(|(i, c)| (i, c.ty)).collect();
         Ok(SilverEncoder {
             schema,

@@ -440,3 +440,33 @@ fn a_line_without_end_is_cut_and_quarantined_and_the_next_one_read() {
     }
     assert_eq!((result.counts.records_in, result.counts.silver), (4, 2));
 }
+
+#[test]
+fn columns_declared_without_statistics_have_none_and_the_others_keep_theirs() {
+    let mut input = HEADER.to_string();
+    for i in 0..100 {
+        input.push_str(&format!(
+            "tt{i:07}\tmovie\tTitle {i}\tTitle {i}\t0\t{}\t\\N\t90\tDrama,Comedy\n",
+            1900 + i
+        ));
+    }
+    let result = convert(input.as_bytes());
+    let (_, bytes) = (result.sink.objects.iter())
+        .find(|(path, _)| path.starts_with("silver/"))
+        .expect("a silver part");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes.clone())).expect("parquet");
+    let group = reader.metadata().row_group(0);
+    let has_statistics = |path: &str| {
+        let column = (group.columns().iter())
+            .find(|c| c.column_path().string() == path)
+            .unwrap_or_else(|| panic!("no column {path}"));
+        column.statistics().is_some()
+    };
+    // contracts/imdb_title_basics.toml: statistics = false on free text, lists and title_type.
+    for path in ["primary_title", "original_title", "title_type", "genres.list.item"] {
+        assert!(!has_statistics(path), "{path} has statistics");
+    }
+    for path in ["tconst", "start_year", "runtime_minutes", "_ingested_at"] {
+        assert!(has_statistics(path), "{path} lost its statistics");
+    }
+}
