@@ -111,6 +111,7 @@ def main():
 
     tools = [
         ("movielake", [str(exe), "convert", str(src), "{out}"], OURS),
+        ("movielake, statistics on every column", [str(exe), "convert-all-statistics", str(src), "{out}"], OURS),
         ("DuckDB (threads=2)", [python, "-c", DUCKDB.format(threads=2, src=src, out="{out}")], COLUMNS),
         ("DuckDB (threads=1)", [python, "-c", DUCKDB.format(threads=1, src=src, out="{out}")], COLUMNS),
         ("polars streaming", [python, "-c", POLARS.format(src=src, out="{out}")], COLUMNS),
@@ -119,7 +120,8 @@ def main():
     rows = []
     reference = None
     for name, argv, names in tools:
-        out = work / ("out-" + name.split()[0].lower() + ("-1" if "threads=1" in name else ""))
+        out = work / ("out-" + name.split()[0].strip(",").lower() + ("-1" if "threads=1" in name else "")
+                      + ("-all" if "every column" in name else ""))
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         argv = [a.replace("{out}", str(out)) for a in argv]

@@ -2,6 +2,9 @@
 //!
 //!   imdb_convert generate <rows> <out.tsv>    a synthetic title.basics of <rows> rows
 //!   imdb_convert convert <in.tsv[.gz]> <dir>  silver parts and quarantine under <dir>
+//!   imdb_convert convert-all-statistics ...   the same, with min/max statistics on every column
+//!                                             (the contract's `statistics = false` ignored), as
+//!                                             the other tools of the benchmark write them
 //!
 //! `convert` reads and writes plain files (no lake), so it measures the converter and the
 //! Parquet encoder, as the other tools in the benchmark are measured.
@@ -41,8 +44,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["generate", rows, out] => generate(rows, out),
-        ["convert", input, dir] => convert(input, dir),
-        _ => Err("usage: imdb_convert generate <rows> <out.tsv> | convert <in.tsv[.gz]> <dir>".into()),
+        ["convert", input, dir] => convert(input, dir, false),
+        ["convert-all-statistics", input, dir] => convert(input, dir, true),
+        _ => Err("usage: imdb_convert generate <rows> <out.tsv> | convert[-all-statistics] <in.tsv[.gz]> <dir>".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -61,8 +65,13 @@ fn generate(rows: &str, out: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn convert(input: &str, dir: &str) -> Result<(), String> {
-    let contracts = ContractSet::load([CONTRACT]).map_err(|e| e.to_string())?;
+fn convert(input: &str, dir: &str, all_statistics: bool) -> Result<(), String> {
+    let text = if all_statistics {
+        CONTRACT.1.replace("statistics = false", "")
+    } else {
+        CONTRACT.1.to_string()
+    };
+    let contracts = ContractSet::load([(CONTRACT.0, text.as_str())]).map_err(|e| e.to_string())?;
     let file = File::open(input).map_err(|e| format!("{input}: {e}"))?;
     let ctx = FileContext {
         object: format!("bronze/imdb/title.basics/ingest_date=2026-11-23/{input}"),

@@ -11,6 +11,7 @@
 //! is. A line that does not fit (wrong number of fields, a value of the wrong type, a rule) goes to
 //! quarantine with its line number and every reason; the rest of the file goes on.
 
+mod cells;
 mod split;
 mod typer;
 
