@@ -8,8 +8,6 @@
 //! Per partition, because one partition is processed by one instance at a time (Event Hubs
 //! leases), so writers do not contend; producers that retry send to the same partition key.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
 const MAGIC: &[u8; 8] = b"MLLEDG1\n";
@@ -21,15 +19,22 @@ pub struct LedgerEntry {
     pub sequence_number: i64,
 }
 
-/// One bucket: key hash -> entry. A BTreeMap so the encoding is deterministic.
+/// One bucket: entries sorted by key hash, one per key. A sorted vector rather than a tree: a
+/// bucket holds up to an hour of a partition's keys (millions), and is copied, merged, encoded
+/// and decoded once per batch, which a flat vector does at memory speed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LedgerBucket {
-    entries: BTreeMap<u128, LedgerEntry>,
+    entries: Vec<(u128, LedgerEntry)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("ledger object is corrupt: {0}")]
 pub struct LedgerCorrupt(pub String);
+
+/// Of two entries for one key, the first acceptance (the lowest sequence number).
+fn first_of(a: LedgerEntry, b: LedgerEntry) -> LedgerEntry {
+    if b.sequence_number < a.sequence_number { b } else { a }
+}
 
 impl LedgerBucket {
     pub fn len(&self) -> usize {
@@ -41,23 +46,56 @@ impl LedgerBucket {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (u128, LedgerEntry)> + '_ {
-        self.entries.iter().map(|(k, e)| (*k, *e))
+        self.entries.iter().copied()
     }
 
     pub fn get(&self, key: u128) -> Option<&LedgerEntry> {
-        self.entries.get(&key)
+        let i = self.entries.binary_search_by_key(&key, |(k, _)| *k).ok()?;
+        self.entries.get(i).map(|(_, e)| e)
     }
 
-    /// Keeps the first acceptance of a key (the lowest sequence number).
+    /// Keeps the first acceptance of a key (the lowest sequence number). One at a time costs a
+    /// shift of the tail: build large buckets with `collect` and combine them with [`merge`].
+    ///
+    /// [`merge`]: LedgerBucket::merge
     pub fn insert(&mut self, key: u128, entry: LedgerEntry) {
-        self.entries
-            .entry(key)
-            .and_modify(|e| {
-                if entry.sequence_number < e.sequence_number {
-                    *e = entry;
-                }
-            })
-            .or_insert(entry);
+        match self.entries.binary_search_by_key(&key, |(k, _)| *k) {
+            Ok(i) => self.entries[i].1 = first_of(self.entries[i].1, entry),
+            Err(i) => self.entries.insert(i, (key, entry)),
+        }
+    }
+
+    /// Adds `other`'s entries (the first acceptance of a key wins) in one pass over both.
+    /// Returns whether anything changed.
+    pub fn merge(&mut self, other: &LedgerBucket) -> bool {
+        let changes = other
+            .entries
+            .iter()
+            .any(|(key, entry)| self.get(*key).is_none_or(|e| first_of(*e, *entry) != *e));
+        if !changes {
+            return false;
+        }
+        let (ours, theirs) = (&self.entries, &other.entries);
+        let mut merged = Vec::with_capacity(ours.len() + theirs.len());
+        let (mut i, mut j) = (0, 0);
+        while i < ours.len() && j < theirs.len() {
+            let ((ka, ea), (kb, eb)) = (ours[i], theirs[j]);
+            if ka == kb {
+                merged.push((ka, first_of(ea, eb)));
+                i += 1;
+                j += 1;
+            } else if ka < kb {
+                merged.push(ours[i]);
+                i += 1;
+            } else {
+                merged.push(theirs[j]);
+                j += 1;
+            }
+        }
+        merged.extend_from_slice(&ours[i..]);
+        merged.extend_from_slice(&theirs[j..]);
+        self.entries = merged;
+        true
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -86,7 +124,7 @@ impl LedgerBucket {
                 rest.len()
             )));
         }
-        let mut entries = BTreeMap::new();
+        let mut entries = Vec::with_capacity(count);
         for chunk in rest.chunks_exact(ENTRY_BYTES) {
             let (k, tail) = chunk.split_at(16);
             let (b, s) = tail.split_at(8);
@@ -96,9 +134,23 @@ impl LedgerBucket {
                 body_hash: u64::from_le_bytes(num(b)?),
                 sequence_number: i64::from_le_bytes(num(s)?),
             };
-            entries.insert(key, entry);
+            entries.push((key, entry));
+        }
+        // Written sorted and unique; anything else is put in order rather than refused.
+        if !entries.windows(2).all(|w| w[0].0 < w[1].0) {
+            return Ok(entries.into_iter().collect());
         }
         Ok(LedgerBucket { entries })
+    }
+}
+
+impl FromIterator<(u128, LedgerEntry)> for LedgerBucket {
+    /// Sorts once; of repeated keys the first acceptance is kept.
+    fn from_iter<I: IntoIterator<Item = (u128, LedgerEntry)>>(iter: I) -> Self {
+        let mut entries: Vec<(u128, LedgerEntry)> = iter.into_iter().collect();
+        entries.sort_unstable_by_key(|(k, e)| (*k, e.sequence_number));
+        entries.dedup_by_key(|(k, _)| *k);
+        LedgerBucket { entries }
     }
 }
 
@@ -235,6 +287,51 @@ mod tests {
             }
         );
         assert_eq!(lookup([&b], key_hash("e2"), 7, 55), Seen::New);
+    }
+
+    fn entry(seq: i64) -> LedgerEntry {
+        LedgerEntry {
+            body_hash: seq as u64 * 7,
+            sequence_number: seq,
+        }
+    }
+
+    proptest::proptest! {
+        /// `collect` and `merge` agree with inserting one entry at a time into a map that keeps
+        /// the lowest sequence number per key, and `merge` says whether anything changed.
+        #[test]
+        fn merge_and_collect_keep_the_first_acceptance(
+            old in proptest::collection::vec((0u128..40, 0i64..100), 0..60),
+            new in proptest::collection::vec((0u128..40, 0i64..100), 0..60),
+        ) {
+            let mut model = std::collections::BTreeMap::new();
+            for (k, s) in old.iter().chain(&new) {
+                let e = model.entry(*k).or_insert(*s);
+                *e = (*e).min(*s);
+            }
+            let mut bucket: LedgerBucket = old.iter().map(|(k, s)| (*k, entry(*s))).collect();
+            let before = bucket.clone();
+            let additions: LedgerBucket = new.iter().map(|(k, s)| (*k, entry(*s))).collect();
+            let changed = bucket.merge(&additions);
+            let got: Vec<(u128, i64)> = bucket.iter().map(|(k, e)| (k, e.sequence_number)).collect();
+            let want: Vec<(u128, i64)> = model.into_iter().collect();
+            proptest::prop_assert_eq!(got, want);
+            proptest::prop_assert_eq!(changed, bucket != before);
+            proptest::prop_assert_eq!(LedgerBucket::decode(&bucket.encode()), Ok(bucket));
+        }
+    }
+
+    #[test]
+    fn an_unsorted_object_is_read_in_order() {
+        let sorted: LedgerBucket = [(3, entry(1)), (1, entry(2)), (2, entry(3))].into_iter().collect();
+        let mut bytes = sorted.encode();
+        // Swap the first two entries in place: still a valid object, out of order.
+        let start = MAGIC.len() + 8;
+        let (a, b) = bytes[start..start + 2 * ENTRY_BYTES].split_at_mut(ENTRY_BYTES);
+        a.swap_with_slice(b);
+        let read = LedgerBucket::decode(&bytes).expect("decodes");
+        assert_eq!(read, sorted);
+        assert_eq!(read.get(1).map(|e| e.sequence_number), Some(2));
     }
 
     #[test]

@@ -186,7 +186,7 @@ fn against_ledger(
         .zip(&batch.enqueued_times)
         .filter_map(|(s, t)| t.map(|t| (*s, t)))
         .collect();
-    let mut by_hour: BTreeMap<DateTime<Utc>, LedgerBucket> = BTreeMap::new();
+    let mut by_hour: BTreeMap<DateTime<Utc>, Vec<(u128, LedgerEntry)>> = BTreeMap::new();
     let accepted = std::mem::take(&mut routed.silver);
     for acc in accepted {
         let (Some(key_hash), Some(seq)) = (acc.key_hash, acc.pointer.sequence_number) else {
@@ -203,7 +203,7 @@ fn against_ledger(
                 by_hour
                     .entry(ledger::hour_of(hour))
                     .or_default()
-                    .insert(key_hash, entry);
+                    .push((key_hash, entry));
                 routed.silver.push(acc);
             }
             Seen::Duplicate { .. } => routed.duplicates_dropped += 1,
@@ -224,7 +224,10 @@ fn against_ledger(
     }
     let updates = by_hour
         .into_iter()
-        .map(|(hour, bucket)| (ledger::bucket_path(&contract.name, &batch.partition_id, hour), bucket))
+        .map(|(hour, entries)| {
+            let path = ledger::bucket_path(&contract.name, &batch.partition_id, hour);
+            (path, entries.into_iter().collect::<LedgerBucket>())
+        })
         .collect();
     (routed, updates)
 }

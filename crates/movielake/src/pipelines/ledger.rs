@@ -91,11 +91,7 @@ impl LedgerCache {
                 Some((etag, bucket)) => (PutMode::IfMatch(etag.clone()), (**bucket).clone()),
                 None => (PutMode::Create, LedgerBucket::default()),
             };
-            let before = merged.clone();
-            for (key, entry) in additions.iter() {
-                merged.insert(key, entry);
-            }
-            if merged == before && matches!(mode, PutMode::IfMatch(_)) {
+            if !merged.merge(additions) && matches!(mode, PutMode::IfMatch(_)) {
                 continue; // a redelivery: nothing new to record
             }
             match lake.put(path, Bytes::from(merged.encode()), mode).await {
