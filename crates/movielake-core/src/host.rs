@@ -51,6 +51,17 @@ pub fn decode_invocation(body: &[u8]) -> Result<Invocation, HostError> {
     })
 }
 
+/// An element of a metadata array: the array itself comes string-wrapped, its elements plain;
+/// an element that is itself a wrapped object, array or string is unwrapped. Only those are
+/// tried: a timestamp or a number in a string stays a string (and costs no failed parse, which
+/// for 50 000 events a batch was most of the metadata's decoding time).
+fn plain_element(v: Json) -> Json {
+    match &v {
+        Json::String(s) if s.starts_with(['{', '[', '"']) => serde_json::from_str(s).unwrap_or(v),
+        _ => v,
+    }
+}
+
 /// The plain value behind a possibly string-wrapped one. A string that does not hold JSON is a
 /// plain string and comes back as it is.
 pub fn unwrap_json(v: &Json) -> Json {
@@ -131,7 +142,7 @@ pub fn decode_event_hub_batch(inv: &Invocation, binding: &str) -> Result<EventHu
     let array = |key: &str| -> Result<Vec<Json>, HostError> {
         match inv.metadata(key) {
             None | Some(Json::Null) => Ok(Vec::new()),
-            Some(Json::Array(items)) => Ok(items.iter().map(unwrap_json).collect()),
+            Some(Json::Array(items)) => Ok(items.into_iter().map(plain_element).collect()),
             Some(_) => Err(HostError::Malformed {
                 field: format!("Metadata.{key}"),
                 detail: "expected an array".into(),
@@ -141,7 +152,8 @@ pub fn decode_event_hub_batch(inv: &Invocation, binding: &str) -> Result<EventHu
     let sequence_numbers = array("SequenceNumberArray")?
         .iter()
         .map(|v| {
-            v.as_i64().ok_or_else(|| HostError::Malformed {
+            let number = v.as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()));
+            number.ok_or_else(|| HostError::Malformed {
                 field: "Metadata.SequenceNumberArray".into(),
                 detail: format!("{v} is not an integer"),
             })
@@ -272,4 +284,55 @@ pub fn event_hub_request(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn batch_of(metadata: Json) -> EventHubBatch {
+        let body = json!({
+            "Data": {"events": "[\"{\\\"a\\\":1}\",\"{\\\"a\\\":2}\"]"},
+            "Metadata": metadata,
+        });
+        let inv = decode_invocation(body.to_string().as_bytes()).expect("invocation");
+        decode_event_hub_batch(&inv, "events").expect("batch")
+    }
+
+    #[test]
+    fn metadata_elements_are_read_plain_or_wrapped() {
+        let batch = batch_of(json!({
+            "PartitionContext": {"PartitionId": "3"},
+            // Numbers as strings, a timestamp with and without offset, a wrapped object.
+            "SequenceNumberArray": "[\"41\", 42]",
+            "OffsetArray": "[512, \"1024\"]",
+            "EnqueuedTimeUtcArray": "[\"2024-05-01T10:00:00.5\", \"2024-05-01T10:00:01Z\"]",
+            "PartitionKeyArray": "[null, \"user-7\"]",
+            "PropertiesArray": "[{\"k\": 1}, \"{\\\"k\\\": 2}\"]",
+        }));
+        assert_eq!(batch.bodies, ["{\"a\":1}", "{\"a\":2}"]);
+        assert_eq!(batch.sequence_numbers, [41, 42]);
+        assert_eq!(batch.offsets, ["512", "1024"]);
+        let times: Vec<String> = batch.enqueued_times.iter().flatten().map(|t| t.to_rfc3339()).collect();
+        assert_eq!(times, ["2024-05-01T10:00:00.500+00:00", "2024-05-01T10:00:01+00:00"]);
+        assert_eq!(batch.partition_keys, [None, Some("user-7".to_string())]);
+        assert_eq!(batch.properties, [json!({"k": 1}), json!({"k": 2})]);
+        assert_eq!(batch.misaligned, None);
+    }
+
+    #[test]
+    fn a_sequence_number_that_is_no_integer_is_malformed() {
+        let body = json!({
+            "Data": {"events": "[\"{}\"]"},
+            "Metadata": {"PartitionContext": {"PartitionId": "0"}, "SequenceNumberArray": "[\"x1\"]"},
+        });
+        let inv = decode_invocation(body.to_string().as_bytes()).expect("invocation");
+        let err = decode_event_hub_batch(&inv, "events").expect_err("malformed");
+        assert!(
+            matches!(err, HostError::Malformed { ref field, .. } if field == "Metadata.SequenceNumberArray"),
+            "{err}"
+        );
+    }
 }
