@@ -6,6 +6,7 @@ pub mod column_writer;
 pub mod contract;
 pub mod eventgrid;
 pub mod expr;
+mod fast_json;
 pub mod files;
 pub mod host;
 pub mod imdb;

@@ -102,10 +102,7 @@ pub fn route(contract: &Contract, records: impl IntoIterator<Item = SourceRecord
     for mut record in records {
         let verdict = match record.fields.take() {
             Some(fields) => contract.check_record(fields, &record.metadata),
-            None => match serde_json::from_str::<Json>(&record.raw) {
-                Ok(Json::Object(map)) => contract.check_record(map, &record.metadata),
-                _ => contract.check_json(&record.raw),
-            },
+            None => contract.check_json_with(&record.raw, &record.metadata),
         };
         let row = match verdict {
             Verdict::Valid(row) => row,

@@ -79,11 +79,54 @@ impl Contract {
     /// `from = "metadata"` columns read (a name absent from `metadata` reads as null). Takes the
     /// fields by value: values move into the row, and what is left is the rescued remainder.
     pub fn check_record(&self, mut fields: Map<String, Json>, metadata: &[(&str, Value)]) -> Verdict {
+        let body = (self.columns.iter())
+            .map(|column| {
+                if column.derive.is_some() || column.from_metadata {
+                    return Ok(Value::Null);
+                }
+                match fields.remove(column.input_field()) {
+                    Some(Json::String(text)) if column.list_json && self.input == InputKind::Text => {
+                        serde_json::from_str::<Json>(&text)
+                            .map_err(|e| format!("not a JSON array: {e}"))
+                            .and_then(|json| convert_owned(Some(json), column.ty, InputKind::Json))
+                    }
+                    raw => convert_owned(raw, column.ty, self.input),
+                }
+            })
+            .collect();
+        self.check_typed(body, metadata, fields)
+    }
+
+    /// Like [`Contract::check_json`] for the common case, without building a JSON tree: the
+    /// body's fields are typed straight into values by the contract (`fast_json`). Anything
+    /// unusual (not an object, a value of another JSON type than its column's, a date that does
+    /// not parse) goes through `check_json`, so the verdict and its reasons are the same either
+    /// way (a property test holds them equal).
+    pub fn check_json_with(&self, raw: &str, metadata: &[(&str, Value)]) -> Verdict {
+        if self.input == InputKind::Json
+            && let Some((body, unknown)) = crate::fast_json::typed_fields(self, raw)
+        {
+            return self.check_typed(body, metadata, unknown);
+        }
+        match serde_json::from_str::<Json>(raw) {
+            Ok(Json::Object(map)) => self.check_record(map, metadata),
+            _ => self.check_json(raw),
+        }
+    }
+
+    /// The rest of a check, once the body's columns are typed (`body`: one result per column,
+    /// ignored for derived and metadata columns) and `unknown` holds the fields no column took.
+    fn check_typed(
+        &self,
+        body: Vec<Result<Value, String>>,
+        metadata: &[(&str, Value)],
+        unknown: Map<String, Json>,
+    ) -> Verdict {
         let mut reasons: Vec<(Stage, Reason)> = Vec::new();
         let mut values = Vec::with_capacity(self.columns.len());
         let mut typed = vec![true; self.columns.len()];
 
-        for (i, column) in self.columns.iter().enumerate() {
+        for ((i, column), from_body) in self.columns.iter().enumerate().zip(body) {
             if column.derive.is_some() {
                 values.push(Value::Null);
                 continue;
@@ -95,14 +138,7 @@ impl Contract {
                     Some((_, v)) => Err(format!("metadata value {} is not {}", v.render(), column.ty.name())),
                 }
             } else {
-                match fields.remove(column.input_field()) {
-                    Some(Json::String(text)) if column.list_json && self.input == InputKind::Text => {
-                        serde_json::from_str::<Json>(&text)
-                            .map_err(|e| format!("not a JSON array: {e}"))
-                            .and_then(|json| convert_owned(Some(json), column.ty, InputKind::Json))
-                    }
-                    raw => convert_owned(raw, column.ty, self.input),
-                }
+                from_body
             };
             match converted {
                 Ok(v) => values.push(v),
@@ -145,7 +181,6 @@ impl Contract {
         }
 
         // What the columns did not take is unknown to the contract.
-        let unknown = fields;
         if !unknown.is_empty() && self.unknown_fields == UnknownFields::Quarantine {
             for field in unknown.keys() {
                 reasons.push((

@@ -199,7 +199,7 @@ fn convert_json(raw: &Json, ty: ColumnType) -> Result<Value, String> {
     }
 }
 
-fn convert_text(text: &str, ty: ColumnType) -> Result<Value, String> {
+pub(crate) fn convert_text(text: &str, ty: ColumnType) -> Result<Value, String> {
     let shown = shorten(text, 60);
     let wrong = |what: &str| format!("{shown:?} is not {what}");
     match ty {
