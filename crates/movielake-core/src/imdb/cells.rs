@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
-use arrow_array::ArrayRef;
 use arrow_array::builder::{
     ArrayBuilder, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
-    StringBuilder, TimestampMicrosecondBuilder,
+    PrimitiveBuilder, StringBuilder, TimestampMicrosecondBuilder,
 };
+use arrow_array::{ArrayRef, ArrowPrimitiveType};
 
 use super::{BATCH_ROWS, NULL};
 use crate::contract::Column;
@@ -189,54 +189,31 @@ pub(super) fn type_column(
             }
         }
         Builder::Int32(b) => {
-            for (row, (s, e)) in cells {
-                let value = &text[s..e];
-                if value.as_bytes() == NULL {
-                    refuse_null(column, row, &mut failed);
-                    refuse(row, Stage::Schema, &mut failed);
-                    b.append_null();
-                    continue;
-                }
-                match parse_int(value).and_then(|v| i32::try_from(v).ok()) {
-                    Some(v) => {
-                        if out_of_bounds(f64::from(v)) {
-                            check_value(column, &Value::Int32(v), &mut failed);
-                            refuse(row, Stage::Rule, &mut failed);
-                        }
-                        b.append_value(v);
-                    }
-                    None => {
-                        failed.push(not_a(column, value, "an int32"));
-                        refuse(row, Stage::Schema, &mut failed);
-                        b.append_null();
-                    }
-                }
-            }
+            let int32 = |v: i64| i32::try_from(v).ok();
+            integers(
+                column,
+                text,
+                cells,
+                b,
+                int32,
+                Value::Int32,
+                "an int32",
+                &out_of_bounds,
+                &mut refuse,
+            );
         }
         Builder::Int64(b) => {
-            for (row, (s, e)) in cells {
-                let value = &text[s..e];
-                if value.as_bytes() == NULL {
-                    refuse_null(column, row, &mut failed);
-                    refuse(row, Stage::Schema, &mut failed);
-                    b.append_null();
-                    continue;
-                }
-                match parse_int(value) {
-                    Some(v) => {
-                        if out_of_bounds(v as f64) {
-                            check_value(column, &Value::Int64(v), &mut failed);
-                            refuse(row, Stage::Rule, &mut failed);
-                        }
-                        b.append_value(v);
-                    }
-                    None => {
-                        failed.push(not_a(column, value, "an int64"));
-                        refuse(row, Stage::Schema, &mut failed);
-                        b.append_null();
-                    }
-                }
-            }
+            integers(
+                column,
+                text,
+                cells,
+                b,
+                Some,
+                Value::Int64,
+                "an int64",
+                &out_of_bounds,
+                &mut refuse,
+            );
         }
         Builder::Strings(b) if !column.list_json => {
             for (row, (s, e)) in cells {
@@ -281,6 +258,46 @@ pub(super) fn type_column(
                 if !reasons.is_empty() {
                     rejects.extend(reasons.drain(..).map(|(stage, reason)| Reject { row, stage, reason }));
                 }
+            }
+        }
+    }
+}
+
+/// The loop of an integer column: `narrow` fits the parsed number to the column's type (or
+/// refuses it), `typed` makes the value that bound reasons show.
+#[allow(clippy::too_many_arguments)]
+fn integers<T: ArrowPrimitiveType>(
+    column: &Column,
+    text: &str,
+    cells: impl Iterator<Item = (usize, (usize, usize))>,
+    b: &mut PrimitiveBuilder<T>,
+    narrow: impl Fn(i64) -> Option<T::Native>,
+    typed: impl Fn(T::Native) -> Value,
+    what: &str,
+    out_of_bounds: impl Fn(f64) -> bool,
+    refuse: &mut impl FnMut(usize, Stage, &mut Vec<Reason>),
+) {
+    let mut failed = Vec::new();
+    for (row, (s, e)) in cells {
+        let value = &text[s..e];
+        if value.as_bytes() == NULL {
+            refuse_null(column, row, &mut failed);
+            refuse(row, Stage::Schema, &mut failed);
+            b.append_null();
+            continue;
+        }
+        match parse_int(value).and_then(|v| Some((v, narrow(v)?))) {
+            Some((wide, v)) => {
+                if out_of_bounds(wide as f64) {
+                    check_value(column, &typed(v), &mut failed);
+                    refuse(row, Stage::Rule, &mut failed);
+                }
+                b.append_value(v);
+            }
+            None => {
+                failed.push(not_a(column, value, what));
+                refuse(row, Stage::Schema, &mut failed);
+                b.append_null();
             }
         }
     }
