@@ -18,6 +18,10 @@ pub async fn run(state: &AppState, invocation: Invocation) -> Result<InvocationR
         .get(PIPELINE)
         .ok_or_else(|| FunctionError::MissingContract(PIPELINE.into()))?;
     let fallback_time = invocation.host_time().unwrap_or_else(Utc::now);
+    let retry = invocation.retry_count();
+    // The decoded request holds every body a second time (and the metadata the batch does not
+    // use): let it go before the batch is planned, which is when memory peaks.
+    drop(invocation);
     let done = ingest(
         state.lake.as_ref(),
         &state.ledger,
@@ -30,8 +34,7 @@ pub async fn run(state: &AppState, invocation: Invocation) -> Result<InvocationR
     let mut logs = done.logs;
     if done.bronze_already_landed > 0 {
         logs.push(format!(
-            "bronze already landed (retry {}): outputs rewritten identically",
-            invocation.retry_count()
+            "bronze already landed (retry {retry}): outputs rewritten identically"
         ));
     }
     logs.push(format!("manifest {}", done.manifest_path));
