@@ -3,9 +3,9 @@
 //! `ArrowWriter` encodes one column after another on the calling thread. For large files that
 //! is most of the conversion's CPU, so this writer hands each batch's leaf columns to a small
 //! scoped pool (the calling thread plus `threads - 1` helpers pulling columns off a shared
-//! counter, biggest first) and closes each row group's column chunks the same way. The bytes are
-//! the same as `ArrowWriter`'s with the same properties: same schema metadata, same pages, same
-//! row groups, only produced in parallel.
+//! counter, biggest first) and closes each row group's column chunks the same way. Its files read
+//! back as `ArrowWriter`'s do (same schema metadata, same row groups), and the bytes do not depend
+//! on the number of threads.
 //!
 //! It also picks, per part, which string columns get a dictionary: a column whose first values
 //! are mostly distinct (an id, a free-text title) would only have every value interned until the
@@ -82,13 +82,15 @@ impl<W: Write + Send> ColumnParallelWriter<W> {
         threads: usize,
     ) -> Result<Self, ParquetError> {
         let rows_per_group = properties.max_row_group_row_count().unwrap_or(1024 * 1024).max(1);
-        let mut builder = properties.into_builder();
         let mut constants = Vec::new();
         // Field index = leaf index up to the first nested field.
         let flat = schema.fields().iter().take_while(|f| leaf_count(f.data_type()) == 1);
         for (index, (field, array)) in flat.zip(first.columns()).enumerate() {
+            // A copied chunk carries no bloom filter: such columns are encoded as usual.
+            let bloom = properties.bloom_filter_properties(&ColumnPath::from(field.name().as_str()));
             if !field.data_type().is_nested()
                 && array.len() > 1
+                && bloom.is_none()
                 && let Some(one) = constant(array)
             {
                 constants.push(Constant {
@@ -98,6 +100,7 @@ impl<W: Write + Send> ColumnParallelWriter<W> {
                 });
             }
         }
+        let mut builder = properties.into_builder();
         for (field, array) in schema.fields().iter().zip(first.columns()) {
             if mostly_distinct(array) {
                 builder = builder.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);

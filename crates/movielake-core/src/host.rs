@@ -130,7 +130,7 @@ pub fn decode_event_hub_batch(inv: &Invocation, binding: &str) -> Result<EventHu
     };
     let context = inv.metadata("PartitionContext").unwrap_or(Json::Null);
     let text = |v: Option<&Json>| {
-        v.map(unwrap_json).and_then(|v| match v {
+        v.cloned().map(plain_element).and_then(|v| match v {
             Json::String(s) => Some(s),
             Json::Number(n) => Some(n.to_string()),
             _ => None,

@@ -148,7 +148,9 @@ impl FromIterator<(u128, LedgerEntry)> for LedgerBucket {
     /// Sorts once; of repeated keys the first acceptance is kept.
     fn from_iter<I: IntoIterator<Item = (u128, LedgerEntry)>>(iter: I) -> Self {
         let mut entries: Vec<(u128, LedgerEntry)> = iter.into_iter().collect();
-        entries.sort_unstable_by_key(|(k, e)| (*k, e.sequence_number));
+        // Stable: of two entries with the same key and sequence number, the first one read wins,
+        // as with `insert`.
+        entries.sort_by_key(|(k, e)| (*k, e.sequence_number));
         entries.dedup_by_key(|(k, _)| *k);
         LedgerBucket { entries }
     }

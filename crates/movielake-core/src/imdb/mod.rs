@@ -269,8 +269,8 @@ fn trim_line_end(line: &[u8]) -> &[u8] {
 enum Block<'a> {
     /// Whole lines, each ending in `\n` except a last line of the file without one.
     Lines(&'a [u8]),
-    /// The first [`MAX_LINE`] bytes of a line that has no end within them; the rest of that line
-    /// is skipped.
+    /// The first [`MAX_LINE`] bytes of a line of [`MAX_LINE`] bytes or more (its end not
+    /// counted); the rest of that line is skipped.
     TooLong(&'a [u8]),
 }
 
@@ -343,7 +343,7 @@ impl<R: Read> Blocks<R> {
         self.buf.copy_within(self.start..self.end, 0);
         self.end -= self.start;
         self.start = 0;
-        if self.end == 0 && self.buf.len() > READ_BUFFER {
+        if self.end < READ_BUFFER && self.buf.len() > READ_BUFFER {
             self.buf.truncate(READ_BUFFER);
             self.buf.shrink_to_fit();
         }

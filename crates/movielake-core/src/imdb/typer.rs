@@ -66,6 +66,8 @@ pub(super) struct Typer<'c> {
     rejects: Vec<Reject>,
     /// Rows appended to the builders since the last flush, rejected ones included.
     rows: usize,
+    /// Lines of the file since the last flush, whatever became of them.
+    lines_in_batch: usize,
     /// Rows of the current batch to leave out (rejected after being appended), ascending.
     dropped: Vec<usize>,
 }
@@ -159,6 +161,7 @@ impl<'c> Typer<'c> {
             block_rows: Vec::new(),
             rejects: Vec::new(),
             rows: 0,
+            lines_in_batch: 0,
             dropped: Vec::new(),
         })
     }
@@ -173,12 +176,41 @@ impl<'c> Typer<'c> {
         );
         let reason = Reason::new("line_length", None, detail);
         let record = self.record(&String::from_utf8_lossy(kept), number, Stage::Decode, vec![reason]);
-        out(Typed::Rejected(Box::new(record)))
+        out(Typed::Rejected(Box::new(record)))?;
+        self.count_lines(1, out)
+    }
+
+    /// Batches end every [`BATCH_ROWS`] lines of the file, wherever the reads happened to cut it:
+    /// batch edges decide Parquet page edges and each part's first batch, so this is what makes
+    /// the output bytes a function of the input alone.
+    fn count_lines(&mut self, lines: u64, out: &mut Emit<'_>) -> Result<(), FileError> {
+        self.lines_in_batch += lines as usize;
+        if self.lines_in_batch >= BATCH_ROWS {
+            self.flush(out)?;
+        }
+        Ok(())
     }
 
     /// Types a block of whole lines, the first of which is line `first` of the file. Returns
     /// how many lines the block had. Rejected lines go out in line order.
     pub(super) fn block(&mut self, block: &[u8], first: u64, out: &mut Emit<'_>) -> Result<u64, FileError> {
+        let (mut rest, mut lines) = (block, 0);
+        while !rest.is_empty() {
+            // Up to the line that completes the batch.
+            let room = BATCH_ROWS - self.lines_in_batch.min(BATCH_ROWS - 1);
+            let cut = memchr::memchr_iter(b'\n', rest)
+                .nth(room - 1)
+                .map_or(rest.len(), |i| i + 1);
+            let (now, later) = rest.split_at(cut);
+            let typed = self.typed_block(now, first + lines, out)?;
+            lines += typed;
+            self.count_lines(typed, out)?;
+            rest = later;
+        }
+        Ok(lines)
+    }
+
+    fn typed_block(&mut self, block: &[u8], first: u64, out: &mut Emit<'_>) -> Result<u64, FileError> {
         let mut records = Vec::new();
         let lines = match std::str::from_utf8(block) {
             Ok(text) => self.lines(text, first, None, &mut records),
@@ -210,9 +242,6 @@ impl<'c> Typer<'c> {
         records.sort_by_key(|(number, _)| *number);
         for (_, record) in records {
             out(Typed::Rejected(Box::new(record)))?;
-        }
-        if self.rows >= BATCH_ROWS {
-            self.flush(out)?;
         }
         Ok(lines)
     }
@@ -390,6 +419,7 @@ impl<'c> Typer<'c> {
 
     /// Hands the typed rows to the encoder, without the rejected ones.
     pub(super) fn flush(&mut self, out: &mut Emit<'_>) -> Result<(), FileError> {
+        self.lines_in_batch = 0;
         if self.rows == 0 {
             return Ok(());
         }

@@ -470,3 +470,66 @@ fn columns_declared_without_statistics_have_none_and_the_others_keep_theirs() {
         assert!(has_statistics(path), "{path} lost its statistics");
     }
 }
+
+/// Hands out the input in reads of the sizes given, cycling (a network stream, a decompressor).
+struct Chunked<'a> {
+    input: &'a [u8],
+    sizes: &'a [usize],
+    next: usize,
+}
+
+impl std::io::Read for Chunked<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let size = self.sizes[self.next % self.sizes.len()]
+            .min(buf.len())
+            .min(self.input.len());
+        self.next += 1;
+        buf[..size].copy_from_slice(&self.input[..size]);
+        self.input = &self.input[size..];
+        Ok(size)
+    }
+}
+
+#[test]
+fn the_output_bytes_do_not_depend_on_how_the_input_was_read() {
+    // More lines than a batch and than a part, some rejected, so batch, page and part edges
+    // all fall somewhere.
+    let mut input = HEADER.to_string();
+    for i in 0..150_000u32 {
+        let year = if i % 997 == 0 {
+            "soon".to_string()
+        } else {
+            (1900 + i % 120).to_string()
+        };
+        let genres = ["Drama", "Comedy,Short", "\\N"][(i % 3) as usize];
+        input.push_str(&format!(
+            "tt{i:07}\tmovie\tT{}\tT{}\t0\t{year}\t\\N\t{}\t{genres}\n",
+            i % 5000,
+            i % 4000,
+            i % 200
+        ));
+    }
+    let object = "bronze/imdb/title.basics/ingest_date=2026-11-23/title.basics.tsv";
+    let run = |sizes: &[usize]| {
+        let set = contracts();
+        let mut out = Outputs::with_part_size(MemorySink::default(), context(object), 100_000);
+        let reader = Chunked {
+            input: input.as_bytes(),
+            sizes,
+            next: 0,
+        };
+        imdb::convert(reader, &set, &mut out).expect("converts");
+        out.finish().expect("finish").0.objects
+    };
+    let whole = run(&[usize::MAX]);
+    let ragged = run(&[40_000, 7, 1 << 20, 12_345, 3]);
+    assert_eq!(whole.keys().collect::<Vec<_>>(), ragged.keys().collect::<Vec<_>>());
+    assert!(
+        whole.len() >= 3,
+        "two silver parts and a quarantine part: {:?}",
+        whole.keys()
+    );
+    for (path, bytes) in &whole {
+        assert!(ragged[path] == *bytes, "{path} differs with other read sizes");
+    }
+}
