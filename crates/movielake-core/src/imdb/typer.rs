@@ -197,29 +197,35 @@ impl<'c> Typer<'c> {
         let (mut rest, mut lines) = (block, 0);
         while !rest.is_empty() {
             // Up to the line that completes the batch.
-            let room = BATCH_ROWS - self.lines_in_batch.min(BATCH_ROWS - 1);
-            let cut = memchr::memchr_iter(b'\n', rest)
-                .nth(room - 1)
-                .map_or(rest.len(), |i| i + 1);
-            let (now, later) = rest.split_at(cut);
-            let typed = self.typed_block(now, first + lines, out)?;
+            let room = (BATCH_ROWS - self.lines_in_batch.min(BATCH_ROWS - 1)) as u64;
+            let (typed, consumed) = self.typed_block(rest, first + lines, room, out)?;
             lines += typed;
             self.count_lines(typed, out)?;
-            rest = later;
+            rest = &rest[consumed..];
         }
         Ok(lines)
     }
 
-    fn typed_block(&mut self, block: &[u8], first: u64, out: &mut Emit<'_>) -> Result<u64, FileError> {
+    /// Types at most `limit` lines from the start of `block`: (lines, bytes consumed).
+    fn typed_block(
+        &mut self,
+        block: &[u8],
+        first: u64,
+        limit: u64,
+        out: &mut Emit<'_>,
+    ) -> Result<(u64, usize), FileError> {
         let mut records = Vec::new();
-        let lines = match std::str::from_utf8(block) {
-            Ok(text) => self.lines(text, first, None, &mut records),
+        let done = match std::str::from_utf8(block) {
+            Ok(text) => self.lines(text, first, None, limit, &mut records),
             Err(_) => {
                 // Rare: the valid lines are typed from a copy, the others refused here.
-                let mut valid = String::with_capacity(block.len());
+                let cut = memchr::memchr_iter(b'\n', block)
+                    .nth(limit as usize - 1)
+                    .map_or(block.len(), |i| i + 1);
+                let mut valid = String::with_capacity(cut);
                 let mut numbers = Vec::new();
                 let mut lines = 0;
-                for raw in block.split_inclusive(|&b| b == b'\n') {
+                for raw in block[..cut].split_inclusive(|&b| b == b'\n') {
                     let number = first + lines;
                     lines += 1;
                     match std::str::from_utf8(raw) {
@@ -235,26 +241,28 @@ impl<'c> Typer<'c> {
                         }
                     }
                 }
-                self.lines(&valid, first, Some(&numbers), &mut records);
-                lines
+                self.lines(&valid, first, Some(&numbers), u64::MAX, &mut records);
+                (lines, cut)
             }
         };
         records.sort_by_key(|(number, _)| *number);
         for (_, record) in records {
             out(Typed::Rejected(Box::new(record)))?;
         }
-        Ok(lines)
+        Ok(done)
     }
 
-    /// Splits, types and checks valid UTF-8 lines; line `k` of `text` is line `numbers[k]` of
-    /// the file, or `first + k` without `numbers`.
+    /// Splits, types and checks valid UTF-8 lines, at most `limit` of them; line `k` of `text`
+    /// is line `numbers[k]` of the file, or `first + k` without `numbers`. Returns the lines
+    /// typed and the bytes they took.
     fn lines(
         &mut self,
         text: &str,
         first: u64,
         numbers: Option<&[u64]>,
+        limit: u64,
         records: &mut Vec<(u64, QuarantineRecord)>,
-    ) -> u64 {
+    ) -> (u64, usize) {
         self.spans.clear();
         self.block_rows.clear();
         self.rejects.clear();
@@ -271,13 +279,18 @@ impl<'c> Typer<'c> {
                 self.end_line(text, line_start, at, field_start, number, records);
                 lines += 1;
                 line_start = at + 1;
+                if lines == limit {
+                    break;
+                }
             }
             field_start = at + 1;
         }
-        if line_start < bytes.len() {
+        let mut consumed = line_start;
+        if line_start < bytes.len() && lines < limit {
             let number = numbers.map_or(first + lines, |n| n[lines as usize]);
             self.end_line(text, line_start, bytes.len(), field_start, number, records);
             lines += 1;
+            consumed = bytes.len();
         }
 
         let rows = self.block_rows.len();
@@ -312,7 +325,7 @@ impl<'c> Typer<'c> {
             self.reject_rows(text, records);
         }
         self.rows += rows;
-        lines
+        (lines, consumed)
     }
 
     /// The end of one line: its fields are in `spans` if there are as many as the file has.
