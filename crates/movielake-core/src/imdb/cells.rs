@@ -176,8 +176,7 @@ pub(super) fn type_column(
             for (row, (s, e)) in cells {
                 let value = &text[s..e];
                 if value.as_bytes() == NULL {
-                    refuse_null(column, row, &mut failed);
-                    refuse(row, Stage::Schema, &mut failed);
+                    null_cell(column, row, &mut refuse);
                     b.append_null();
                     continue;
                 }
@@ -219,8 +218,7 @@ pub(super) fn type_column(
             for (row, (s, e)) in cells {
                 let value = &text[s..e];
                 if value.as_bytes() == NULL {
-                    refuse_null(column, row, &mut failed);
-                    refuse(row, Stage::Schema, &mut failed);
+                    null_cell(column, row, &mut refuse);
                     b.append(false);
                     continue;
                 }
@@ -281,8 +279,7 @@ fn integers<T: ArrowPrimitiveType>(
     for (row, (s, e)) in cells {
         let value = &text[s..e];
         if value.as_bytes() == NULL {
-            refuse_null(column, row, &mut failed);
-            refuse(row, Stage::Schema, &mut failed);
+            null_cell(column, row, refuse);
             b.append_null();
             continue;
         }
@@ -303,9 +300,11 @@ fn integers<T: ArrowPrimitiveType>(
     }
 }
 
-fn refuse_null(column: &Column, _row: usize, failed: &mut Vec<Reason>) {
+/// A `\N` cell: refused when the column is required (the caller appends the null).
+fn null_cell(column: &Column, row: usize, refuse: &mut impl FnMut(usize, Stage, &mut Vec<Reason>)) {
     if column.required {
-        failed.push(Reason::new("required", Some(&column.name), "missing or null"));
+        let mut required = vec![Reason::new("required", Some(&column.name), "missing or null")];
+        refuse(row, Stage::Schema, &mut required);
     }
 }
 
