@@ -37,8 +37,9 @@ fn main() {
         .to_string()
         .into_bytes();
 
+    let runs: usize = std::env::var("RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     let mut stages = [Duration::MAX; 4];
-    for _ in 0..5 {
+    for _ in 0..runs {
         let t = Instant::now();
         let inv = decode_invocation(&body).expect("decode");
         let batch = decode_event_hub_batch(&inv, "events").expect("batch");
@@ -53,7 +54,7 @@ fn main() {
         }
     }
     let rate = |d: Duration| events as f64 / d.as_secs_f64();
-    println!("watch events, {events} per batch, best of 5, one core:");
+    println!("watch events, {events} per batch, best of {runs}, one core:");
     for (name, d) in [
         "decode host payload",
         "bronze Parquet",

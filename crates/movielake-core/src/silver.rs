@@ -1,7 +1,6 @@
 //! Silver Parquet: an Arrow schema derived from the contract, zstd, lineage columns.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::sync::Arc;
 
 use arrow_array::builder::{
@@ -11,12 +10,12 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
-use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use crate::column_writer::ColumnParallelWriter;
 use crate::contract::Contract;
 use crate::naming::hive_value;
 use crate::route::Accepted;
@@ -98,45 +97,6 @@ pub fn contract_properties(base: WriterProperties, contract: &Contract) -> Write
     properties.build()
 }
 
-/// Writes silver rows as Parquet, one row group per `write` call, into any sink: a `Vec<u8>`
-/// for small outputs, a streaming uploader for large files.
-pub struct SilverEncoder<W: Write + Send> {
-    schema: SchemaRef,
-    columns: Vec<(usize, ColumnType)>,
-    writer: ArrowWriter<W>,
-}
-
-impl<W: Write + Send> SilverEncoder<W> {
-    pub fn new(contract: &Contract, sink: W) -> Result<Self, EncodeError> {
-        let schema = silver_schema(contract);
-        let writer = ArrowWriter::try_new(
-            sink,
-            schema.clone(),
-            Some(contract_properties(writer_properties(), contract)),
-        )?;
-        let columns = contract.stored_columns().map(|(i, c)| (i, c.ty)).collect();
-        Ok(SilverEncoder {
-            schema,
-            columns,
-            writer,
-        })
-    }
-
-    pub fn write(&mut self, rows: &[&Accepted], lineage: &Lineage<'_>) -> Result<(), EncodeError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let batch = silver_batch(&self.schema, &self.columns, rows, lineage)?;
-        self.writer.write(&batch)?;
-        self.writer.flush()?;
-        Ok(())
-    }
-
-    pub fn finish(self) -> Result<W, EncodeError> {
-        Ok(self.writer.into_inner()?)
-    }
-}
-
 /// The Arrow batch of accepted rows under the contract's silver schema (see [`silver_schema`]).
 pub fn accepted_batch(
     contract: &Contract,
@@ -177,11 +137,15 @@ fn silver_batch(
     Ok(RecordBatch::try_new(schema.clone(), arrays)?)
 }
 
-/// Encodes one silver part in memory.
+/// Encodes one silver part in memory, on the calling thread (a Function instance serves one
+/// batch at a time on one core). The column writer leaves mostly distinct strings (event ids)
+/// without a dictionary and encodes the lineage columns, one value per part, once.
 pub fn encode_parquet(contract: &Contract, rows: &[&Accepted], lineage: &Lineage<'_>) -> Result<Vec<u8>, EncodeError> {
-    let mut encoder = SilverEncoder::new(contract, Vec::new())?;
-    encoder.write(rows, lineage)?;
-    encoder.finish()
+    let batch = accepted_batch(contract, rows, lineage)?;
+    let properties = contract_properties(writer_properties(), contract);
+    let mut writer = ColumnParallelWriter::try_new(Vec::new(), batch.schema(), properties, &batch, 1)?;
+    writer.write(&batch)?;
+    Ok(writer.into_inner()?)
 }
 
 /// Groups rows by their partition values, in a stable order (by Hive path).
@@ -190,14 +154,35 @@ pub fn partition<'a>(
     rows: &'a [Accepted],
 ) -> BTreeMap<Vec<String>, (Vec<Value>, Vec<&'a Accepted>)> {
     let mut groups: BTreeMap<Vec<String>, (Vec<Value>, Vec<&Accepted>)> = BTreeMap::new();
-    for row in rows {
-        let values: Vec<Value> = contract
+    // Neighbouring rows mostly share a partition: only a change of values costs a path.
+    let mut current: Option<(Vec<String>, Vec<&Accepted>)> = None;
+    let of = |row: &'a Accepted| {
+        contract
             .partition_by
             .iter()
-            .map(|&i| row.row.values.get(i).cloned().unwrap_or(Value::Null))
-            .collect();
-        let key = values.iter().map(hive_value).collect();
-        groups.entry(key).or_insert_with(|| (values, Vec::new())).1.push(row);
+            .map(move |&i| row.row.values.get(i).unwrap_or(&Value::Null))
+    };
+    for row in rows {
+        if let Some((_, members)) = &mut current
+            && members.first().is_some_and(|first| of(first).eq(of(row)))
+        {
+            members.push(row);
+            continue;
+        }
+        if let Some((key, members)) = current.take()
+            && let Some((_, all)) = groups.get_mut(&key)
+        {
+            all.extend(members);
+        }
+        let values: Vec<Value> = of(row).cloned().collect();
+        let key: Vec<String> = values.iter().map(hive_value).collect();
+        groups.entry(key.clone()).or_insert_with(|| (values, Vec::new()));
+        current = Some((key, vec![row]));
+    }
+    if let Some((key, members)) = current
+        && let Some((_, all)) = groups.get_mut(&key)
+    {
+        all.extend(members);
     }
     groups
 }

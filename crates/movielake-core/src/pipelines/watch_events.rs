@@ -9,9 +9,12 @@ use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Timelike, Utc};
-use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use super::{Plan, PlannedWrite, routed_writes};
+use crate::column_writer::ColumnParallelWriter;
 use crate::contract::Contract;
 use crate::host::EventHubBatch;
 use crate::ledger::{self, LedgerBucket, LedgerEntry, Seen};
@@ -297,12 +300,13 @@ pub fn encode_bronze(batch: &EventHubBatch) -> Result<Vec<u8>, EncodeError> {
     ];
     let record_batch = RecordBatch::try_new(schema.clone(), columns)?;
     // zstd level 1: bronze is written once per batch and rarely read; speed matters more here.
-    let props = parquet::file::properties::WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::ZSTD(
-            parquet::basic::ZstdLevel::try_new(1).unwrap_or_default(),
-        ))
+    // Min/max of whole bodies and properties prune nothing and cost a comparison per event.
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+        .set_column_statistics_enabled(ColumnPath::from("body"), EnabledStatistics::None)
+        .set_column_statistics_enabled(ColumnPath::from("properties"), EnabledStatistics::None)
         .build();
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(props))?;
+    let mut writer = ColumnParallelWriter::try_new(Vec::new(), schema, properties, &record_batch, 1)?;
     writer.write(&record_batch)?;
     Ok(writer.into_inner()?)
 }
