@@ -94,10 +94,15 @@ impl Routed {
 /// Validates and de-duplicates a batch by the contract key. An exact repeat of a record already
 /// accepted is dropped and counted; the same key with a different body is quarantined (`dedupe`).
 pub fn route(contract: &Contract, records: impl IntoIterator<Item = SourceRecord>, ctx: &RunContext) -> Routed {
-    let mut routed = Routed::default();
+    let records = records.into_iter();
+    let mut routed = Routed {
+        silver: Vec::with_capacity(records.size_hint().0),
+        ..Routed::default()
+    };
     // key -> index in routed.silver. An exact duplicate is byte for byte the same record (what a
     // retrying producer sends); the ledger across batches uses the same definition.
-    let mut seen: PrehashedMap<u128, usize> = PrehashedMap::default();
+    let mut seen: PrehashedMap<u128, usize> =
+        PrehashedMap::with_capacity_and_hasher(routed.silver.capacity(), Default::default());
 
     for mut record in records {
         let verdict = match record.fields.take() {
@@ -112,7 +117,7 @@ pub fn route(contract: &Contract, records: impl IntoIterator<Item = SourceRecord
             }
         };
         let body_hash = crate::ledger::body_hash(&record.raw);
-        let key_hash = key_text(contract, &row.values).map(|k| crate::ledger::key_hash(&k));
+        let key_hash = key_hash(contract, &row.values);
         if let Some(key) = key_hash {
             if let Some(&first) = seen.get(&key) {
                 let first = &routed.silver[first];
@@ -157,6 +162,18 @@ pub fn quarantine(
         run_id: ctx.run_id.clone(),
         time: ctx.ingested_at,
         raw: record.raw,
+    }
+}
+
+/// The ledger's hash of the record's key ([`key_text`]), without building the text for the
+/// usual single text key.
+fn key_hash(contract: &Contract, values: &[Value]) -> Option<u128> {
+    match (contract.key.as_slice(), values) {
+        (&[i], values) => match values.get(i)? {
+            Value::String(s) => Some(crate::ledger::key_hash(s)),
+            _ => key_text(contract, values).map(|k| crate::ledger::key_hash(&k)),
+        },
+        _ => key_text(contract, values).map(|k| crate::ledger::key_hash(&k)),
     }
 }
 

@@ -117,13 +117,16 @@ fn silver_batch(
     for &(index, ty) in columns {
         arrays.push(build_column(
             ty,
+            rows.len(),
             rows.iter().map(|a| a.row.values.get(index).unwrap_or(&Value::Null)),
         ));
     }
-    let mut rescued = StringBuilder::new();
-    let mut source = StringBuilder::new();
-    let mut ingested = TimestampMicrosecondBuilder::with_capacity(rows.len()).with_timezone("UTC");
-    let mut run = StringBuilder::new();
+    let n = rows.len();
+    let mut rescued = StringBuilder::with_capacity(n, 0);
+    let object_len = rows.first().map_or(0, |a| a.pointer.object.len());
+    let mut source = StringBuilder::with_capacity(n, n * object_len);
+    let mut ingested = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut run = StringBuilder::with_capacity(n, n * lineage.run_id.len());
     for a in rows {
         rescued.append_option(a.row.rescued.as_deref());
         source.append_value(&a.pointer.object);
@@ -187,7 +190,8 @@ pub fn partition<'a>(
     groups
 }
 
-fn build_column<'a>(ty: ColumnType, values: impl Iterator<Item = &'a Value>) -> ArrayRef {
+/// `rows`: how many values come, to size the builders once.
+fn build_column<'a>(ty: ColumnType, rows: usize, values: impl Iterator<Item = &'a Value>) -> ArrayRef {
     fn finish(mut b: impl ArrayBuilder) -> ArrayRef {
         b.finish()
     }
@@ -195,32 +199,33 @@ fn build_column<'a>(ty: ColumnType, values: impl Iterator<Item = &'a Value>) -> 
     // would be written as null rather than fail the run.
     match ty {
         ColumnType::String => {
-            let mut b = StringBuilder::new();
+            // Ids and names are short: a guess that saves most regrowing.
+            let mut b = StringBuilder::with_capacity(rows, rows * 16);
             values.for_each(|v| b.append_option(if let Value::String(s) = v { Some(s) } else { None }));
             finish(b)
         }
         ColumnType::Int32 => {
-            let mut b = Int32Builder::new();
+            let mut b = Int32Builder::with_capacity(rows);
             values.for_each(|v| b.append_option(if let Value::Int32(x) = v { Some(*x) } else { None }));
             finish(b)
         }
         ColumnType::Int64 => {
-            let mut b = Int64Builder::new();
+            let mut b = Int64Builder::with_capacity(rows);
             values.for_each(|v| b.append_option(if let Value::Int64(x) = v { Some(*x) } else { None }));
             finish(b)
         }
         ColumnType::Float64 => {
-            let mut b = Float64Builder::new();
+            let mut b = Float64Builder::with_capacity(rows);
             values.for_each(|v| b.append_option(if let Value::Float64(x) = v { Some(*x) } else { None }));
             finish(b)
         }
         ColumnType::Bool => {
-            let mut b = BooleanBuilder::new();
+            let mut b = BooleanBuilder::with_capacity(rows);
             values.for_each(|v| b.append_option(if let Value::Bool(x) = v { Some(*x) } else { None }));
             finish(b)
         }
         ColumnType::Date => {
-            let mut b = Date32Builder::new();
+            let mut b = Date32Builder::with_capacity(rows);
             values.for_each(|v| {
                 b.append_option(if let Value::Date(d) = v {
                     Some(days_since_epoch(*d))
@@ -231,7 +236,7 @@ fn build_column<'a>(ty: ColumnType, values: impl Iterator<Item = &'a Value>) -> 
             finish(b)
         }
         ColumnType::Timestamp => {
-            let mut b = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+            let mut b = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC");
             values.for_each(|v| {
                 b.append_option(if let Value::Timestamp(t) = v {
                     Some(t.timestamp_micros())

@@ -190,7 +190,8 @@ fn against_ledger(
         .filter_map(|(s, t)| t.map(|t| (*s, t)))
         .collect();
     let mut by_hour: BTreeMap<DateTime<Utc>, Vec<(u128, LedgerEntry)>> = BTreeMap::new();
-    let accepted = std::mem::take(&mut routed.silver);
+    let capacity = routed.silver.len();
+    let accepted = std::mem::replace(&mut routed.silver, Vec::with_capacity(capacity));
     for acc in accepted {
         let (Some(key_hash), Some(seq)) = (acc.key_hash, acc.pointer.sequence_number) else {
             routed.silver.push(acc);
@@ -266,13 +267,14 @@ pub fn encode_bronze(batch: &EventHubBatch) -> Result<Vec<u8>, EncodeError> {
         Field::new("partition_key", DataType::Utf8, true),
         Field::new("properties", DataType::Utf8, true),
     ]));
-    let mut body = StringBuilder::new();
-    let mut partition_id = StringBuilder::new();
-    let mut seq = Int64Builder::new();
-    let mut offset = StringBuilder::new();
-    let mut enqueued = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-    let mut key = StringBuilder::new();
-    let mut props = StringBuilder::new();
+    let rows = batch.bodies.len();
+    let mut body = StringBuilder::with_capacity(rows, batch.bodies.iter().map(String::len).sum());
+    let mut partition_id = StringBuilder::with_capacity(rows, rows * batch.partition_id.len());
+    let mut seq = Int64Builder::with_capacity(rows);
+    let mut offset = StringBuilder::with_capacity(rows, batch.offsets.iter().map(String::len).sum());
+    let mut enqueued = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC");
+    let mut key = StringBuilder::with_capacity(rows, 0);
+    let mut props = StringBuilder::with_capacity(rows, 2 * rows);
     for (i, b) in batch.bodies.iter().enumerate() {
         body.append_value(b);
         partition_id.append_value(&batch.partition_id);
