@@ -8,9 +8,6 @@ use movielake::config::{self, ConfigError};
 use movielake::handler::{self, AppState};
 use movielake::run::{RunOptions, run_watch_events};
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Serverless data-lake ingestion for Azure: the Azure Functions custom handler and the
 /// operator CLI, one binary. Every input lands verbatim in bronze, is checked against its
 /// contract, and ends in typed silver Parquet or in quarantine with its reasons.
