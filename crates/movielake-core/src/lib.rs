@@ -21,6 +21,7 @@ pub mod route;
 pub mod sample;
 pub mod sample_files;
 pub mod silver;
+pub mod timestamp;
 pub mod tmdb;
 pub mod tmdb_details;
 pub mod tmdb_movies;

@@ -1,7 +1,9 @@
 //! Typed values of a validated record, and their conversion from raw input.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value as Json;
+
+pub use crate::timestamp::parse_timestamp;
 
 /// The column types a contract can declare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -235,16 +237,6 @@ pub(crate) fn convert_text(text: &str, ty: ColumnType) -> Result<Value, String> 
 
 /// RFC 3339 with an offset; a timestamp without offset (as the Functions host writes
 /// `EnqueuedTimeUtc`) is read as UTC.
-pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Some(t.with_timezone(&Utc));
-    }
-    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
-        .iter()
-        .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
-        .map(|naive| naive.and_utc())
-}
-
 pub fn json_kind(v: &Json) -> &'static str {
     match v {
         Json::Null => "null",
