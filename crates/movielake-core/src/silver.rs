@@ -157,40 +157,40 @@ pub fn partition<'a>(
     rows: &'a [Accepted],
 ) -> BTreeMap<Vec<String>, (Vec<Value>, Vec<&'a Accepted>)> {
     let mut groups: BTreeMap<Vec<String>, (Vec<Value>, Vec<&Accepted>)> = BTreeMap::new();
-    // Neighbouring rows mostly share a partition: only a change of values costs a path.
-    let mut current: Option<(Vec<String>, Vec<&Accepted>)> = None;
     let of = |row: &'a Accepted| {
         contract
             .partition_by
             .iter()
             .map(move |&i| row.row.values.get(i).unwrap_or(&Value::Null))
     };
+    // Neighbouring rows mostly share a partition: only a change of values costs a path.
+    let mut last: Option<(&Accepted, Vec<String>)> = None;
     for row in rows {
-        if let Some((_, members)) = &mut current
-            && members.first().is_some_and(|first| of(first).eq(of(row)))
+        if !matches!(&last, Some((previous, _)) if of(previous).zip(of(row)).all(|(a, b)| same_path(a, b))) {
+            let values: Vec<Value> = of(row).cloned().collect();
+            let key: Vec<String> = values.iter().map(hive_value).collect();
+            groups.entry(key.clone()).or_insert_with(|| (values, Vec::new()));
+            last = Some((row, key));
+        }
+        if let Some((_, key)) = &last
+            && let Some((_, members)) = groups.get_mut(key)
         {
             members.push(row);
-            continue;
         }
-        if let Some((key, members)) = current.take()
-            && let Some((_, all)) = groups.get_mut(&key)
-        {
-            all.extend(members);
-        }
-        let values: Vec<Value> = of(row).cloned().collect();
-        let key: Vec<String> = values.iter().map(hive_value).collect();
-        groups.entry(key.clone()).or_insert_with(|| (values, Vec::new()));
-        current = Some((key, vec![row]));
-    }
-    if let Some((key, members)) = current
-        && let Some((_, all)) = groups.get_mut(&key)
-    {
-        all.extend(members);
     }
     groups
 }
 
 /// `rows`: how many values come, to size the builders once.
+/// Values that certainly have the same Hive path (floats by their bits: `0.0 == -0.0`, yet their
+/// paths are `0` and `-0`).
+fn same_path(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Float64(x), Value::Float64(y)) => x.to_bits() == y.to_bits(),
+        _ => a == b,
+    }
+}
+
 fn build_column<'a>(ty: ColumnType, rows: usize, values: impl Iterator<Item = &'a Value>) -> ArrayRef {
     fn finish(mut b: impl ArrayBuilder) -> ArrayRef {
         b.finish()
@@ -270,5 +270,46 @@ fn build_column<'a>(ty: ColumnType, rows: usize, values: impl Iterator<Item = &'
             }
             finish(b)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quarantine::SourcePointer;
+    use crate::validate::Row;
+
+    #[test]
+    fn rows_go_to_the_part_of_their_path_in_their_order() {
+        let contract = Contract::from_toml(
+            "p.toml",
+            "name = \"p\"\nversion = 1\nsource = \"s\"\ntable = \"t\"\npartition_by = [\"f\"]\n\
+             [[columns]]\nname = \"f\"\ntype = \"float64\"\n[[columns]]\nname = \"n\"\ntype = \"int64\"\n",
+        )
+        .expect("contract");
+        let rows: Vec<Accepted> = [(0.0, 1), (-0.0, 2), (0.0, 3), (1.5, 4), (-0.0, 5), (1.5, 6)]
+            .into_iter()
+            .map(|(f, n)| Accepted {
+                row: Row {
+                    values: vec![Value::Float64(f), Value::Int64(n)],
+                    rescued: None,
+                },
+                pointer: SourcePointer::line("x", n as u64),
+                body_hash: 0,
+                key_hash: None,
+            })
+            .collect();
+        let parts: Vec<(Vec<String>, Vec<i64>)> = partition(&contract, &rows)
+            .into_iter()
+            .map(|(path, (_, members))| {
+                let ns = members.iter().filter_map(|a| match a.row.values[1] {
+                    Value::Int64(n) => Some(n),
+                    _ => None,
+                });
+                (path, ns.collect())
+            })
+            .collect();
+        let part = |p: &str, ns: &[i64]| (vec![p.to_string()], ns.to_vec());
+        assert_eq!(parts, [part("-0", &[2, 5]), part("0", &[1, 3]), part("1.5", &[4, 6])]);
     }
 }

@@ -33,7 +33,7 @@ pub fn decode_event_hub_batch(inv: &Invocation, binding: &str) -> Result<EventHu
     let data = inv
         .raw_data(binding)
         .ok_or_else(|| HostError::Missing(format!("Data.{binding}")))?;
-    let bodies = read_wrapped(data, |text| serde_json::from_str::<Bodies>(text))
+    let bodies = read_wrapped(data, |source| source.parse::<Bodies>())
         .map_err(|e| HostError::Malformed {
             field: format!("Data.{binding}"),
             detail: e.to_string(),
@@ -55,17 +55,19 @@ pub fn decode_event_hub_batch(inv: &Invocation, binding: &str) -> Result<EventHu
         Element::Text(s) => s.trim().parse().map_err(|_| format!("{s:?} is not an integer")),
         other => Err(format!("{} is not an integer", other.describe())),
     })?;
+    // Text elements are unwrapped twice (as the element of a wrapped array, then as text), as
+    // the batch has always read them: bronze keeps the same offsets and keys across versions.
     let offsets = metadata_array(inv, "OffsetArray", |e| {
-        Ok(e.unwrapped().into_text().unwrap_or_default())
+        Ok(e.unwrapped().unwrapped().into_text().unwrap_or_default())
     })?;
     let enqueued_times = metadata_array(inv, "EnqueuedTimeUtcArray", |e| match e.unwrapped() {
         Element::Text(s) => Ok(parse_timestamp(&s)),
         _ => Ok(None),
     })?;
-    let partition_keys = metadata_array(inv, "PartitionKeyArray", |e| Ok(e.unwrapped().into_text()))?;
+    let partition_keys = metadata_array(inv, "PartitionKeyArray", |e| Ok(e.unwrapped().unwrapped().into_text()))?;
     let properties = match inv.raw_metadata("PropertiesArray") {
         None => Vec::new(),
-        Some(raw) => read_wrapped(raw, |text| serde_json::from_str::<Option<Vec<Json>>>(text))
+        Some(raw) => read_wrapped(raw, |source| source.parse::<Option<Vec<Json>>>())
             .map_err(|e| malformed("PropertiesArray", e.to_string()))?
             .unwrap_or_default()
             .into_iter()
@@ -111,14 +113,35 @@ fn malformed(key: &str, detail: String) -> HostError {
     }
 }
 
+/// Where a possibly wrapped value is read from: the JSON text a string holds, or a plain value.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Text(&'a str),
+    Value(&'a Json),
+}
+
+impl<'a> Source<'a> {
+    fn parse<T: Deserialize<'a>>(self) -> Result<T, serde_json::Error> {
+        match self {
+            Source::Text(text) => serde_json::from_str(text),
+            Source::Value(value) => T::deserialize(value),
+        }
+    }
+}
+
 /// Reads a possibly string-wrapped value with `read`: a string's content when it reads,
 /// otherwise the value itself (a plain string stays a string). When both fail, the error is the
-/// one of the wrapped content, which is what the sender meant. `read` gets JSON text, so values
-/// borrow from it rather than going through a JSON tree.
-fn read_wrapped<T>(value: &Json, read: impl Fn(&str) -> Result<T, serde_json::Error>) -> Result<T, serde_json::Error> {
+/// one of the wrapped content, which is what the sender meant. Text is read in place, so values
+/// borrow from it rather than going through a second JSON tree.
+fn read_wrapped<T>(
+    value: &Json,
+    read: impl Fn(Source<'_>) -> Result<T, serde_json::Error>,
+) -> Result<T, serde_json::Error> {
     match value {
-        Json::String(inner) => read(inner).or_else(|wrapped| read(&value.to_string()).map_err(|_| wrapped)),
-        plain => read(&plain.to_string()),
+        Json::String(inner) => {
+            read(Source::Text(inner)).or_else(|wrapped| read(Source::Value(value)).map_err(|_| wrapped))
+        }
+        plain => read(Source::Value(plain)),
     }
 }
 
@@ -131,8 +154,8 @@ fn metadata_array<T>(
     let Some(raw) = inv.raw_metadata(key) else {
         return Ok(Vec::new());
     };
-    let read = |text: &str| -> Result<Result<Vec<T>, String>, serde_json::Error> {
-        let elements: Option<Vec<Element<'_>>> = serde_json::from_str(text)?;
+    let read = |source: Source<'_>| -> Result<Result<Vec<T>, String>, serde_json::Error> {
+        let elements: Option<Vec<Element<'_>>> = source.parse()?;
         Ok(elements.unwrap_or_default().into_iter().map(&convert).collect())
     };
     read_wrapped(raw, read)
@@ -428,5 +451,30 @@ mod tests {
                 "{array}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn text_elements_are_unwrapped_twice_as_they_always_were() {
+        let wrap = |v: Json| Json::String(v.to_string());
+        let twice = |v: Json| wrap(wrap(v));
+        let batch = batch_of(json!({
+            "PartitionContext": {"PartitionId": "0"},
+            "PartitionKeyArray": wrap(json!([twice(json!("user-7")), twice(json!({"t": 1}))])),
+            "OffsetArray": wrap(json!([twice(json!("512")), twice(json!([1]))])),
+        }));
+        assert_eq!(batch.partition_keys, [Some("user-7".to_string()), None]);
+        assert_eq!(batch.offsets, ["512", ""]);
+    }
+
+    #[test]
+    fn a_plain_number_body_is_read_once() {
+        // Reading a plain value back from its text would parse the float twice (one ulp off).
+        let text = r#"{"Data": {"events": ["a", 1.0715660391465826e-75]}, "Metadata": {"PartitionContext": {"PartitionId": "0"}}}"#;
+        let inv = decode_invocation(text.as_bytes()).expect("invocation");
+        let bodies = decode_event_hub_batch(&inv, "events").expect("batch").bodies;
+        let once = serde_json::from_str::<Json>("1.0715660391465826e-75")
+            .expect("float")
+            .to_string();
+        assert_eq!(bodies, ["a".to_string(), once]);
     }
 }
