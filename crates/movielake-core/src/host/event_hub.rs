@@ -31,7 +31,8 @@ pub struct EventHubBatch {
 
 pub fn decode_event_hub_batch(inv: &Invocation, binding: &str) -> Result<EventHubBatch, HostError> {
     let data = inv
-        .raw_data(binding)
+        .data
+        .get(binding)
         .ok_or_else(|| HostError::Missing(format!("Data.{binding}")))?;
     let bodies = read_wrapped(data, |source| source.parse::<Bodies>())
         .map_err(|e| HostError::Malformed {
@@ -65,7 +66,7 @@ pub fn decode_event_hub_batch(inv: &Invocation, binding: &str) -> Result<EventHu
         _ => Ok(None),
     })?;
     let partition_keys = metadata_array(inv, "PartitionKeyArray", |e| Ok(e.unwrapped().unwrapped().into_text()))?;
-    let properties = match inv.raw_metadata("PropertiesArray") {
+    let properties = match inv.metadata.get("PropertiesArray") {
         None => Vec::new(),
         Some(raw) => read_wrapped(raw, |source| source.parse::<Option<Vec<Json>>>())
             .map_err(|e| malformed("PropertiesArray", e.to_string()))?
@@ -151,7 +152,7 @@ fn metadata_array<T>(
     key: &str,
     convert: impl Fn(Element<'_>) -> Result<T, String>,
 ) -> Result<Vec<T>, HostError> {
-    let Some(raw) = inv.raw_metadata(key) else {
+    let Some(raw) = inv.metadata.get(key) else {
         return Ok(Vec::new());
     };
     let read = |source: Source<'_>| -> Result<Result<Vec<T>, String>, serde_json::Error> {

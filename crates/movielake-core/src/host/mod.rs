@@ -84,16 +84,6 @@ impl Invocation {
         self.metadata.get(key).map(unwrap_json)
     }
 
-    /// A `Data` entry as it came, still wrapped: for readers that type its content directly.
-    pub(crate) fn raw_data(&self, binding: &str) -> Option<&Json> {
-        self.data.get(binding)
-    }
-
-    /// A `Metadata` entry as it came, still wrapped.
-    pub(crate) fn raw_metadata(&self, key: &str) -> Option<&Json> {
-        self.metadata.get(key)
-    }
-
     /// `Metadata.RetryContext.RetryCount`, 0 on a first attempt.
     pub fn retry_count(&self) -> u64 {
         self.metadata("RetryContext")

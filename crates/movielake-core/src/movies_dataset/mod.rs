@@ -18,9 +18,9 @@ use std::io::{self, Read};
 
 use crate::contract::{Contract, ContractSet};
 use crate::files::{FileError, Outputs, PartSink};
-use crate::ledger::{body_hash, key_hash};
+use crate::ledger::body_hash;
 use crate::quarantine::SourcePointer;
-use crate::route::{Accepted, SourceRecord, key_text, quarantine};
+use crate::route::{Accepted, SourceRecord, quarantine, record_key_hash};
 use crate::validate::{Reason, Rejection, Stage, Verdict};
 use crate::value::Value;
 
@@ -253,7 +253,7 @@ pub fn convert<R: Read, S: PartSink>(
         }
         for (t, row) in rows {
             let table = &mut tables[t];
-            let key = key_text(table.contract, &row.values).map(|k| key_hash(&k));
+            let key = record_key_hash(table.contract, &row.values);
             if let (Some(unique), Some(key)) = (table.unique.as_mut(), key)
                 && !unique.insert(key)
             {
