@@ -102,4 +102,16 @@ pub struct RunManifest {
     pub counts: Counts,
     /// Contract name -> version used.
     pub contracts: BTreeMap<String, u32>,
+    /// Set when the input was landed whole in quarantine after failing every attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poison: Option<Poison>,
+}
+
+/// Why an input was landed whole in quarantine (stage `poison`) instead of processed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Poison {
+    /// Attempts that failed, this one included.
+    pub attempts: u32,
+    /// The error of the last failed attempt.
+    pub error: String,
 }

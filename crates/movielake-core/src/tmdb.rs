@@ -290,6 +290,7 @@ pub fn plan_page(
         contracts: [(contract.name.clone(), contract.version)].into(),
         logs,
         ledger_updates: Default::default(),
+        poison: None,
     };
     Ok((plan, movies))
 }

@@ -315,6 +315,7 @@ pub fn plan_detail(contract: &Contract, bronze: &BronzeDetail, body: &[u8]) -> R
         contracts: [(contract.name.clone(), contract.version)].into(),
         logs,
         ledger_updates: Default::default(),
+        poison: None,
     })
 }
 

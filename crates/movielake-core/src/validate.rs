@@ -16,6 +16,8 @@ pub enum Stage {
     Schema,
     Rule,
     Dedupe,
+    /// The whole batch, after it failed every attempt to process it (not a verdict on the data).
+    Poison,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

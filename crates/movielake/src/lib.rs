@@ -8,6 +8,7 @@ pub mod eventhubs;
 pub mod gold;
 pub mod handler;
 pub mod lake;
+pub mod logging;
 pub mod pipelines;
 pub mod run;
 pub mod send;

@@ -34,6 +34,12 @@ struct Cli {
           value_parser = clap::value_parser!(u32).range(1..=24 * 30))]
     dedupe_window_hours: u32,
 
+    /// Failed attempts of one Event Hub batch after which `serve` lands it whole in quarantine
+    /// (stage `poison`) so its partition moves on; 0 retries it forever.
+    #[arg(long, env = "MOVIELAKE_POISON_AFTER_ATTEMPTS", global = true,
+          default_value_t = handler::DEFAULT_POISON_AFTER_ATTEMPTS)]
+    poison_after_attempts: u32,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -237,15 +243,18 @@ fn hint_for(e: &anyhow::Error) -> Option<&'static str> {
     }
 }
 
-fn init_tracing(verbose: bool) {
+fn init_tracing(serve: bool) {
     // The CLI reports a failure once, itself; the handler's own error log is for `serve`.
-    let default = if verbose { "info" } else { "warn,movielake::handler=off" };
+    let default = if serve { "info" } else { "warn,movielake::handler=off" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MOVIELAKE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
+    if serve {
+        fmt.with_writer(movielake::logging::host_streams()).init();
+    } else {
+        fmt.with_writer(std::io::stderr).init();
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -255,7 +264,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         lake,
         contracts,
         chrono::Duration::hours(i64::from(cli.dedupe_window_hours)),
-    );
+    )
+    .with_poison_after_attempts(cli.poison_after_attempts);
     match cli.command {
         Command::Serve { port } => {
             handler::serve(state, port)

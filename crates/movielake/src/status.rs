@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use movielake_core::manifest::{Counts, RunManifest};
+use movielake_core::manifest::{Counts, Poison, RunManifest};
 
 use crate::lake::{Lake, LakeError};
 
@@ -13,6 +13,9 @@ pub struct PipelineStatus {
     pub counts: Counts,
     /// Runs whose counts do not add up (`in != silver + quarantined + duplicates`).
     pub unbalanced: Vec<String>,
+    /// Runs that landed their input whole in quarantine after it failed every attempt, with
+    /// the failed attempts and the last error.
+    pub poisoned: Vec<(String, Poison)>,
     pub last_finished: Option<chrono::DateTime<chrono::Utc>>,
 }
 
@@ -43,6 +46,9 @@ pub async fn summarize(lake: &dyn Lake, filter: Option<&str>) -> Result<BTreeMap
         if !manifest.counts.balanced() {
             status.unbalanced.push(meta.path.clone());
         }
+        if let Some(poison) = manifest.poison {
+            status.poisoned.push((meta.path.clone(), poison));
+        }
         status.last_finished = status.last_finished.max(Some(manifest.finished_at));
     }
     Ok(out)
@@ -70,6 +76,20 @@ pub fn render(statuses: &BTreeMap<String, PipelineStatus>) -> String {
         rules.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         for (rule, n) in rules {
             let _ = writeln!(s, "    quarantined by {rule}: {n}");
+        }
+        if !st.poisoned.is_empty() {
+            let _ = writeln!(
+                s,
+                "  POISON: {} input(s) failed every attempt and were landed whole in quarantine (stage poison):",
+                st.poisoned.len()
+            );
+            for (path, poison) in &st.poisoned {
+                let _ = writeln!(
+                    s,
+                    "    {path}: {} attempts, last error: {}",
+                    poison.attempts, poison.error
+                );
+            }
         }
         if st.unbalanced.is_empty() {
             let _ = writeln!(s, "  nothing lost: in = silver + quarantined + duplicates in every run");

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value as Json;
 
+use super::recover::{Unreadable, recover_bodies};
 use super::{HostError, Invocation, plain_element};
 use crate::value::parse_timestamp;
 
@@ -27,6 +28,9 @@ pub struct EventHubBatch {
     /// Set when a metadata array does not line up with the bodies: the events cannot be
     /// attributed, so every one of them goes to quarantine with this reason.
     pub misaligned: Option<String>,
+    /// Bodies (by index) that could not be read as sent, when the array had to be recovered
+    /// element by element: each goes to quarantine with its raw text.
+    pub unreadable: Vec<(usize, Unreadable)>,
 }
 
 pub fn decode_event_hub_batch(inv: &Invocation, binding: &str) -> Result<EventHubBatch, HostError> {
@@ -34,12 +38,10 @@ pub fn decode_event_hub_batch(inv: &Invocation, binding: &str) -> Result<EventHu
         .data
         .get(binding)
         .ok_or_else(|| HostError::Missing(format!("Data.{binding}")))?;
-    let bodies = read_wrapped(data, |source| source.parse::<Bodies>())
-        .map_err(|e| HostError::Malformed {
-            field: format!("Data.{binding}"),
-            detail: e.to_string(),
-        })?
-        .0;
+    let (bodies, unreadable) = decode_bodies(data).map_err(|e| HostError::Malformed {
+        field: format!("Data.{binding}"),
+        detail: e.to_string(),
+    })?;
     let context = inv.metadata("PartitionContext").unwrap_or(Json::Null);
     let text = |v: Option<&Json>| {
         v.cloned().map(plain_element).and_then(|v| match v {
@@ -87,6 +89,7 @@ pub fn decode_event_hub_batch(inv: &Invocation, binding: &str) -> Result<EventHu
         properties,
         bodies,
         misaligned: None,
+        unreadable,
     };
     let n = batch.bodies.len();
     let lengths = [
@@ -105,6 +108,19 @@ pub fn decode_event_hub_batch(inv: &Invocation, binding: &str) -> Result<EventHu
         batch.misaligned = Some(format!("{n} events but {}", wrong.join(", ")));
     }
     Ok(batch)
+}
+
+/// The bodies, and those that could not be read as sent. A wrapped array that does not parse
+/// as a whole is split element by element ([`recover_bodies`]) rather than taken as one body.
+fn decode_bodies(data: &Json) -> Result<(Vec<String>, Vec<(usize, Unreadable)>), serde_json::Error> {
+    let whole = |data: &Json| read_wrapped(data, |source| source.parse::<Bodies>()).map(|b| (b.0, Vec::new()));
+    match data {
+        Json::String(inner) if inner.trim_start().starts_with('[') => match Source::Text(inner).parse::<Bodies>() {
+            Ok(bodies) => Ok((bodies.0, Vec::new())),
+            Err(_) => recover_bodies(inner).map_or_else(|| whole(data), Ok),
+        },
+        _ => whole(data),
+    }
 }
 
 fn malformed(key: &str, detail: String) -> HostError {

@@ -12,8 +12,10 @@ use serde_json::{Map, Value as Json};
 use crate::value::parse_timestamp;
 
 mod event_hub;
+mod recover;
 
 pub use event_hub::{EventHubBatch, decode_event_hub_batch, event_hub_request};
+pub use recover::Unreadable;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum HostError {

@@ -36,6 +36,8 @@ pub struct Plan {
     pub logs: Vec<String>,
     /// De-duplication ledger entries to merge, by bucket path; written after the data.
     pub ledger_updates: std::collections::BTreeMap<String, crate::ledger::LedgerBucket>,
+    /// Set when the input is landed whole in quarantine after failing every attempt.
+    pub poison: Option<crate::manifest::Poison>,
 }
 
 /// The silver parts (one per partition value) and the quarantine part of a routed input, named

@@ -18,7 +18,7 @@ use crate::column_writer::ColumnParallelWriter;
 use crate::contract::Contract;
 use crate::host::EventHubBatch;
 use crate::ledger::{self, LedgerBucket, LedgerEntry, Seen};
-use crate::manifest::{Counts, OutputKind};
+use crate::manifest::{Counts, OutputKind, Poison};
 use crate::naming::stable_id;
 use crate::quarantine::SourcePointer;
 use crate::route::{PrehashedMap, Routed, RunContext, SourceRecord, key_text, quarantine, route};
@@ -97,24 +97,60 @@ pub fn plan(
     };
 
     let records = batch.bodies.iter().enumerate().map(|(i, body)| {
+        let raw = match batch.unreadable.binary_search_by_key(&i, |(at, _)| *at) {
+            Ok(at) => batch.unreadable[at].1.raw.clone(),
+            Err(_) => body.clone(),
+        };
         let seq = batch.sequence_numbers.get(i).copied().unwrap_or(i as i64);
         let enqueued = batch.enqueued_times.get(i).copied().flatten();
         let metadata = vec![
             ("sequence_number", Value::Int64(seq)),
             ("enqueued_at", enqueued.map_or(Value::Null, Value::Timestamp)),
         ];
-        SourceRecord {
-            raw: body.clone(),
+        let record = SourceRecord {
+            raw,
             fields: None,
             metadata,
             pointer: SourcePointer::event(&bronze_path, &batch.partition_id, seq),
-        }
+        };
+        (i, record)
     });
     let routed = match &batch.misaligned {
-        None => route(contract, records, &ctx),
+        None if batch.unreadable.is_empty() => route(contract, records.map(|(_, r)| r), &ctx),
+        None => {
+            // Events the host's array held unreadably (a lone surrogate escape): quarantined with
+            // their raw text; the others of the batch go their usual way.
+            let mut unreadable = Vec::new();
+            let readable =
+                records.filter_map(
+                    |(i, record)| match batch.unreadable.binary_search_by_key(&i, |(at, _)| *at) {
+                        Ok(at) => {
+                            unreadable.push((record, &batch.unreadable[at].1));
+                            None
+                        }
+                        Err(_) => Some(record),
+                    },
+                );
+            let mut routed = route(contract, readable, &ctx);
+            for (record, why) in unreadable {
+                let rejection = Rejection {
+                    stage: Stage::Decode,
+                    reasons: vec![Reason::new(
+                        "encoding",
+                        None,
+                        format!(
+                            "the host's array of bodies could not be read at this event ({}); kept as sent",
+                            why.detail
+                        ),
+                    )],
+                };
+                routed.quarantine.push(quarantine(contract, &ctx, record, rejection));
+            }
+            routed
+        }
         Some(why) => {
             let mut routed = Routed::default();
-            for record in records {
+            for (_, record) in records {
                 let rejection = Rejection {
                     stage: Stage::Decode,
                     reasons: vec![Reason::new(
@@ -147,6 +183,12 @@ pub fn plan(
         batch.partition_id,
         counts.summary()
     )];
+    if !batch.unreadable.is_empty() {
+        logs.push(format!(
+            "{} event(s) unreadable in the host's array (lone surrogate escapes?): quarantined with their raw text",
+            batch.unreadable.len()
+        ));
+    }
     if let Some(why) = &batch.misaligned {
         logs.push(format!(
             "batch metadata does not line up ({why}): every event quarantined"
@@ -162,7 +204,97 @@ pub fn plan(
         contracts: [(contract.name.clone(), contract.version)].into(),
         logs,
         ledger_updates,
+        poison: None,
     })
+}
+
+/// Lands a batch that failed every attempt whole in quarantine (stage `poison`, with the error),
+/// so its partition moves on and nothing is lost: every event of the batch becomes one
+/// quarantine record with its body as received; bronze holds the batch as well. Writes the same
+/// quarantine object a normal attempt would, so a bad record of an earlier attempt is not
+/// counted twice. The caller removes the batch's silver parts an earlier attempt may have left
+/// ([`plan`] with no ledger names every one of them).
+pub fn plan_poison(
+    contract: &Contract,
+    batch: &EventHubBatch,
+    fallback_time: DateTime<Utc>,
+    bronze: &PlannedWrite,
+    poison: Poison,
+) -> Result<Plan, EncodeError> {
+    let BatchFacts {
+        identity,
+        partition_id,
+        ingested_at,
+        bronze_path,
+    } = facts(batch, fallback_time);
+    let ctx = RunContext {
+        run_id: format!("watch-{partition_id}-{identity}"),
+        ingested_at,
+    };
+    let mut routed = Routed::default();
+    for (i, body) in batch.bodies.iter().enumerate() {
+        let seq = batch.sequence_numbers.get(i).copied().unwrap_or(i as i64);
+        let raw = match batch.unreadable.binary_search_by_key(&i, |(at, _)| *at) {
+            Ok(at) => batch.unreadable[at].1.raw.clone(),
+            Err(_) => body.clone(),
+        };
+        let record = SourceRecord {
+            raw,
+            fields: None,
+            metadata: Vec::new(),
+            pointer: SourcePointer::event(&bronze_path, &batch.partition_id, seq),
+        };
+        let rejection = Rejection {
+            stage: Stage::Poison,
+            reasons: vec![Reason::new(
+                "poison_batch",
+                None,
+                format!(
+                    "the batch failed {} attempts, the last with: {}; landed whole in quarantine so that \
+                     partition {} moves on (the batch is in bronze at {bronze_path})",
+                    poison.attempts, poison.error, batch.partition_id
+                ),
+            )],
+        };
+        routed.quarantine.push(quarantine(contract, &ctx, record, rejection));
+    }
+    let mut writes = vec![bronze.clone()];
+    writes.extend(routed_writes(
+        contract,
+        &routed,
+        &ctx,
+        &format!("{partition_id}-{identity}"),
+        ingested_at.date_naive(),
+    )?);
+    let counts = Counts::of(&routed);
+    let logs = vec![format!(
+        "POISON watch events partition {} seq {identity}: failed {} attempts ({}); landed whole in quarantine: {}",
+        batch.partition_id,
+        poison.attempts,
+        poison.error,
+        counts.summary()
+    )];
+    Ok(Plan {
+        run_id: ctx.run_id,
+        pipeline: PIPELINE.into(),
+        date: ingested_at.date_naive(),
+        inputs: vec![bronze_path],
+        writes,
+        counts,
+        contracts: [(contract.name.clone(), contract.version)].into(),
+        logs,
+        ledger_updates: BTreeMap::new(),
+        poison: Some(poison),
+    })
+}
+
+/// Where the attempts of a batch are counted (`ops/`), by its identity: a redelivery of the
+/// same batch finds the same record.
+pub fn attempts_path(batch: &EventHubBatch, fallback_time: DateTime<Utc>) -> String {
+    let BatchFacts {
+        identity, partition_id, ..
+    } = facts(batch, fallback_time);
+    format!("ops/attempts/{PIPELINE}/partition={partition_id}/seq={identity}.json")
 }
 
 /// The ledger buckets a batch must read: its enqueue hours and the dedupe window before them.

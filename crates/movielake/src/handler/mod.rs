@@ -28,6 +28,10 @@ use crate::pipelines::watch_events::IngestError;
 /// Every Function this binary serves; each has a `functions/<name>/function.json`.
 pub const FUNCTIONS: &[&str] = &[ingest_watch_events::NAME, bronze_to_silver::NAME, pull_tmdb_lists::NAME];
 
+/// With the retry policy of `ingest_watch_events` (exponential, 5 s to 15 min) ten attempts span
+/// about 35 minutes: long enough for an outage to pass, short enough not to stall a partition.
+pub const DEFAULT_POISON_AFTER_ATTEMPTS: u32 = 10;
+
 /// Event Hub batches and file events can be large; the host sends them in one body.
 pub const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
 
@@ -38,6 +42,9 @@ pub struct AppState {
     pub ledger: Arc<LedgerCache>,
     /// How long a producer duplicate is recognised (`MOVIELAKE_DEDUPE_WINDOW_HOURS`).
     pub dedupe_window: chrono::Duration,
+    /// Failed attempts of one Event Hub batch after which it is landed whole in quarantine
+    /// (`MOVIELAKE_POISON_AFTER_ATTEMPTS`; 0: never, retry forever).
+    pub poison_after_attempts: u32,
     /// TMDB pull settings; `None` reads them from the environment when `pull_tmdb_lists` runs.
     pub tmdb: Option<Arc<crate::pipelines::tmdb_lists::PullSettings>>,
 }
@@ -49,8 +56,15 @@ impl AppState {
             contracts: Arc::new(contracts),
             ledger: Arc::default(),
             dedupe_window,
+            poison_after_attempts: DEFAULT_POISON_AFTER_ATTEMPTS,
             tmdb: None,
         }
+    }
+
+    /// Lands a batch whole in quarantine after this many failed attempts (0: never).
+    pub fn with_poison_after_attempts(mut self, attempts: u32) -> Self {
+        self.poison_after_attempts = attempts;
+        self
     }
 
     /// Pulls TMDB with these settings instead of the environment's (tests, `movielake run`).

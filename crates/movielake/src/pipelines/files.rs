@@ -355,6 +355,7 @@ pub async fn convert(
             .keys()
             .filter_map(|name| contracts.get(name).map(|c| (name.clone(), c.version)))
             .collect(),
+        poison: None,
     };
     let manifest_path = super::put_manifest(lake.as_ref(), &manifest, date).await?;
     let parts = manifest.outputs.iter().filter(|o| o.kind == OutputKind::Silver).count();

@@ -88,6 +88,7 @@ pub async fn write_manifest(
         outputs,
         counts: plan.counts,
         contracts: plan.contracts,
+        poison: plan.poison,
     };
     let manifest_path = put_manifest(lake, &manifest, date).await?;
     Ok((manifest, manifest_path))

@@ -551,6 +551,17 @@ async fn reannounce(
     Ok(done)
 }
 
+/// The reference text when a setting still holds an App Service Key Vault reference
+/// (`@Microsoft.KeyVault(...)`) instead of the secret it names; only the vault and secret part
+/// is returned (a reference holds no secret).
+pub fn unresolved_key_vault_reference(value: &str) -> Option<String> {
+    let v = value.trim();
+    let prefix = "@microsoft.keyvault(";
+    v.get(..prefix.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+        .then(|| v.chars().take(200).collect())
+}
+
 /// The lists shipped with the binary, for when neither `TMDB_LISTS` nor `./tmdb_lists.toml` is
 /// there (an installed binary without the repository beside it).
 pub const EMBEDDED_LISTS: &str = include_str!("../../../../tmdb_lists.toml");
@@ -559,6 +570,14 @@ pub const EMBEDDED_LISTS: &str = include_str!("../../../../tmdb_lists.toml");
 pub enum SettingsError {
     #[error("TMDB_API_TOKEN is not set (in Azure: a Key Vault reference to the TMDB read access token)")]
     NoToken,
+    /// App Service resolves a Key Vault reference only when the app starts or its settings
+    /// change (and every 24 hours): a secret set after that leaves the reference text itself.
+    #[error(
+        "TMDB_API_TOKEN is still an unresolved Key Vault reference ({0}): App Service has not read the secret. \
+         Set the secret (az keyvault secret set), then restart the Function App (az functionapp restart) \
+         and check the reference's status under Configuration; no request was sent to TMDB"
+    )]
+    UnresolvedKeyVaultReference(String),
     #[error("cannot read the TMDB lists file {file}: {message}")]
     Unreadable { file: String, message: String },
     #[error("cannot set up Event Grid publishing: {0}")]
@@ -571,24 +590,27 @@ impl PullSettings {
     /// `TMDB_API_TOKEN` (required), `TMDB_BASE_URL`, `TMDB_LISTS` (a file; default
     /// `./tmdb_lists.toml`, else the embedded copy).
     pub fn from_env() -> Result<Self, SettingsError> {
-        let token = std::env::var("TMDB_API_TOKEN")
-            .ok()
-            .and_then(|t| Token::new(&t))
-            .ok_or(SettingsError::NoToken)?;
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// As [`PullSettings::from_env`], with the settings read by `var`.
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let raw = var("TMDB_API_TOKEN").unwrap_or_default();
+        if let Some(reference) = unresolved_key_vault_reference(&raw) {
+            return Err(SettingsError::UnresolvedKeyVaultReference(reference));
+        }
+        let token = Token::new(&raw).ok_or(SettingsError::NoToken)?;
         let mut client = ClientConfig::default();
-        if let Ok(base) = std::env::var("TMDB_BASE_URL")
+        if let Some(base) = var("TMDB_BASE_URL")
             && !base.trim().is_empty()
         {
             client.base_url = base.trim().to_string();
         }
-        let file = std::env::var("TMDB_LISTS")
-            .ok()
-            .filter(|f| !f.trim().is_empty())
-            .or_else(|| {
-                std::path::Path::new("tmdb_lists.toml")
-                    .is_file()
-                    .then(|| "tmdb_lists.toml".into())
-            });
+        let file = var("TMDB_LISTS").filter(|f| !f.trim().is_empty()).or_else(|| {
+            std::path::Path::new("tmdb_lists.toml")
+                .is_file()
+                .then(|| "tmdb_lists.toml".into())
+        });
         let lists = match file {
             Some(file) => {
                 let text = std::fs::read_to_string(&file).map_err(|e| SettingsError::Unreadable {
@@ -599,10 +621,9 @@ impl PullSettings {
             }
             None => ListsConfig::from_toml("tmdb_lists.toml (embedded)", EMBEDDED_LISTS)?,
         };
-        let publisher = match std::env::var("EVENTGRID_TOPIC_ENDPOINT") {
-            Ok(endpoint) if !endpoint.trim().is_empty() => {
-                let user_assigned_id = std::env::var("AZURE_CLIENT_ID")
-                    .ok()
+        let publisher = match var("EVENTGRID_TOPIC_ENDPOINT") {
+            Some(endpoint) if !endpoint.trim().is_empty() => {
+                let user_assigned_id = var("AZURE_CLIENT_ID")
                     .map(|id| id.trim().to_string())
                     .filter(|id| !id.is_empty())
                     .map(azure_identity::UserAssignedId::ClientId);

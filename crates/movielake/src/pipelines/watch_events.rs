@@ -6,12 +6,12 @@ use chrono::{DateTime, Duration, Utc};
 use movielake_core::Contract;
 use movielake_core::host::EventHubBatch;
 use movielake_core::ledger::LedgerBucket;
-use movielake_core::manifest::RunManifest;
-use movielake_core::pipelines::watch_events::{PIPELINE, land, ledger_hours, plan};
+use movielake_core::manifest::{OutputKind, Poison, RunManifest};
+use movielake_core::pipelines::watch_events::{PIPELINE, attempts_path, land, ledger_hours, plan, plan_poison};
 
 use super::ledger::{LedgerCache, LedgerError};
 use super::{land_bronze, write_manifest, write_outputs};
-use crate::lake::{Lake, LakeError};
+use crate::lake::{Lake, LakeError, PutMode};
 
 /// Re-plans after a ledger conflict at most this often before failing the invocation (the host
 /// then retries it later).
@@ -83,4 +83,78 @@ impl From<LedgerError> for IngestError {
             other => IngestError::Ledger(other),
         }
     }
+}
+
+/// Our own count of a batch's failed attempts (`ops/attempts/…`), beside the host's retry count.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Attempts {
+    attempts: u32,
+    last_error: String,
+    host_retry_count: u64,
+    last_failed_at: Option<DateTime<Utc>>,
+}
+
+/// Records one more failed attempt of `batch` and returns how many attempts have failed: the
+/// larger of our own record and the host's retry count (an instance that restarted, or a record
+/// that could not be written, still counts). Best effort: storage that refuses this write is
+/// storage the next attempt will also find down.
+pub async fn record_failure(
+    lake: &dyn Lake,
+    batch: &EventHubBatch,
+    fallback_time: DateTime<Utc>,
+    host_retry_count: u64,
+    error: &str,
+) -> u32 {
+    let path = attempts_path(batch, fallback_time);
+    let recorded = match lake.get(&path).await {
+        Ok(object) => serde_json::from_slice::<Attempts>(&object.bytes).unwrap_or_default(),
+        Err(_) => Attempts::default(),
+    };
+    let host = u32::try_from(host_retry_count.saturating_add(1)).unwrap_or(u32::MAX);
+    let attempts = recorded.attempts.saturating_add(1).max(host);
+    let record = Attempts {
+        attempts,
+        last_error: error.to_string(),
+        host_retry_count,
+        last_failed_at: Some(Utc::now()),
+    };
+    if let Ok(body) = serde_json::to_vec_pretty(&record)
+        && let Err(e) = lake.put(&path, body.into(), PutMode::Overwrite).await
+    {
+        tracing::warn!(%path, error = %e, "could not record the failed attempt");
+    }
+    attempts
+}
+
+/// Lands a batch that failed `poison.attempts` times whole in quarantine (stage `poison`),
+/// after removing any silver part an earlier attempt of it left, so that every event is counted
+/// once: `in = silver + quarantined + duplicates` holds for the batch.
+pub async fn land_poison(
+    lake: &dyn Lake,
+    contract: &Contract,
+    batch: &EventHubBatch,
+    fallback_time: DateTime<Utc>,
+    poison: Poison,
+) -> Result<Ingested, IngestError> {
+    let (started_at, clock) = (Utc::now(), Instant::now());
+    let bronze = land(batch, fallback_time)?;
+    let bronze_already_landed = land_bronze(lake, std::slice::from_ref(&bronze)).await?;
+    // With no ledger the plan names every silver part any attempt of this batch could write.
+    let normal = plan(contract, batch, fallback_time, &bronze, &[])?;
+    for w in normal.writes.iter().filter(|w| w.kind == OutputKind::Silver) {
+        match lake.delete(&w.path).await {
+            Ok(()) | Err(LakeError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let plan = plan_poison(contract, batch, fallback_time, &bronze, poison)?;
+    write_outputs(lake, &plan).await?;
+    let logs = plan.logs.clone();
+    let (manifest, manifest_path) = write_manifest(lake, plan, started_at, clock).await?;
+    Ok(Ingested {
+        manifest,
+        manifest_path,
+        bronze_already_landed,
+        logs,
+    })
 }

@@ -3,7 +3,9 @@
 
 mod files;
 mod handler;
+mod host_output;
 mod lake_conformance;
+mod poison;
 mod support;
 mod tmdb;
 mod tmdb_announce;

@@ -13,20 +13,24 @@ use serde_json::{Value, json};
 
 use crate::handler::{event, host_request, post_to};
 
-fn contracts_dir() -> PathBuf {
+pub fn contracts_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts")
 }
 
 /// `movielake`'s real router on an ephemeral 127.0.0.1 port, in this process (so the test can
 /// hand it a lake that fails on purpose).
-struct InProcess {
-    base: String,
+pub struct InProcess {
+    pub base: String,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 async fn serve(lake: Arc<dyn Lake>) -> InProcess {
     let contracts = movielake::config::load_contracts(Some(&contracts_dir())).expect("contracts");
-    let state = AppState::new(lake, contracts, chrono::Duration::hours(24));
+    serve_state(AppState::new(lake, contracts, chrono::Duration::hours(24))).await
+}
+
+/// The real router in this process, with this state.
+pub async fn serve_state(state: AppState) -> InProcess {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -59,7 +63,7 @@ fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-fn silver_event_ids(root: &Path) -> Vec<String> {
+pub fn silver_event_ids(root: &Path) -> Vec<String> {
     use arrow_array::{Array, StringArray};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let mut ids = Vec::new();
@@ -80,7 +84,7 @@ fn silver_event_ids(root: &Path) -> Vec<String> {
     ids
 }
 
-fn quarantine_lines(root: &Path) -> Vec<Value> {
+pub fn quarantine_lines(root: &Path) -> Vec<Value> {
     crate::handler::files(root, "quarantine")
         .iter()
         .flat_map(|p| {
@@ -94,7 +98,7 @@ fn quarantine_lines(root: &Path) -> Vec<Value> {
         .collect()
 }
 
-fn id(n: u32) -> String {
+pub fn id(n: u32) -> String {
     format!("00000000-0000-4000-8000-{n:012}")
 }
 
