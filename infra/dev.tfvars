@@ -14,7 +14,7 @@ watch_events_partitions            = 2
 watch_events_retention_days        = 7
 
 function_instance_memory_mb     = 2048
-function_maximum_instance_count = 10
+function_maximum_instance_count = 40 # the lowest Flex Consumption accepts in every region (variables.tf)
 
 log_filter         = "movielake=debug,info"
 log_retention_days = 30

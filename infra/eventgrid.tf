@@ -1,6 +1,10 @@
 # Event Grid: how bronze objects reach bronze_to_silver.
 #  - a custom topic for `movielake.bronze.landed`, published by the code after it lands bronze
-#    (TMDB pulls), with the user-assigned identity (EventGrid Data Sender, no access keys);
+#    (TMDB pulls), with the user-assigned identity (EventGrid Data Sender, no access keys). The code
+#    publishes CloudEvents 1.0 batches (application/cloudevents-batch+json,
+#    crates/movielake/src/eventgrid.rs), so the topic's input schema is CloudEvents 1.0 and its
+#    subscription delivers CloudEvents 1.0 (infra/checks/consistency_check.py holds the three
+#    together);
 #  - a system topic on the lake account: BlobCreated under bronze/imdb/ and bronze/movies_dataset/
 #    (files that arrive from outside);
 #  - a subscription on each, calling bronze_to_silver, retried and then dead-lettered to the host
@@ -19,10 +23,12 @@ locals {
 
 resource "azurerm_eventgrid_topic" "bronze_landed" {
   # checkov:skip=CKV_AZURE_193:The publisher (the Function App) has no VNet integration; it reaches the topic's public endpoint with an Azure AD token (local auth is off).
-  name                          = local.names.bronze_topic
-  resource_group_name           = azurerm_resource_group.main.name
-  location                      = azurerm_resource_group.main.location
-  input_schema                  = "EventGridSchema"
+  name                = local.names.bronze_topic
+  resource_group_name = azurerm_resource_group.main.name
+  location            = azurerm_resource_group.main.location
+  # What the topic accepts must be what the code sends: an EventGridSchema topic answers 400 to
+  # a CloudEvents batch. https://learn.microsoft.com/azure/event-grid/cloud-event-schema
+  input_schema                  = "CloudEventSchemaV1_0"
   local_auth_enabled            = false
   public_network_access_enabled = true
   tags                          = local.tags
@@ -58,6 +64,9 @@ resource "azurerm_eventgrid_system_topic_event_subscription" "bronze_files" {
   system_topic         = azurerm_eventgrid_system_topic.lake.name
   resource_group_name  = azurerm_resource_group.main.name
   included_event_types = ["Microsoft.Storage.BlobCreated"]
+  # Storage's system events, delivered in Event Grid's own schema (the default, written out):
+  # bronze_to_silver reads both schemas (crates/movielake-core/src/eventgrid.rs).
+  event_delivery_schema = "EventGridSchema"
 
   advanced_filter {
     string_begins_with {
@@ -99,6 +108,10 @@ resource "azurerm_eventgrid_event_subscription" "bronze_landed" {
   name                 = "bronze-landed-to-silver"
   scope                = azurerm_eventgrid_topic.bronze_landed.id
   included_event_types = [local.bronze_landed_event_type]
+  # A CloudEvents input topic can only deliver CloudEvents: "An Event Grid output schema can't be
+  # used when using CloudEvents as an input schema".
+  # https://learn.microsoft.com/azure/event-grid/cloud-event-schema
+  event_delivery_schema = "CloudEventSchemaV1_0"
 
   azure_function_endpoint {
     function_id          = "${azurerm_function_app_flex_consumption.app.id}/functions/bronze_to_silver"

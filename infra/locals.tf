@@ -50,7 +50,10 @@ locals {
     # whatever storage_authentication_type says (hashicorp/terraform-provider-azurerm#29693,
     # #30732); a user value of the same name replaces it, and an empty one makes the host use
     # the AzureWebJobsStorage__* identity settings. The provider hides AzureWebJobsStorage when
-    # reading the app back, so every plan shows it being set again: expected, harmless.
+    # reading the app back, so every plan shows it being set again: expected, harmless. An empty
+    # value was reported to break host start-up once (Azure/azure-functions-host#11796, fixed
+    # there); the fallback, removing the key with azapi, is in docs/deploy.md ("Host storage").
+    # Identity-based host storage: https://learn.microsoft.com/azure/azure-functions/functions-reference#connecting-to-host-storage-with-an-identity
     AzureWebJobsStorage              = ""
     AzureWebJobsStorage__accountName = azurerm_storage_account.host.name
     AzureWebJobsStorage__credential  = "managedidentity"
@@ -66,6 +69,8 @@ locals {
     AZURE_CLIENT_ID               = azurerm_user_assigned_identity.app.client_id
     MOVIELAKE_DEDUPE_WINDOW_HOURS = tostring(var.dedupe_window_hours)
     MOVIELAKE_LOG                 = var.log_filter
+    # Failed attempts of one Event Hub batch before it is landed whole in quarantine (stage poison).
+    MOVIELAKE_POISON_AFTER_ATTEMPTS = tostring(var.poison_after_attempts)
   }
 
   function_settings = {

@@ -243,13 +243,19 @@ variable "function_instance_memory_mb" {
 }
 
 variable "function_maximum_instance_count" {
-  description = "Most instances the Function App scales out to."
+  description = "Most on-demand instances the Function App scales out to (per function group): 40 to 1000."
   type        = number
   default     = 40
 
+  # Flex Consumption: "The lowest maximum scale is currently `40`. The highest currently supported
+  # value is `1000`." https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#considerations
+  # Values under 40 are being rolled out region by region (Azure/azure-functions-host#10523; the
+  # event-driven-scaling article now says 1, and azurerm accepts 1..1000 since
+  # hashicorp/terraform-provider-azurerm#31392), but 40 is the floor every region and every
+  # version of the docs accepts. infra/checks/consistency_check.py holds every *.tfvars to this.
   validation {
-    condition     = var.function_maximum_instance_count >= 1 && var.function_maximum_instance_count <= 1000
-    error_message = "function_maximum_instance_count must be between 1 and 1000."
+    condition     = var.function_maximum_instance_count >= 40 && var.function_maximum_instance_count <= 1000
+    error_message = "function_maximum_instance_count must be between 40 and 1000 (the range Flex Consumption accepts in every region)."
   }
 }
 
@@ -285,6 +291,17 @@ check "ledger_outlives_the_dedupe_window" {
   assert {
     condition     = var.ledger_retention_days * 24 > var.dedupe_window_hours
     error_message = "ledger_retention_days must exceed the dedupe window, or duplicates inside the window are forgotten."
+  }
+}
+
+variable "poison_after_attempts" {
+  description = "MOVIELAKE_POISON_AFTER_ATTEMPTS: failed attempts of one Event Hub batch after which it is landed whole in quarantine (stage poison) so that its partition moves on; 0 retries it forever."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.poison_after_attempts >= 0 && var.poison_after_attempts <= 1000 && floor(var.poison_after_attempts) == var.poison_after_attempts
+    error_message = "poison_after_attempts must be a whole number between 0 and 1000."
   }
 }
 

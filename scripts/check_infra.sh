@@ -7,7 +7,9 @@
 #      PyPI package cdktn-provider-azurerm (18.9.0 = azurerm 5.10.0, must pass; 17.0.0 = azurerm
 #      4.81.0, checked too so the 4.x compatibility stays known);
 #   3. checkov 3.3.30: zero failed checks, and every `checkov:skip` carries a written reason;
-#   4. consistency between the code and the infrastructure (infra/checks/consistency_check.py).
+#   4. consistency between the code and the infrastructure (infra/checks/consistency_check.py):
+#      Functions and routes, app settings, lake containers, Event Grid targets and schemas, Event
+#      Hub names, resource provider registration, tfvars values against variable validations.
 #
 # What it installs (all from package registries, into ./.tools/infra, reused on later runs):
 #   .tools/infra/node     npm ci of infra/checks/package-lock.json (~4 MB)
@@ -32,7 +34,7 @@ for arg in "$@"; do
   case "$arg" in
     --install-only) install_only=1 ;;
     syntax|schema|checkov|consistency) selected+=("$arg") ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "check_infra.sh: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -6,7 +6,7 @@
      every route has a folder.
   2. App settings: every setting the code reads is set on the Function App, and every setting
      set is read: by the movielake binary (clap `env = "..."`, `std::env::var("...")`,
-     `try_from_env("...")` in crates/*/src), by the Functions host for a binding (`%NAME%` in a
+     `try_from_env("...")`, a settings lookup `var("UPPER_CASE")` in crates/*/src), by the Functions host for a binding (`%NAME%` in a
      function.json, `<connection>__*` of an identity-based connection), or by the platform (the
      allow-list PLATFORM_SETTINGS below, each with its reason). Settings the code reads that are
      deliberately not set are in NOT_SET (each with its reason). No keys or connection strings.
@@ -17,6 +17,18 @@
      in its count).
   5. Event Hubs: the hub and consumer group each Event Hub trigger names (literally or through
      %SETTING%) are the ones Terraform creates, in the namespace its connection points at.
+  6. Event Grid schemas: the schema the code publishes (the content type and envelope in
+     crates/movielake/src/eventgrid.rs) is the input_schema of the topic whose endpoint the app
+     is given; each subscription on that topic delivers a schema Event Grid can convert it to;
+     every subscription delivers a schema the handler's decoder reads (`enum Schema` in
+     crates/movielake-core/src/eventgrid.rs).
+  7. Resource providers: every azurerm resource type used in infra/*.tf maps to its resource
+     provider namespace (RESOURCE_PROVIDERS below) and that namespace is in the provider block's
+     resource_providers_to_register (azurerm 5.x registers none by default); a namespace
+     registered for no resource needs its reason in EXTRA_NAMESPACES.
+  8. Variable values: every value in infra/*.tfvars (and every default) satisfies the
+     `validation` conditions of its variable, evaluated offline (infra/checks/tfexpr.py); a
+     tfvars name that is no variable is an error.
 
 Terraform side: the app settings are evaluated from the structure of infra/locals.tf
 (`platform_settings`, `shared_settings`, `function_settings` per Function, merged into
@@ -33,6 +45,8 @@ import re
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import hcl2  # noqa: E402
+import tfexpr  # noqa: E402
 from tfload import Module, literal, unquote  # noqa: E402
 
 # Set on the Function App for the Functions host or the platform, not read by our code.
@@ -70,12 +84,58 @@ FLEX_UNSUPPORTED = {
 # What the host reads after `<connection>__` for an identity-based connection.
 CONNECTION_SUFFIXES = {"fullyQualifiedNamespace", "credential", "clientId", "accountName",
                        "serviceUri", "blobServiceUri", "queueServiceUri", "tableServiceUri", "topicEndpointUri"}
+# Event Grid: the azurerm value of each schema, how the code's envelope and content type are
+# recognised, and what a topic of each input schema can deliver ("An Event Grid output schema can't
+# be used when using CloudEvents as an input schema":
+# https://learn.microsoft.com/azure/event-grid/cloud-event-schema).
+CLOUDEVENTS, EVENTGRID = "CloudEventSchemaV1_0", "EventGridSchema"
+DELIVERABLE = {CLOUDEVENTS: {CLOUDEVENTS}, EVENTGRID: {EVENTGRID, CLOUDEVENTS}}
+DECODER_SCHEMAS = {"EventGrid": EVENTGRID, "CloudEvents": CLOUDEVENTS}   # enum Schema variants
+# The default when the argument is absent (azurerm: input_schema and event_delivery_schema both
+# default to EventGridSchema).
+DEFAULT_SCHEMA = EVENTGRID
+
+# The resource provider namespace of each azurerm type used here ({namespace}/{type} in Azure
+# Resource Manager). A type missing from this table fails the check: add it with its namespace.
+RESOURCE_PROVIDERS = {
+    "azurerm_resource_group": "Microsoft.Resources",
+    "azurerm_role_assignment": "Microsoft.Authorization",
+    "azurerm_user_assigned_identity": "Microsoft.ManagedIdentity",
+    "azurerm_storage_account": "Microsoft.Storage",
+    "azurerm_storage_container": "Microsoft.Storage",
+    "azurerm_storage_management_policy": "Microsoft.Storage",
+    "azurerm_eventhub_namespace": "Microsoft.EventHub",
+    "azurerm_eventhub": "Microsoft.EventHub",
+    "azurerm_eventhub_consumer_group": "Microsoft.EventHub",
+    "azurerm_eventgrid_topic": "Microsoft.EventGrid",
+    "azurerm_eventgrid_system_topic": "Microsoft.EventGrid",
+    "azurerm_eventgrid_event_subscription": "Microsoft.EventGrid",
+    "azurerm_eventgrid_system_topic_event_subscription": "Microsoft.EventGrid",
+    "azurerm_key_vault": "Microsoft.KeyVault",
+    "azurerm_key_vault_secret": "Microsoft.KeyVault",
+    "azurerm_log_analytics_workspace": "Microsoft.OperationalInsights",
+    "azurerm_application_insights": "Microsoft.Insights",
+    "azurerm_monitor_diagnostic_setting": "Microsoft.Insights",
+    "azurerm_service_plan": "Microsoft.Web",
+    # Flex Consumption apps are Microsoft.Web/sites, and also need Microsoft.App
+    # (hashicorp/terraform-provider-azurerm#30397).
+    "azurerm_function_app_flex_consumption": ("Microsoft.Web", "Microsoft.App"),
+}
+# Data sources that call no resource provider of their own.
+NO_PROVIDER_DATA = {"azurerm_client_config"}
+# Registered although no resource type above needs it, each with the reason.
+EXTRA_NAMESPACES = {
+    "Microsoft.AlertsManagement": "Application Insights creates its \"Failure Anomalies\" smart detector "
+                                  "rule there (hashicorp/terraform-provider-azurerm#26209)",
+}
+
 SECRET = re.compile(r"AccountKey=|SharedAccessKey=|SharedAccessSignature|[?&]sig=|Password=", re.I)
 
 READ_PATTERNS = [
     re.compile(r'(?<!let )\benv\s*=\s*"([A-Za-z_][A-Za-z0-9_]*)"'),         # clap #[arg(env = "X")]
     re.compile(r'env::var(?:_os)?\(\s*"([A-Za-z_][A-Za-z0-9_]*)"\s*\)'),   # std::env::var("X")
     re.compile(r'\b(?:try_)?from_env\(\s*"([A-Za-z_][A-Za-z0-9_]*)"\s*\)'),  # EnvFilter::try_from_env("X")
+    re.compile(r'(?<![\w:.])var\(\s*"([A-Z][A-Z0-9_]*)"\s*\)'),             # a settings lookup: var("X")
 ]
 PLACEHOLDER = re.compile(r"%([A-Za-z_][A-Za-z0-9_]*)%")
 REF = re.compile(r"\b(azurerm_[a-z0-9_]+)\.([A-Za-z_][\w-]*)\.([a-z_]+)")
@@ -523,7 +583,211 @@ def check(repo, infra_dir):
                     f"azurerm_eventhub.{hub} is in another namespace")
         if hub and group:
             r.note(f"{fname}: hub azurerm_eventhub.{hub}, consumer group azurerm_eventhub_consumer_group.{group}")
+
+    # 6. Event Grid schemas --------------------------------------------------------------------
+    all_settings = dict(set_settings)
+    for settings in per_function.values():
+        all_settings.update(settings)
+    check_event_grid_schemas(repo, infra, all_settings, r)
+
+    # 7. Resource providers ----------------------------------------------------------------------
+    check_resource_providers(infra, r)
+
+    # 8. Variable values -------------------------------------------------------------------------
+    check_variable_values(infra, r)
     return r
+
+
+def published_schema(repo, r):
+    """The Event Grid schema crates/movielake/src/eventgrid.rs publishes, from its content type and
+    envelope, or None (reported) when it cannot tell."""
+    f = pathlib.Path(repo, "crates/movielake/src/eventgrid.rs")
+    if not f.exists():
+        r.error(f"{f}: missing: cannot tell which Event Grid schema the code publishes")
+        return None
+    code = "\n".join(line.split("//")[0] for line in f.read_text().splitlines())
+    types = set(re.findall(r'"(application/[a-z0-9.+-]+)', code))
+    cloud = {t for t in types if t.startswith("application/cloudevents")}
+    if cloud and '"specversion"' in code:
+        return CLOUDEVENTS, sorted(cloud)[0]
+    if "application/json" in types and '"eventType"' in code and '"dataVersion"' in code:
+        return EVENTGRID, "application/json"
+    r.error(f"{f.relative_to(repo)}: cannot tell which Event Grid schema the code publishes: expected a "
+            "CloudEvents content type (application/cloudevents-batch+json) with \"specversion\", or "
+            "application/json with \"eventType\" and \"dataVersion\" (Event Grid schema)")
+    return None
+
+
+def decoder_schemas(repo, r):
+    f = pathlib.Path(repo, "crates/movielake-core/src/eventgrid.rs")
+    m = re.search(r"\benum\s+Schema\s*\{(.*?)\}", f.read_text(), re.S) if f.exists() else None
+    if not m:
+        r.error(f"{f}: no `enum Schema {{ ... }}`: cannot tell which Event Grid schemas bronze_to_silver reads")
+        return None
+    variants = re.findall(r"\b([A-Z][A-Za-z0-9]*)\b", m.group(1))
+    return {DECODER_SCHEMAS[v] for v in variants if v in DECODER_SCHEMAS}
+
+
+def schema_of(infra, body, arg, where, r):
+    raw = body.get(arg)
+    if raw is None:
+        return DEFAULT_SCHEMA
+    value = infra.string_value(raw)
+    if value not in (CLOUDEVENTS, EVENTGRID):
+        r.error(f"{where}: {arg} is {raw!r}: expected \"{CLOUDEVENTS}\" or \"{EVENTGRID}\" (a literal)")
+        return None
+    return value
+
+
+def check_event_grid_schemas(repo, infra, settings, r):
+    topics = {n: (f, b) for f, _, n, b in infra.m.resources("azurerm_eventgrid_topic")}
+    published = published_schema(repo, r)
+    readable = decoder_schemas(repo, r)
+    # the topics the app is given to publish to: an app setting = azurerm_eventgrid_topic.<n>.endpoint
+    targets = {}
+    for key, value in settings.items():
+        for name in re.findall(r"\bazurerm_eventgrid_topic\.([\w-]+)\.endpoint\b", str(value)):
+            targets.setdefault(name, key)
+    input_schemas = {}
+    for name, (f, body) in topics.items():
+        input_schemas[name] = schema_of(infra, body, "input_schema", infra.m.where(f, "azurerm_eventgrid_topic", name), r)
+    for name, key in sorted(targets.items()):
+        if name not in topics or published is None:
+            continue
+        schema, content_type = published
+        f, _ = topics[name]
+        if input_schemas[name] is not None and input_schemas[name] != schema:
+            r.error(f"{infra.m.where(f, 'azurerm_eventgrid_topic', name)}: azurerm_eventgrid_topic.{name} has "
+                    f"input_schema {input_schemas[name]}, but the code publishes {schema} ({content_type}, "
+                    f"crates/movielake/src/eventgrid.rs) to it (app setting {key}): Event Grid refuses every "
+                    f"batch with HTTP 400; set input_schema = \"{schema}\"")
+        else:
+            r.note(f"the code publishes {schema} ({content_type}) to azurerm_eventgrid_topic.{name} ({key})")
+    for rtype in ("azurerm_eventgrid_event_subscription", "azurerm_eventgrid_system_topic_event_subscription"):
+        for f, _, sname, body in infra.m.resources(rtype):
+            where = infra.m.where(f, rtype, sname)
+            delivered = schema_of(infra, body, "event_delivery_schema", where, r)
+            if delivered is None:
+                continue
+            scope = re.search(r"\bazurerm_eventgrid_topic\.([\w-]+)\.id\b", str(body.get("scope", "")))
+            if scope and scope.group(1) in input_schemas and input_schemas[scope.group(1)] is not None:
+                given = input_schemas[scope.group(1)]
+                if delivered not in DELIVERABLE[given]:
+                    r.error(f"{where}: {rtype}.{sname} delivers {delivered}, but its topic "
+                            f"azurerm_eventgrid_topic.{scope.group(1)} takes {given}, which Event Grid can only "
+                            f"deliver as {' or '.join(sorted(DELIVERABLE[given]))}: set event_delivery_schema = "
+                            f"\"{sorted(DELIVERABLE[given])[0]}\"")
+            if readable is not None and body.get("azure_function_endpoint") and delivered not in readable:
+                r.error(f"{where}: {rtype}.{sname} delivers {delivered}, which the handler's decoder does not "
+                        "read (enum Schema in crates/movielake-core/src/eventgrid.rs)")
+
+
+def provider_block(infra):
+    for f, doc in infra.m.docs.items():
+        for item in doc.get("provider", []):
+            for pname, body in item.items():
+                if unquote(pname) == "azurerm":
+                    return f, body
+    return None, None
+
+
+def check_resource_providers(infra, r):
+    f, body = provider_block(infra)
+    if body is None:
+        r.error('infra: no provider "azurerm" block: cannot tell which resource providers are registered')
+        return
+    raw = body.get("resource_providers_to_register")
+    listed = [literal(x) for x in raw] if isinstance(raw, list) else None
+    if listed is None or None in listed:
+        r.error(f'{f.name}: provider "azurerm" must list resource_providers_to_register as literal strings '
+                "(azurerm 5.x registers no resource provider by default: a fresh subscription fails with "
+                "MissingSubscriptionRegistration)")
+        return
+    registered = {ns.lower(): ns for ns in listed}
+    needed = {}   # namespace -> resource types
+    for kind in ("resource", "data"):
+        for tf, rtype, rname, _ in infra.m.blocks(kind):
+            if not rtype.startswith("azurerm_") or (kind == "data" and rtype in NO_PROVIDER_DATA):
+                continue
+            namespaces = RESOURCE_PROVIDERS.get(rtype)
+            if namespaces is None:
+                r.error(f"{infra.m.where(tf, rtype, rname)}: {rtype} is not in RESOURCE_PROVIDERS of "
+                        "infra/checks/consistency_check.py: add it with its resource provider namespace "
+                        "(and register that namespace in the provider block)")
+                continue
+            for ns in (namespaces,) if isinstance(namespaces, str) else namespaces:
+                needed.setdefault(ns, set()).add(rtype)
+    for ns, types in sorted(needed.items()):
+        if ns.lower() not in registered:
+            r.error(f'{f.name}: provider "azurerm" does not register {ns}, which {", ".join(sorted(types))} '
+                    f"need(s): add \"{ns}\" to resource_providers_to_register (azurerm 5.x registers none by "
+                    "default; apply fails with MissingSubscriptionRegistration on a subscription that never used it)")
+    needed_lower = {ns.lower() for ns in needed}
+    extra_lower = {ns.lower() for ns in EXTRA_NAMESPACES}
+    for low, ns in sorted(registered.items()):
+        if low not in needed_lower and low not in extra_lower:
+            r.error(f'{f.name}: provider "azurerm" registers {ns}, which no resource here needs: remove it, '
+                    "or add it to EXTRA_NAMESPACES in infra/checks/consistency_check.py with the reason")
+    r.note(f"resource providers registered: {', '.join(sorted(registered.values()))}")
+
+
+def variable_validations(infra):
+    """{variable: [(condition expression, error message)]}"""
+    out = {}
+    for name, (_, body) in infra.vars.items():
+        for v in body.get("validation", []) if isinstance(body.get("validation"), list) else []:
+            cond = v.get("condition")
+            if isinstance(cond, str) and cond.startswith("${") and cond.endswith("}"):
+                cond = cond[2:-1]
+            out.setdefault(name, []).append((cond, literal(v.get("error_message")) or "(no message)"))
+    return out
+
+
+def check_variable_values(infra, r):
+    defaults = {}
+    for name, (_, body) in infra.vars.items():
+        if "default" in body:
+            try:
+                defaults[name] = tfexpr.hcl_value(body["default"])
+            except (tfexpr.Unsupported, tfexpr.EvalError):
+                pass
+    validations = variable_validations(infra)
+    files = [("defaults in variables.tf", {})]
+    for f in sorted(pathlib.Path(infra.m.folder).glob("*.tfvars")):
+        try:
+            doc = hcl2.loads(f.read_text())
+        except Exception as e:  # python-hcl2 raises lark errors with the position
+            r.error(f"{f.name}: cannot parse: {e}")
+            continue
+        files.append((f.name, {k: v for k, v in doc.items() if not k.startswith("__")}))
+    checked = 0
+    for fname, raw_values in files:
+        values = dict(defaults)
+        for key, raw in raw_values.items():
+            if key not in infra.vars:
+                r.error(f"{fname}: {key} is not a variable of infra/variables.tf (a misspelt name is silently "
+                        "ignored by Terraform with a warning)")
+                continue
+            try:
+                values[key] = tfexpr.hcl_value(raw)
+            except (tfexpr.Unsupported, tfexpr.EvalError) as e:
+                r.error(f"{fname}: cannot evaluate the value of {key}: {e}")
+        names = raw_values.keys() if raw_values else defaults.keys()
+        for key in sorted(n for n in names if n in validations and n in values):
+            for cond, message in validations[key]:
+                checked += 1
+                try:
+                    ok = tfexpr.truth(tfexpr.evaluate(cond, values))
+                except tfexpr.Unsupported as e:
+                    r.error(f"variables.tf: the validation of {key} cannot be evaluated offline ({e}): keep "
+                            "conditions to what infra/checks/tfexpr.py evaluates, or extend it")
+                    continue
+                except tfexpr.EvalError as e:
+                    ok, message = False, f"{message} (evaluating it fails: {e})"
+                if not ok:
+                    r.error(f"{fname}: {key} = {json.dumps(values[key])} fails the validation of variable "
+                            f"\"{key}\": {message}")
+    r.note(f"variable values: {checked} validation(s) evaluated over {len(files) - 1} tfvars file(s) and the defaults")
 
 
 def resolve_binding_ref(value, rtype, settings, resources, infra, where, r):

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value as Json;
 
-use super::recover::{Unreadable, recover_bodies};
+use super::recover::{self, Unreadable, recover_bodies};
 use super::{HostError, Invocation, plain_element};
 use crate::value::parse_timestamp;
 
@@ -112,7 +112,7 @@ pub fn decode_event_hub_batch(inv: &Invocation, binding: &str) -> Result<EventHu
 
 /// The bodies, and those that could not be read as sent. A wrapped array that does not parse
 /// as a whole is split element by element ([`recover_bodies`]) rather than taken as one body.
-fn decode_bodies(data: &Json) -> Result<(Vec<String>, Vec<(usize, Unreadable)>), serde_json::Error> {
+fn decode_bodies(data: &Json) -> Result<recover::Bodies, serde_json::Error> {
     let whole = |data: &Json| read_wrapped(data, |source| source.parse::<Bodies>()).map(|b| (b.0, Vec::new()));
     match data {
         Json::String(inner) if inner.trim_start().starts_with('[') => match Source::Text(inner).parse::<Bodies>() {

@@ -18,9 +18,12 @@ pub struct Unreadable {
     pub detail: String,
 }
 
-/// The bodies of an array that did not parse as a whole, and which of them were unreadable
-/// (by index). `None` when `text` is not an array whose elements can be told apart.
-pub fn recover_bodies(text: &str) -> Option<(Vec<String>, Vec<(usize, Unreadable)>)> {
+/// The bodies of a batch, and which of them (by index, ascending) could not be read as sent.
+pub type Bodies = (Vec<String>, Vec<(usize, Unreadable)>);
+
+/// The bodies of an array that did not parse as a whole, and which of them were unreadable.
+/// `None` when `text` is not an array whose elements can be told apart.
+pub fn recover_bodies(text: &str) -> Option<Bodies> {
     let mut bodies = Vec::new();
     let mut unreadable = Vec::new();
     for (i, span) in split_array(text)?.into_iter().enumerate() {
