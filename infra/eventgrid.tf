@@ -65,7 +65,7 @@ resource "azurerm_eventgrid_system_topic_event_subscription" "bronze_files" {
   resource_group_name  = azurerm_resource_group.main.name
   included_event_types = ["Microsoft.Storage.BlobCreated"]
   # Storage's system events, delivered in Event Grid's own schema (the default, written out):
-  # bronze_to_silver reads both schemas (crates/movielake-core/src/eventgrid.rs).
+  # bronze_to_silver reads both schemas (crates/movielake-core/src/host/eventgrid.rs).
   event_delivery_schema = "EventGridSchema"
 
   advanced_filter {

@@ -21,7 +21,7 @@
      crates/movielake/src/eventgrid.rs) is the input_schema of the topic whose endpoint the app
      is given; each subscription on that topic delivers a schema Event Grid can convert it to;
      every subscription delivers a schema the handler's decoder reads (`enum Schema` in
-     crates/movielake-core/src/eventgrid.rs).
+     crates/movielake-core/src/host/eventgrid.rs).
   7. Resource providers: every azurerm resource type used in infra/*.tf maps to its resource
      provider namespace (RESOURCE_PROVIDERS below) and that namespace is in the provider block's
      resource_providers_to_register (azurerm 5.x registers none by default); a namespace
@@ -619,7 +619,7 @@ def published_schema(repo, r):
 
 
 def decoder_schemas(repo, r):
-    f = pathlib.Path(repo, "crates/movielake-core/src/eventgrid.rs")
+    f = pathlib.Path(repo, "crates/movielake-core/src/host/eventgrid.rs")
     m = re.search(r"\benum\s+Schema\s*\{(.*?)\}", f.read_text(), re.S) if f.exists() else None
     if not m:
         r.error(f"{f}: no `enum Schema {{ ... }}`: cannot tell which Event Grid schemas bronze_to_silver reads")
@@ -679,7 +679,7 @@ def check_event_grid_schemas(repo, infra, settings, r):
                             f"\"{sorted(DELIVERABLE[given])[0]}\"")
             if readable is not None and body.get("azure_function_endpoint") and delivered not in readable:
                 r.error(f"{where}: {rtype}.{sname} delivers {delivered}, which the handler's decoder does not "
-                        "read (enum Schema in crates/movielake-core/src/eventgrid.rs)")
+                        "read (enum Schema in crates/movielake-core/src/host/eventgrid.rs)")
 
 
 def provider_block(infra):

@@ -57,7 +57,7 @@ def test_code_whose_schema_cannot_be_told_fails(repo):
 
 
 def test_decoder_that_does_not_read_cloudevents_fails(repo):
-    only(planted(repo, lambda: repo.replace("crates/movielake-core/src/eventgrid.rs",
+    only(planted(repo, lambda: repo.replace("crates/movielake-core/src/host/eventgrid.rs",
                                             "    EventGrid,\n    CloudEvents,\n}", "    EventGrid,\n}")),
          "azurerm_eventgrid_event_subscription.bronze_landed delivers CloudEventSchemaV1_0, which the "
          "handler's decoder does not read")

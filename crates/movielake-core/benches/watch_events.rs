@@ -14,10 +14,10 @@ use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use chrono::{DateTime, Utc};
 use movielake_core::host::{decode_event_hub_batch, decode_invocation, event_hub_request};
+use movielake_core::output::silver::{Lineage, accepted_batch};
 use movielake_core::pipelines::watch_events::{land, plan};
-use movielake_core::route::RunContext;
-use movielake_core::sample::{SampleOptions, watch_events};
-use movielake_core::silver::{Lineage, accepted_batch};
+use movielake_core::routing::route::RunContext;
+use movielake_core::sources::events::sample::{SampleOptions, watch_events};
 use movielake_core::{Contract, Value, Verdict, route};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -132,7 +132,7 @@ fn main() {
             ],
             ..movielake_core::SourceRecord::json(
                 b.clone(),
-                movielake_core::quarantine::SourcePointer::event("bronze/x", "0", i as i64),
+                movielake_core::routing::quarantine::SourcePointer::event("bronze/x", "0", i as i64),
             )
         }),
         &ctx,

@@ -16,8 +16,8 @@ use std::process::ExitCode;
 
 use chrono::{NaiveDate, Utc};
 use movielake_core::ContractSet;
-use movielake_core::files::{FileContext, Outputs, PartSink};
-use movielake_core::route::RunContext;
+use movielake_core::output::files::{FileContext, Outputs, PartSink};
+use movielake_core::routing::route::RunContext;
 
 const CONTRACT: (&str, &str) = (
     "contracts/imdb_title_basics.toml",
@@ -60,7 +60,7 @@ fn main() -> ExitCode {
 fn generate(rows: &str, out: &str) -> Result<(), String> {
     let rows: u64 = rows.parse().map_err(|_| format!("{rows:?} is not a row count"))?;
     let mut file = BufWriter::with_capacity(1 << 20, File::create(out).map_err(|e| format!("{out}: {e}"))?);
-    movielake_core::sample_files::title_basics_tsv(rows, 7, &mut file).map_err(|e| format!("{out}: {e}"))?;
+    movielake_core::sources::imdb::sample::title_basics_tsv(rows, 7, &mut file).map_err(|e| format!("{out}: {e}"))?;
     file.into_inner().map_err(|e| format!("{out}: {e}"))?;
     Ok(())
 }
@@ -82,7 +82,7 @@ fn convert(input: &str, dir: &str, all_statistics: bool) -> Result<(), String> {
         },
     };
     let mut out = Outputs::new(FolderSink(PathBuf::from(dir)), ctx);
-    let converted = movielake_core::imdb::convert(file, &contracts, &mut out).map_err(|e| e.to_string())?;
+    let converted = movielake_core::sources::imdb::convert(file, &contracts, &mut out).map_err(|e| e.to_string())?;
     let (_, outputs, counts) = out.finish().map_err(|e| e.to_string())?;
     let c = counts.get(converted.file.contract).cloned().unwrap_or_default();
     println!(

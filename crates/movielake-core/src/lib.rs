@@ -1,34 +1,15 @@
-//! movielake's sans-IO core: contracts, the rule engine, routing to silver or quarantine,
-//! Parquet encoding to bytes, deterministic names, run manifests and the Functions host's
-//! payload format. No tokio, no network, no clock, no environment: every input is an argument.
+//! movielake's sans-IO core: no tokio, no network, no clock, no environment: every input is an
+//! argument. A record travels host → sources → contract → routing → output; pipelines tie the
+//! stages into a plan of writes that the app applies.
 
-pub mod column_writer;
 pub mod contract;
-pub mod eventgrid;
-pub mod expr;
-mod fast_json;
-pub mod files;
 pub mod host;
-pub mod imdb;
-pub mod ledger;
-pub mod manifest;
-pub mod movies_dataset;
-pub mod naming;
+pub mod output;
 pub mod pipelines;
-pub mod pylit;
-pub mod quarantine;
-pub mod route;
-pub mod sample;
-pub mod sample_files;
-pub mod silver;
-pub mod timestamp;
-pub mod tmdb;
-pub mod tmdb_details;
-pub mod tmdb_movies;
-pub mod validate;
-pub mod value;
+pub mod routing;
+pub mod sources;
 
+pub use contract::validate::{Reason, Stage, Verdict};
+pub use contract::value::{ColumnType, Value};
 pub use contract::{Contract, ContractError, ContractSet};
-pub use route::{RunContext, SourceRecord, route};
-pub use validate::{Reason, Stage, Verdict};
-pub use value::{ColumnType, Value};
+pub use routing::route::{RunContext, SourceRecord, route};

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use movielake_core::ContractSet;
 use movielake_core::host::event_hub_request;
-use movielake_core::sample::{SampleOptions, watch_events};
+use movielake_core::sources::events::sample::{SampleOptions, watch_events};
 
 use crate::handler::{AppState, call, serve_on};
 use crate::lake::LocalLake;
@@ -51,7 +51,7 @@ fn batch_count(opts: &BenchOptions) -> usize {
 }
 
 /// The events of batch `i`: the same for movielake and for DuckDB.
-fn batch_events(opts: &BenchOptions, i: usize) -> Vec<movielake_core::sample::GeneratedEvent> {
+fn batch_events(opts: &BenchOptions, i: usize) -> Vec<movielake_core::sources::events::sample::GeneratedEvent> {
     let start: DateTime<Utc> = DateTime::from_timestamp(1_714_557_600, 0).unwrap_or_default();
     watch_events(&SampleOptions {
         seed: opts.seed + i as u64,

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use azure_core::credentials::TokenCredential;
 use chrono::{DateTime, SecondsFormat, Utc};
-use movielake_core::eventgrid::BRONZE_LANDED;
-use movielake_core::naming::stable_id;
+use movielake_core::host::eventgrid::BRONZE_LANDED;
+use movielake_core::output::naming::stable_id;
 use serde_json::{Value as Json, json};
 
 /// Entra scope of Event Grid data-plane publishing.
@@ -126,7 +126,7 @@ impl EventGridPublisher {
                 Ok(r) => {
                     let status = r.status().as_u16();
                     let detail = r.text().await.unwrap_or_default();
-                    let detail = movielake_core::value::shorten(&detail, 300);
+                    let detail = movielake_core::contract::value::shorten(&detail, 300);
                     if status != 429 && status != 408 && status < 500 {
                         return Err(PublishError::Refused {
                             endpoint: self.endpoint.clone(),

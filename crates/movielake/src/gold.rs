@@ -22,7 +22,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use movielake_core::ContractSet;
-use movielake_core::silver::{arrow_type, writer_properties};
+use movielake_core::output::silver::{arrow_type, writer_properties};
 use parquet::arrow::ArrowWriter;
 
 use crate::lake::{Lake, LakeError, PutMode};

@@ -214,7 +214,7 @@ fn main() -> ExitCode {
 }
 
 /// One flow's counts, with the check that nothing was lost.
-fn print_counts(title: &str, c: &movielake_core::manifest::Counts) {
+fn print_counts(title: &str, c: &movielake_core::output::manifest::Counts) {
     println!("{title}");
     println!("  records in       {:>7}", c.records_in);
     println!("  silver           {:>7}", c.silver);
@@ -384,7 +384,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let path = generated.join("movies_metadata.csv");
                 std::fs::write(
                     &path,
-                    movielake_core::sample_files::movies_metadata_csv(movies, seed, true),
+                    movielake_core::sources::movies_dataset::sample::movies_metadata_csv(movies, seed, true),
                 )?;
                 vec![path]
             } else {
@@ -451,7 +451,7 @@ async fn ingest_file(
     state: &AppState,
     file: &std::path::Path,
     date: chrono::NaiveDate,
-) -> anyhow::Result<movielake_core::manifest::Counts> {
+) -> anyhow::Result<movielake_core::output::manifest::Counts> {
     use movielake::pipelines::files;
     let landed = files::land_local_file(state.lake.as_ref(), file, date).await?;
     let verb = if landed.already { "already in bronze" } else { "landed" };

@@ -3,7 +3,7 @@
 //! invocations over HTTP, so the run exercises exactly the path Azure does.
 
 use chrono::{DateTime, Utc};
-use movielake_core::manifest::{Counts, RunManifest};
+use movielake_core::output::manifest::{Counts, RunManifest};
 
 use crate::handler::{AppState, serve_on};
 use crate::lake::LakeError;

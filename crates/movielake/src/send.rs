@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use movielake_core::host::{InvocationResponse, event_hub_request};
-use movielake_core::sample::{SampleOptions, partition_for, watch_events};
+use movielake_core::sources::events::sample::{SampleOptions, partition_for, watch_events};
 
 /// Where events go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,7 +221,7 @@ fn parse_response(body: &str) -> Option<InvocationResponse> {
 async fn send_to_event_hub(
     namespace: &str,
     hub: &str,
-    events: &[movielake_core::sample::GeneratedEvent],
+    events: &[movielake_core::sources::events::sample::GeneratedEvent],
     progress: &dyn Fn(&str),
 ) -> Result<SendSummary, SendError> {
     let pairs: Vec<(String, String)> = events
@@ -242,7 +242,7 @@ async fn send_to_event_hub(
 async fn send_to_event_hub(
     _namespace: &str,
     _hub: &str,
-    _events: &[movielake_core::sample::GeneratedEvent],
+    _events: &[movielake_core::sources::events::sample::GeneratedEvent],
     _progress: &dyn Fn(&str),
 ) -> Result<SendSummary, SendError> {
     Err(SendError::EventHub(

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use movielake_core::manifest::{Counts, Poison, RunManifest};
+use movielake_core::output::manifest::{Counts, Poison, RunManifest};
 
 use crate::lake::{Lake, LakeError};
 

@@ -13,8 +13,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
-use movielake_core::tmdb::{ApiError, ListSpec, MAX_PAGE, PageError, last_page, parse_error, parse_list_page};
-use movielake_core::tmdb_details::detail_endpoint;
+use movielake_core::sources::tmdb::details::detail_endpoint;
+use movielake_core::sources::tmdb::lists::{
+    ApiError, ListSpec, MAX_PAGE, PageError, last_page, parse_error, parse_list_page,
+};
 use tokio::sync::{Mutex, Semaphore};
 use tokio::time::Instant;
 

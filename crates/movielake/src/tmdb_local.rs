@@ -13,8 +13,8 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use movielake_core::host::InvocationResponse;
-use movielake_core::manifest::{Counts, OutputKind, RunManifest};
-use movielake_core::tmdb::ListsConfig;
+use movielake_core::output::manifest::{Counts, OutputKind, RunManifest};
+use movielake_core::sources::tmdb::lists::ListsConfig;
 use serde_json::json;
 
 use crate::handler::{AppState, call};
@@ -117,7 +117,7 @@ pub async fn run_tmdb(
         .collect();
     let details = landed
         .iter()
-        .filter(|p| movielake_core::tmdb_details::parse_bronze_detail_path(p).is_ok())
+        .filter(|p| movielake_core::sources::tmdb::details::parse_bronze_detail_path(p).is_ok())
         .count();
     let mut summary = TmdbRunSummary {
         pages: landed.len() - details,
@@ -128,7 +128,7 @@ pub async fn run_tmdb(
     };
     for path in &landed {
         let event = json!({"specversion": "1.0", "type": "movielake.bronze.landed", "source": "movielake/run",
-                           "id": movielake_core::naming::stable_id(path), "subject": path});
+                           "id": movielake_core::output::naming::stable_id(path), "subject": path});
         let request = json!({"Data": {"event": event.to_string()}, "Metadata": {}});
         let response = invoke(&state, "bronze_to_silver", &request).await?;
         if let Ok(m) = manifest_of(&state, &response).await {
@@ -263,7 +263,7 @@ async fn answer(State(details): State<Arc<SampleDetails>>, uri: Uri, headers: He
 /// A made-up list page in TMDB's shape, deterministic per endpoint and page. It carries the
 /// quirks of real pages: an empty `release_date`, a missing `video`, `dates` on now_playing.
 pub fn sample_page(endpoint: &str, page: u32) -> serde_json::Value {
-    let seed = movielake_core::naming::stable_id(endpoint);
+    let seed = movielake_core::output::naming::stable_id(endpoint);
     let offset = u64::from_str_radix(&seed[..4], 16).unwrap_or(0);
     let results: Vec<serde_json::Value> = (0..20u64)
         .map(|i| {

@@ -10,7 +10,7 @@ use serde_json::Value as Json;
 
 use super::recover::{self, Unreadable, recover_bodies};
 use super::{HostError, Invocation, plain_element};
-use crate::value::parse_timestamp;
+use crate::contract::value::parse_timestamp;
 
 /// An Event Hub batch (`cardinality: many`, `dataType: string`), as delivered.
 #[derive(Debug, Clone, PartialEq, Default)]

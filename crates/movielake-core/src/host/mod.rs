@@ -1,5 +1,5 @@
-//! The Azure Functions custom-handler payload: decoding what the host sends, encoding what it
-//! expects back. Pure; the HTTP server lives in the app crate.
+//! What the Functions host sends and expects back: invocation payloads, Event Hub batches, Event
+//! Grid events and the bronze path guard. Pure decoding: the HTTP server and lake reads are the app's.
 //!
 //! The host sends every value that is not a JSON object as a JSON *string holding its JSON*
 //! (strings double-encoded, arrays as a string, numbers as strings). Everything here accepts
@@ -9,9 +9,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
-use crate::value::parse_timestamp;
+use crate::contract::value::parse_timestamp;
 
 mod event_hub;
+pub mod eventgrid;
 mod recover;
 
 pub use event_hub::{EventHubBatch, decode_event_hub_batch, event_hub_request};

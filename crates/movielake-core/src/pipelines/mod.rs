@@ -6,11 +6,11 @@ pub mod watch_events;
 use chrono::NaiveDate;
 
 use crate::contract::Contract;
-use crate::manifest::{Counts, OutputKind};
-use crate::naming::{quarantine_part, silver_part};
-use crate::quarantine::encode_jsonl;
-use crate::route::{Routed, RunContext};
-use crate::silver::{EncodeError, Lineage, encode_parquet, partition};
+use crate::output::manifest::{Counts, OutputKind};
+use crate::output::naming::{quarantine_part, silver_part};
+use crate::output::silver::{EncodeError, Lineage, encode_parquet, partition};
+use crate::routing::quarantine::encode_jsonl;
+use crate::routing::route::{Routed, RunContext};
 
 /// One object to write. Bronze is written create-only; everything else has a deterministic
 /// name and deterministic bytes, so overwriting it on a retry changes nothing.
@@ -35,9 +35,9 @@ pub struct Plan {
     /// Lines for the invocation's `Logs` (counts, what went to quarantine and why).
     pub logs: Vec<String>,
     /// De-duplication ledger entries to merge, by bucket path; written after the data.
-    pub ledger_updates: std::collections::BTreeMap<String, crate::ledger::LedgerBucket>,
+    pub ledger_updates: std::collections::BTreeMap<String, crate::routing::ledger::LedgerBucket>,
     /// Set when the input is landed whole in quarantine after failing every attempt.
-    pub poison: Option<crate::manifest::Poison>,
+    pub poison: Option<crate::output::manifest::Poison>,
 }
 
 /// The silver parts (one per partition value) and the quarantine part of a routed input, named

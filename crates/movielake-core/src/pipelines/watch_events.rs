@@ -14,17 +14,17 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use super::{Plan, PlannedWrite, routed_writes};
-use crate::column_writer::ColumnParallelWriter;
 use crate::contract::Contract;
+use crate::contract::validate::{Reason, Rejection, Stage};
+use crate::contract::value::Value;
 use crate::host::EventHubBatch;
-use crate::ledger::{self, LedgerBucket, LedgerEntry, Seen};
-use crate::manifest::{Counts, OutputKind, Poison};
-use crate::naming::stable_id;
-use crate::quarantine::SourcePointer;
-use crate::route::{PrehashedMap, Routed, RunContext, SourceRecord, key_text, quarantine, route};
-use crate::silver::EncodeError;
-use crate::validate::{Reason, Rejection, Stage};
-use crate::value::Value;
+use crate::output::column_writer::ColumnParallelWriter;
+use crate::output::manifest::{Counts, OutputKind, Poison};
+use crate::output::naming::stable_id;
+use crate::output::silver::EncodeError;
+use crate::routing::ledger::{self, LedgerBucket, LedgerEntry, Seen};
+use crate::routing::quarantine::SourcePointer;
+use crate::routing::route::{PrehashedMap, Routed, RunContext, SourceRecord, key_text, quarantine, route};
 
 pub const PIPELINE: &str = "watch_events";
 

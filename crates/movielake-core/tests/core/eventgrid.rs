@@ -3,11 +3,11 @@
 
 use std::path::PathBuf;
 
-use movielake_core::eventgrid::{
+use movielake_core::host::decode_invocation;
+use movielake_core::host::eventgrid::{
     Admitted, BLOB_CREATED, BRONZE_LANDED, BronzeKind, LakeScope, Refusal, Schema, admit, decode_event,
     decode_invocation_event,
 };
-use movielake_core::host::decode_invocation;
 use serde_json::{Value as Json, json};
 
 const PAGE: &str = "bronze/tmdb/movie/popular/ingest_date=2024-02-01/run=r1/page=0001.json";

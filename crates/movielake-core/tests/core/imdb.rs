@@ -10,9 +10,9 @@ use arrow_array::{Array, RecordBatch};
 use bytes::Bytes;
 use chrono::{NaiveDate, TimeZone, Utc};
 use movielake_core::ContractSet;
-use movielake_core::files::{FileContext, FileError, MemorySink, Outputs};
-use movielake_core::imdb;
-use movielake_core::route::RunContext;
+use movielake_core::output::files::{FileContext, FileError, MemorySink, Outputs};
+use movielake_core::routing::route::RunContext;
+use movielake_core::sources::imdb;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 const CONTRACTS: [(&str, &str); 7] = [
@@ -73,7 +73,7 @@ fn context(object: &str) -> FileContext {
 
 struct Run {
     sink: MemorySink,
-    counts: movielake_core::manifest::Counts,
+    counts: movielake_core::output::manifest::Counts,
     lines: u64,
 }
 

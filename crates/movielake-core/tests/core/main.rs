@@ -8,9 +8,9 @@ mod tmdb;
 
 use chrono::{TimeZone, Utc};
 use movielake_core::contract::Contract;
-use movielake_core::quarantine::{SourcePointer, encode_jsonl};
-use movielake_core::route::{RunContext, SourceRecord, route};
-use movielake_core::validate::{Stage, Verdict};
+use movielake_core::contract::validate::{Stage, Verdict};
+use movielake_core::routing::quarantine::{SourcePointer, encode_jsonl};
+use movielake_core::routing::route::{RunContext, SourceRecord, route};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -36,7 +36,7 @@ fn good_event() -> serde_json::Value {
 }
 
 fn meta(seq: i64) -> Vec<(&'static str, movielake_core::Value)> {
-    let enqueued = movielake_core::value::parse_timestamp("2024-05-01T10:16:00.000Z").unwrap();
+    let enqueued = movielake_core::contract::value::parse_timestamp("2024-05-01T10:16:00.000Z").unwrap();
     vec![
         ("enqueued_at", movielake_core::Value::Timestamp(enqueued)),
         ("sequence_number", movielake_core::Value::Int64(seq)),
@@ -352,7 +352,7 @@ mod routing {
         fn nothing_is_lost(bodies in prop::collection::vec(arbitrary_body(), 0..40)) {
             let routed = route(&watch_contract(), records(&bodies), &ctx());
             prop_assert_eq!(routed.records_in(), bodies.len() as u64);
-            let counts = movielake_core::manifest::Counts::of(&routed);
+            let counts = movielake_core::output::manifest::Counts::of(&routed);
             prop_assert!(counts.balanced());
             // Every record is accounted for exactly once, by its pointer.
             let mut seen: Vec<i64> = routed.silver.iter().map(|a| a.pointer.sequence_number.unwrap())

@@ -9,10 +9,10 @@ use arrow_array::types::{Date32Type, Float64Type, Int32Type, Int64Type, Timestam
 use arrow_array::{Array, RecordBatch};
 use chrono::{NaiveDate, TimeZone, Utc};
 use movielake_core::contract::ContractSet;
-use movielake_core::files::{FileContext, FileError, MemorySink, Outputs};
-use movielake_core::manifest::Counts;
-use movielake_core::movies_dataset::{MoviesFile, convert, recognise};
-use movielake_core::route::RunContext;
+use movielake_core::output::files::{FileContext, FileError, MemorySink, Outputs};
+use movielake_core::output::manifest::Counts;
+use movielake_core::routing::route::RunContext;
+use movielake_core::sources::movies_dataset::{MoviesFile, convert, recognise};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use proptest::prelude::*;
 use serde_json::Value as Json;
@@ -480,7 +480,7 @@ fn bad_bytes_wrong_shapes_and_bad_items_refuse_the_whole_record() {
 #[test]
 fn files_longer_than_a_batch_keep_every_row() {
     let mut text = String::from("userId,movieId,rating,timestamp\n");
-    let n = movielake_core::movies_dataset::BATCH_ROWS + 1000;
+    let n = movielake_core::sources::movies_dataset::BATCH_ROWS + 1000;
     for i in 0..n {
         text.push_str(&format!("{},{},4.0,{}\n", i / 50 + 1, i % 400 + 1, 1_260_759_144 + i));
     }

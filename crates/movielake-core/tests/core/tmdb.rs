@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use arrow_array::{Array, Int64Array, ListArray, RecordBatch};
 use chrono::NaiveDate;
 use movielake_core::contract::Contract;
-use movielake_core::manifest::OutputKind;
+use movielake_core::output::manifest::OutputKind;
 use movielake_core::pipelines::Plan;
-use movielake_core::tmdb::{
+use movielake_core::sources::tmdb::lists::{
     ApiError, BronzePage, PageError, bronze_page_path, parse_bronze_page_path, parse_error, parse_list_page, plan,
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -238,7 +238,7 @@ fn bronze_page_paths_round_trip_and_refuse_what_is_not_one() {
 
 #[test]
 fn paging_never_goes_past_500_and_the_lists_file_is_checked() {
-    use movielake_core::tmdb::{ListsConfig, last_page};
+    use movielake_core::sources::tmdb::lists::{ListsConfig, last_page};
     assert_eq!(last_page(41_000, 500), 500);
     assert_eq!(last_page(41_000, 900), 500);
     assert_eq!(last_page(3, 10), 3);
@@ -273,7 +273,7 @@ fn paging_never_goes_past_500_and_the_lists_file_is_checked() {
 
 #[test]
 fn ids_repeated_across_pages_are_counted_not_written_again() {
-    use movielake_core::tmdb::{plan_with_repeats, repeated_ids};
+    use movielake_core::sources::tmdb::lists::{plan_with_repeats, repeated_ids};
     let page = |n: u32, ids: &[i64]| -> Vec<u8> {
         let results: Vec<Json> = ids
             .iter()
@@ -300,8 +300,8 @@ mod movies {
 
     use bytes::Bytes;
     use chrono::NaiveDate;
-    use movielake_core::tmdb::{bronze_page_path, parse_bronze_page_path, plan_page};
-    use movielake_core::tmdb_movies::{MovieRow, bucket_path, decode, merge, snapshot_at};
+    use movielake_core::sources::tmdb::lists::{bronze_page_path, parse_bronze_page_path, plan_page};
+    use movielake_core::sources::tmdb::movies::{MovieRow, bucket_path, decode, merge, snapshot_at};
     use serde_json::json;
 
     use super::contract;
@@ -440,7 +440,7 @@ mod movies {
         assert_eq!(bucket_path(550), "silver/tmdb/movies/bucket=06/movies.parquet");
         assert!(matches!(
             merge(Some(&Bytes::from_static(b"not parquet")), &[]),
-            Err(movielake_core::tmdb_movies::MoviesError::Corrupt(_))
+            Err(movielake_core::sources::tmdb::movies::MoviesError::Corrupt(_))
         ));
     }
 }
@@ -452,12 +452,12 @@ mod details {
     use super::*;
     use arrow_array::StringArray;
     use arrow_array::cast::AsArray;
-    use movielake_core::eventgrid::{BronzeKind, classify};
-    use movielake_core::tmdb::{ApiError, ListsConfig};
-    use movielake_core::tmdb_details::{
+    use movielake_core::host::eventgrid::{BronzeKind, classify};
+    use movielake_core::sources::tmdb::details::{
         BronzeDetail, DetailsConfig, NotFound, bronze_detail_path, detail_ids, parse_bronze_detail_path, plan_detail,
         plan_not_found,
     };
+    use movielake_core::sources::tmdb::lists::{ApiError, ListsConfig};
 
     const DETAILS: &str = include_str!("../../../../contracts/tmdb_movie_details.toml");
 

@@ -4,7 +4,7 @@
 //! on failure, and a redelivery of an event we will never accept only repeats the refusal. Only
 //! an infrastructure failure (storage down) fails the invocation so that it is retried.
 
-use movielake_core::eventgrid::{LakeScope, admit, decode_invocation_event};
+use movielake_core::host::eventgrid::{LakeScope, admit, decode_invocation_event};
 use movielake_core::host::{Invocation, InvocationResponse};
 
 use super::{AppState, FunctionError};

@@ -5,7 +5,7 @@ use movielake_core::host::{Invocation, InvocationResponse, decode_event_hub_batc
 use movielake_core::pipelines::watch_events::PIPELINE;
 
 use super::{AppState, FunctionError};
-use movielake_core::manifest::Poison;
+use movielake_core::output::manifest::Poison;
 
 use crate::pipelines::watch_events::{ingest, land_poison, record_failure};
 

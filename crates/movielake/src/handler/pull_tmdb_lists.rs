@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use movielake_core::host::{Invocation, InvocationResponse, decode_timer};
-use movielake_core::tmdb_details::MOVIE_DETAILS;
+use movielake_core::sources::tmdb::details::MOVIE_DETAILS;
 
 use super::{AppState, FunctionError};
 use crate::pipelines::tmdb_lists::{PullError, PullSettings, pull};

@@ -8,11 +8,11 @@ use std::time::Instant;
 
 use chrono::Utc;
 use movielake_core::ContractSet;
-use movielake_core::eventgrid::{Admitted, BronzeKind};
-use movielake_core::manifest::Counts;
+use movielake_core::host::eventgrid::{Admitted, BronzeKind};
+use movielake_core::output::manifest::Counts;
 use movielake_core::pipelines::Plan;
-use movielake_core::tmdb_movies::MovieRow;
-use movielake_core::{tmdb, tmdb_details};
+use movielake_core::sources::tmdb::movies::MovieRow;
+use movielake_core::sources::tmdb::{details, lists};
 
 use super::{write_manifest, write_outputs};
 use crate::lake::{Lake, LakeError};
@@ -42,7 +42,7 @@ pub enum BronzeToSilverError {
     #[error("cannot encode silver for {path}: {source}")]
     Encode {
         path: String,
-        source: movielake_core::silver::EncodeError,
+        source: movielake_core::output::silver::EncodeError,
     },
 }
 
@@ -73,7 +73,7 @@ pub async fn process(
             };
         }
         BronzeKind::TmdbListPage => {
-            let page = match tmdb::parse_bronze_page_path(&admitted.path) {
+            let page = match lists::parse_bronze_page_path(&admitted.path) {
                 Ok(page) => page,
                 Err(why) => {
                     return Ok(Outcome::Skipped(format!(
@@ -83,19 +83,19 @@ pub async fn process(
                 }
             };
             let contract = contracts
-                .get(tmdb::LIST_ENTRIES)
-                .ok_or(BronzeToSilverError::MissingContract(tmdb::LIST_ENTRIES))?;
+                .get(lists::LIST_ENTRIES)
+                .ok_or(BronzeToSilverError::MissingContract(lists::LIST_ENTRIES))?;
             let Some(body) = read(lake, &admitted.path).await? else {
                 return Ok(Outcome::Skipped(format!("{}: not in the lake", admitted.path)));
             };
             let repeated = repeated_from_sidecar(lake, &admitted.path).await?;
-            tmdb::plan_page(contract, &page, &body, &repeated).map_err(|source| BronzeToSilverError::Encode {
+            lists::plan_page(contract, &page, &body, &repeated).map_err(|source| BronzeToSilverError::Encode {
                 path: admitted.path.clone(),
                 source,
             })?
         }
         BronzeKind::TmdbMovieDetail => {
-            let detail = match tmdb_details::parse_bronze_detail_path(&admitted.path) {
+            let detail = match details::parse_bronze_detail_path(&admitted.path) {
                 Ok(detail) => detail,
                 Err(why) => {
                     return Ok(Outcome::Skipped(format!(
@@ -105,13 +105,13 @@ pub async fn process(
                 }
             };
             let contract = contracts
-                .get(tmdb_details::MOVIE_DETAILS)
-                .ok_or(BronzeToSilverError::MissingContract(tmdb_details::MOVIE_DETAILS))?;
+                .get(details::MOVIE_DETAILS)
+                .ok_or(BronzeToSilverError::MissingContract(details::MOVIE_DETAILS))?;
             let Some(body) = read(lake, &admitted.path).await? else {
                 return Ok(Outcome::Skipped(format!("{}: not in the lake", admitted.path)));
             };
             let plan =
-                tmdb_details::plan_detail(contract, &detail, &body).map_err(|source| BronzeToSilverError::Encode {
+                details::plan_detail(contract, &detail, &body).map_err(|source| BronzeToSilverError::Encode {
                     path: admitted.path.clone(),
                     source,
                 })?;

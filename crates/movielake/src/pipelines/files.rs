@@ -15,12 +15,12 @@ use std::time::Instant;
 use bytes::Bytes;
 use chrono::{NaiveDate, Utc};
 use movielake_core::ContractSet;
-use movielake_core::files::{FileContext, FileError, Outputs};
-use movielake_core::imdb::{self, ImdbFile};
-use movielake_core::manifest::{Counts, Output, OutputKind, RunManifest};
-use movielake_core::movies_dataset::{self, MoviesFile};
-use movielake_core::naming::stable_id;
-use movielake_core::route::RunContext;
+use movielake_core::output::files::{FileContext, FileError, Outputs};
+use movielake_core::output::manifest::{Counts, Output, OutputKind, RunManifest};
+use movielake_core::output::naming::stable_id;
+use movielake_core::routing::route::RunContext;
+use movielake_core::sources::imdb::{self, ImdbFile};
+use movielake_core::sources::movies_dataset::{self, MoviesFile};
 use tokio::io::AsyncReadExt as _;
 
 use crate::lake::blocking::{CHUNK, LakeReader, LakeSink, StorageFailure, lake_error};

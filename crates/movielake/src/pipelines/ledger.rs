@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use movielake_core::ledger::{LedgerBucket, bucket_path};
+use movielake_core::routing::ledger::{LedgerBucket, bucket_path};
 
 use crate::lake::{ETag, Lake, LakeError, PutMode};
 
@@ -46,7 +46,7 @@ impl LedgerCache {
         let wanted: Vec<String> = hours.iter().map(|h| bucket_path(dataset, partition, *h)).collect();
         // One listing per day of the window, not of the whole partition: old buckets pile up
         // until the lifecycle rule expires them, and must not slow every batch down.
-        let prefix = movielake_core::ledger::partition_prefix(dataset, partition);
+        let prefix = movielake_core::routing::ledger::partition_prefix(dataset, partition);
         let mut days: Vec<String> = hours.iter().map(|h| h.format("%Y-%m-%d").to_string()).collect();
         days.dedup();
         let mut listed = Vec::new();

@@ -13,8 +13,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use movielake_core::manifest::{Output, OutputKind, RunManifest};
-use movielake_core::naming::run_manifest;
+use movielake_core::output::manifest::{Output, OutputKind, RunManifest};
+use movielake_core::output::naming::run_manifest;
 use movielake_core::pipelines::{Plan, PlannedWrite};
 
 use crate::lake::{Lake, LakeError, PutMode};

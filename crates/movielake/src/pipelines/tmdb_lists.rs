@@ -9,12 +9,12 @@ use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use futures::StreamExt;
 use movielake_core::Contract;
-use movielake_core::manifest::{Counts, OutputKind};
+use movielake_core::output::manifest::{Counts, OutputKind};
 use movielake_core::pipelines::{Plan, PlannedWrite};
-use movielake_core::tmdb::{ListsConfig, bronze_page_path, repeated_ids};
-use movielake_core::tmdb_details::{
+use movielake_core::sources::tmdb::details::{
     MOVIE_DETAILS, NotFound, bronze_detail_path, detail_ids, not_found_counts, plan_not_found,
 };
+use movielake_core::sources::tmdb::lists::{ListsConfig, bronze_page_path, repeated_ids};
 use serde_json::json;
 
 use super::write_manifest;
@@ -583,7 +583,7 @@ pub enum SettingsError {
     #[error("cannot set up Event Grid publishing: {0}")]
     Publisher(String),
     #[error("TMDB lists refused: {0}")]
-    Lists(#[from] movielake_core::tmdb::ListsConfigError),
+    Lists(#[from] movielake_core::sources::tmdb::lists::ListsConfigError),
 }
 
 impl PullSettings {

@@ -9,7 +9,7 @@ use std::hash::BuildHasher;
 use std::time::Duration;
 
 use bytes::Bytes;
-use movielake_core::tmdb_movies::{MovieRow, merge};
+use movielake_core::sources::tmdb::movies::{MovieRow, merge};
 
 use crate::lake::{Lake, LakeError, PutMode};
 

@@ -5,9 +5,9 @@ use std::time::Instant;
 use chrono::{DateTime, Duration, Utc};
 use movielake_core::Contract;
 use movielake_core::host::EventHubBatch;
-use movielake_core::ledger::LedgerBucket;
-use movielake_core::manifest::{OutputKind, Poison, RunManifest};
+use movielake_core::output::manifest::{OutputKind, Poison, RunManifest};
 use movielake_core::pipelines::watch_events::{PIPELINE, attempts_path, land, ledger_hours, plan, plan_poison};
+use movielake_core::routing::ledger::LedgerBucket;
 
 use super::ledger::{LedgerCache, LedgerError};
 use super::{land_bronze, write_manifest, write_outputs};
@@ -32,7 +32,7 @@ pub enum IngestError {
     #[error("dedupe ledger: {0}")]
     Ledger(LedgerError),
     #[error("cannot encode the batch: {0}")]
-    Encode(#[from] movielake_core::silver::EncodeError),
+    Encode(#[from] movielake_core::output::silver::EncodeError),
 }
 
 pub async fn ingest(

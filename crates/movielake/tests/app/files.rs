@@ -281,7 +281,7 @@ async fn parts_left_by_an_earlier_conversion_of_the_file_are_removed_and_no_othe
     lake.put(bronze, Bytes::from(gz), PutMode::Create)
         .await
         .expect("upload");
-    let id = movielake_core::naming::stable_id(bronze);
+    let id = movielake_core::output::naming::stable_id(bronze);
     // What an earlier conversion with more parts (and quarantined lines) would have left, and a
     // part of another file that must stay.
     let stale_silver = format!("silver/imdb/title_basics/snapshot_date=2026-11-23/part-{id}-00007.parquet");

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use movielake::tmdb::{ClientConfig, TmdbClient, TmdbError, Token};
-use movielake_core::tmdb::ListSpec;
+use movielake_core::sources::tmdb::lists::ListSpec;
 
 pub(crate) const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.good-read-access-token.sig";
 
@@ -472,7 +472,7 @@ pub(crate) mod pull {
     use movielake::handler::{AppState, serve_on};
     use movielake::lake::LocalLake;
     use movielake::pipelines::tmdb_lists::PullSettings;
-    use movielake_core::tmdb::ListsConfig;
+    use movielake_core::sources::tmdb::lists::ListsConfig;
     use serde_json::json;
 
     use crate::handler::{files, post_to};

@@ -1,5 +1,7 @@
-//! Declarative dataset contracts (`contracts/<name>.toml`), checked once at start-up.
+//! The contract: declared columns, types and rules (`contracts/<name>.toml`), typed values, and
+//! the check of one record against them. Knows no source, no routing, no output format.
 //!
+//! Contracts are checked once at start-up.
 //! Every problem is reported as `file:line:column: message`, so a data engineer who mistyped a
 //! rule sees exactly where, before any record is read.
 
@@ -10,8 +12,14 @@ use regex::Regex;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::expr::{self, Columns, Expr};
-use crate::value::{ColumnType, InputKind, Value, convert};
+pub mod expr;
+mod fast_json;
+pub mod timestamp;
+pub mod validate;
+pub mod value;
+
+use expr::{Columns, Expr};
+use value::{ColumnType, InputKind, Value, convert};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContractError {

@@ -9,8 +9,8 @@
 
 use serde_json::{Map, Value as Json};
 
+use crate::contract::value::json_kind;
 use crate::host::{HostError, Invocation};
-use crate::value::json_kind;
 
 pub const BLOB_CREATED: &str = "Microsoft.Storage.BlobCreated";
 pub const BRONZE_LANDED: &str = "movielake.bronze.landed";

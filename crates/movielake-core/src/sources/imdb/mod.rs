@@ -12,6 +12,7 @@
 //! quarantine with its line number and every reason; the rest of the file goes on.
 
 mod cells;
+pub mod sample;
 mod split;
 mod typer;
 
@@ -21,8 +22,8 @@ use arrow_array::RecordBatch;
 use flate2::read::MultiGzDecoder;
 
 use crate::contract::ContractSet;
-use crate::files::{FileError, Outputs, PartSink};
-use crate::quarantine::QuarantineRecord;
+use crate::output::files::{FileError, Outputs, PartSink};
+use crate::routing::quarantine::QuarantineRecord;
 use typer::Typer;
 
 /// Rows typed before a batch goes to the encoder.

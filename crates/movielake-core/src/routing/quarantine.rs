@@ -3,7 +3,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::validate::{Reason, Stage};
+use crate::contract::validate::{Reason, Stage};
 
 /// Where a record came from: the object, and the line/row or the Event Hub position in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]

@@ -17,17 +17,17 @@ use chrono::NaiveDate;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use crate::column_writer::ColumnParallelWriter;
 use crate::contract::Contract;
-use crate::manifest::{Counts, Output, OutputKind};
-use crate::naming::{quarantine_part, silver_part, stable_id};
-use crate::quarantine::QuarantineRecord;
-use crate::route::{Accepted, RunContext};
-use crate::silver::{
+use crate::contract::value::Value;
+use crate::output::column_writer::ColumnParallelWriter;
+use crate::output::manifest::{Counts, Output, OutputKind};
+use crate::output::naming::{quarantine_part, silver_part, stable_id};
+use crate::output::silver::{
     EncodeError, Lineage, RUN_ID, SOURCE_OBJECT, accepted_batch, contract_properties, partition, silver_schema,
     writer_properties,
 };
-use crate::value::Value;
+use crate::routing::quarantine::QuarantineRecord;
+use crate::routing::route::{Accepted, RunContext};
 
 /// Rows per row group. Larger groups let the dictionary of a high-cardinality column give up
 /// early (cheaper than re-interning from scratch every group); the encoded pages are small, so

@@ -4,9 +4,9 @@ use chrono::{Datelike, Timelike};
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
+use crate::contract::expr;
+use crate::contract::value::{InputKind, Value, convert_owned, fits, json_kind, shorten};
 use crate::contract::{Column, Contract, Derive, UnknownFields};
-use crate::expr;
-use crate::value::{InputKind, Value, convert_owned, fits, json_kind, shorten};
 
 /// Where in the pipeline a record was refused; ordered, so a record's stage is its earliest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -106,7 +106,7 @@ impl Contract {
     /// way (a property test holds them equal).
     pub fn check_json_with(&self, raw: &str, metadata: &[(&str, Value)]) -> Verdict {
         if self.input == InputKind::Json
-            && let Some((body, unknown)) = crate::fast_json::typed_fields(self, raw)
+            && let Some((body, unknown)) = crate::contract::fast_json::typed_fields(self, raw)
         {
             return self.check_typed(body, metadata, unknown);
         }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value as Json;
 
-pub use crate::timestamp::parse_timestamp;
+pub use crate::contract::timestamp::parse_timestamp;
 
 /// The column types a contract can declare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -13,15 +13,15 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
 use crate::contract::Contract;
-use crate::manifest::{Counts, OutputKind};
-use crate::naming::{quarantine_part, stable_id};
+use crate::contract::validate::{Reason, Rejection, Stage};
+use crate::contract::value::{ColumnType, Value, json_kind};
+use crate::output::manifest::{Counts, OutputKind};
+use crate::output::naming::{quarantine_part, stable_id};
+use crate::output::silver::EncodeError;
 use crate::pipelines::{Plan, PlannedWrite, routed_writes};
-use crate::quarantine::{QuarantineRecord, SourcePointer, encode_jsonl};
-use crate::route::{Routed, RunContext, SourceRecord, quarantine, route};
-use crate::silver::EncodeError;
-use crate::tmdb::{ApiError, parse_error, parse_list_page};
-use crate::validate::{Reason, Rejection, Stage};
-use crate::value::{ColumnType, Value, json_kind};
+use crate::routing::quarantine::{QuarantineRecord, SourcePointer, encode_jsonl};
+use crate::routing::route::{Routed, RunContext, SourceRecord, quarantine, route};
+use crate::sources::tmdb::lists::{ApiError, parse_error, parse_list_page};
 
 /// The contract (and manifest pipeline name) of movie details.
 pub const MOVIE_DETAILS: &str = "tmdb_movie_details";

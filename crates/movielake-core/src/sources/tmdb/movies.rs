@@ -24,10 +24,10 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::contract::Contract;
-use crate::route::Accepted;
-use crate::silver::{EncodeError, INGESTED_AT, RESCUED, RUN_ID, SOURCE_OBJECT, arrow_type, writer_properties};
-use crate::tmdb::BronzePage;
-use crate::value::{ColumnType, Value, days_since_epoch};
+use crate::contract::value::{ColumnType, Value, days_since_epoch};
+use crate::output::silver::{EncodeError, INGESTED_AT, RESCUED, RUN_ID, SOURCE_OBJECT, arrow_type, writer_properties};
+use crate::routing::route::Accepted;
+use crate::sources::tmdb::lists::BronzePage;
 
 /// Movies are spread over this many bucket objects by `movie_id % BUCKETS`.
 pub const BUCKETS: i64 = 16;

@@ -15,7 +15,7 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 use serde_json::{Map, Value as Json};
 
 use crate::contract::Contract;
-use crate::value::{ColumnType, InputKind, Value, convert_owned, convert_text};
+use crate::contract::value::{ColumnType, InputKind, Value, convert_owned, convert_text};
 
 /// One result per contract column (`Ok(Null)` for columns the body does not fill), and the
 /// fields no column took.
@@ -186,13 +186,13 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::sample::{SampleOptions, watch_events};
-    use crate::validate::Verdict;
+    use crate::contract::validate::Verdict;
+    use crate::sources::events::sample::{SampleOptions, watch_events};
 
     fn contract() -> Contract {
         Contract::from_toml(
             "contracts/watch_events.toml",
-            include_str!("../../../contracts/watch_events.toml"),
+            include_str!("../../../../contracts/watch_events.toml"),
         )
         .expect("contract")
     }

@@ -6,8 +6,8 @@ use chrono::DateTime;
 use serde_json::{Map, Value as Json};
 
 use super::MoviesFile;
-use crate::pylit;
-use crate::validate::{Reason, Stage};
+use crate::contract::validate::{Reason, Stage};
+use crate::sources::movies_dataset::pylit;
 
 /// One row for a contract, before its check.
 pub(super) struct Candidate {

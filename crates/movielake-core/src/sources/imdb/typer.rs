@@ -13,12 +13,12 @@ use super::cells::{Builder, Reject, cell_value, check_cell, constant_cell, repea
 use super::split::Delimiters;
 use super::{BATCH_ROWS, ImdbFile, KEPT_OF_LONG_LINE, MAX_LINE, Typed, trim_line_end, unrecognised};
 use crate::contract::Contract;
-use crate::expr;
-use crate::files::{FileContext, FileError};
-use crate::quarantine::{QuarantineRecord, SourcePointer};
-use crate::silver::silver_schema;
-use crate::validate::{Reason, Stage};
-use crate::value::{ColumnType, Value};
+use crate::contract::expr;
+use crate::contract::validate::{Reason, Stage};
+use crate::contract::value::{ColumnType, Value};
+use crate::output::files::{FileContext, FileError};
+use crate::output::silver::silver_schema;
+use crate::routing::quarantine::{QuarantineRecord, SourcePointer};
 
 /// Where typed batches and rejected lines go.
 pub(super) type Emit<'a> = dyn FnMut(Typed) -> Result<(), FileError> + 'a;

@@ -16,15 +16,17 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 
+use crate::contract::validate::{Reason, Rejection, Stage, Verdict};
+use crate::contract::value::Value;
 use crate::contract::{Contract, ContractSet};
-use crate::files::{FileError, Outputs, PartSink};
-use crate::ledger::body_hash;
-use crate::quarantine::SourcePointer;
-use crate::route::{Accepted, SourceRecord, quarantine, record_key_hash};
-use crate::validate::{Reason, Rejection, Stage, Verdict};
-use crate::value::Value;
+use crate::output::files::{FileError, Outputs, PartSink};
+use crate::routing::ledger::body_hash;
+use crate::routing::quarantine::SourcePointer;
+use crate::routing::route::{Accepted, SourceRecord, quarantine, record_key_hash};
 
+pub mod pylit;
 mod record;
+pub mod sample;
 
 use record::{parse_record, relabel};
 

@@ -8,15 +8,15 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
 use crate::contract::Contract;
-use crate::manifest::Counts;
-use crate::naming::stable_id;
+use crate::contract::validate::{Reason, Rejection, Stage};
+use crate::contract::value::{ColumnType, Value, json_kind};
+use crate::output::manifest::Counts;
+use crate::output::naming::stable_id;
+use crate::output::silver::EncodeError;
 use crate::pipelines::{Plan, routed_writes};
-use crate::quarantine::SourcePointer;
-use crate::route::{Routed, RunContext, SourceRecord, quarantine, route};
-use crate::silver::EncodeError;
-use crate::tmdb_movies::{self, MovieRow};
-use crate::validate::{Reason, Rejection, Stage};
-use crate::value::{ColumnType, Value, json_kind};
+use crate::routing::quarantine::SourcePointer;
+use crate::routing::route::{Routed, RunContext, SourceRecord, quarantine, route};
+use crate::sources::tmdb::movies::{self, MovieRow};
 
 /// The contract (and manifest pipeline name) of list entries.
 pub const LIST_ENTRIES: &str = "tmdb_list_entries";
@@ -213,7 +213,7 @@ pub fn plan_with_repeats(
 }
 
 /// Like [`plan_with_repeats`], plus the page's rows for `silver/tmdb/movies`, by bucket path
-/// (merged into the buckets by the app with a compare-and-swap: [`crate::tmdb_movies::merge`]).
+/// (merged into the buckets by the app with a compare-and-swap: [`crate::sources::tmdb::movies::merge`]).
 pub fn plan_page(
     contract: &Contract,
     bronze: &BronzePage,
@@ -274,7 +274,7 @@ pub fn plan_page(
 
     let mut writes = Vec::new();
     writes.extend(routed_writes(contract, &routed, &ctx, &part_id, bronze.ingest_date)?);
-    let movies = tmdb_movies::updates(contract, bronze, &routed.silver, &ctx.run_id, ingested_at);
+    let movies = movies::updates(contract, bronze, &routed.silver, &ctx.run_id, ingested_at);
     let counts = Counts::of(&routed);
     logs.insert(
         0,
@@ -405,7 +405,7 @@ pub struct ListsConfig {
     pub lists: Vec<ListSpec>,
     /// `[details]`: the details of the movies on this run's pages (on by default).
     #[serde(default)]
-    pub details: crate::tmdb_details::DetailsConfig,
+    pub details: crate::sources::tmdb::details::DetailsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

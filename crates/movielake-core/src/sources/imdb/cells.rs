@@ -14,8 +14,8 @@ use arrow_array::{ArrayRef, ArrowPrimitiveType};
 
 use super::{BATCH_ROWS, NULL};
 use crate::contract::Column;
-use crate::validate::{Reason, Stage, check_length, check_str, check_value};
-use crate::value::{ColumnType, Value, days_since_epoch};
+use crate::contract::validate::{Reason, Stage, check_length, check_str, check_value};
+use crate::contract::value::{ColumnType, Value, days_since_epoch};
 
 /// A reason against one line of the current block.
 pub(super) struct Reject {
@@ -309,7 +309,7 @@ fn null_cell(column: &Column, row: usize, refuse: &mut impl FnMut(usize, Stage, 
 }
 
 fn not_a(column: &Column, value: &str, what: &str) -> Reason {
-    let detail = format!("{:?} is not {what}", crate::value::shorten(value, 60));
+    let detail = format!("{:?} is not {what}", crate::contract::value::shorten(value, 60));
     Reason::new("type", Some(&column.name), detail)
 }
 
@@ -343,7 +343,7 @@ pub(super) fn type_cell(column: &Column, line: &str, s: usize, e: usize) -> Resu
     if text.as_bytes() == NULL {
         return Ok(Cell::Null);
     }
-    let shown = || crate::value::shorten(text, 60);
+    let shown = || crate::contract::value::shorten(text, 60);
     Ok(match column.ty {
         ColumnType::String => Cell::Text(s, e),
         ColumnType::Int32 => match text.parse::<i32>() {
@@ -371,7 +371,7 @@ pub(super) fn type_cell(column: &Column, line: &str, s: usize, e: usize) -> Resu
         ColumnType::Date | ColumnType::Timestamp | ColumnType::ListOfInt64 => {
             // Rare in IMDb files: the shared text conversion, then into a cell.
             let json = serde_json::Value::String(text.to_string());
-            match crate::value::convert(Some(&json), column.ty, crate::value::InputKind::Text)? {
+            match crate::contract::value::convert(Some(&json), column.ty, crate::contract::value::InputKind::Text)? {
                 Value::Date(d) => Cell::Date(days_since_epoch(d)),
                 Value::Timestamp(t) => Cell::Timestamp(t.timestamp_micros()),
                 Value::IntList(items) => Cell::Ints(items),

@@ -11,7 +11,7 @@
 //! Nulls follow SQL CHECK semantics: a comparison with a null is unknown, and a rule fails only
 //! when it is definitely false. Whether a value may be null is the column's `required` flag.
 
-use crate::value::{ColumnType, InputKind, Value, convert};
+use crate::contract::value::{ColumnType, InputKind, Value, convert};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CmpOp {
@@ -453,7 +453,7 @@ mod tests {
             }
         }
         let e = compile("occurred_at <= enqueued_at + 5 minutes", &Ts).expect("compiles");
-        let t = |s: &str| Value::Timestamp(crate::value::parse_timestamp(s).expect("ts"));
+        let t = |s: &str| Value::Timestamp(crate::contract::value::parse_timestamp(s).expect("ts"));
         let row = |o: &str| vec![t(o), t("2024-05-01T10:00:00Z"), Value::Null];
         assert_eq!(eval(&e, &row("2024-05-01T10:05:00Z")), Some(true));
         assert_eq!(eval(&e, &row("2024-05-01T10:05:01Z")), Some(false));

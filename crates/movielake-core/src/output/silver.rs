@@ -15,11 +15,11 @@ use parquet::errors::ParquetError;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use crate::column_writer::ColumnParallelWriter;
 use crate::contract::Contract;
-use crate::naming::hive_value;
-use crate::route::Accepted;
-use crate::value::{ColumnType, Value, days_since_epoch};
+use crate::contract::value::{ColumnType, Value, days_since_epoch};
+use crate::output::column_writer::ColumnParallelWriter;
+use crate::output::naming::hive_value;
+use crate::routing::route::Accepted;
 
 pub const RESCUED: &str = "_rescued";
 pub const SOURCE_OBJECT: &str = "_source_object";
@@ -276,8 +276,8 @@ fn build_column<'a>(ty: ColumnType, rows: usize, values: impl Iterator<Item = &'
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quarantine::SourcePointer;
-    use crate::validate::Row;
+    use crate::contract::validate::Row;
+    use crate::routing::quarantine::SourcePointer;
 
     #[test]
     fn rows_go_to_the_part_of_their_path_in_their_order() {

@@ -6,9 +6,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value as Json};
 
 use crate::contract::Contract;
-use crate::quarantine::{QuarantineRecord, SourcePointer};
-use crate::validate::{Reason, Rejection, Row, Stage, Verdict};
-use crate::value::Value;
+use crate::contract::validate::{Reason, Rejection, Row, Stage, Verdict};
+use crate::contract::value::Value;
+use crate::routing::quarantine::{QuarantineRecord, SourcePointer};
 
 /// One input record: its exact text, and optionally its fields already split (text sources).
 #[derive(Debug, Clone, PartialEq)]
@@ -116,7 +116,7 @@ pub fn route(contract: &Contract, records: impl IntoIterator<Item = SourceRecord
                 continue;
             }
         };
-        let body_hash = crate::ledger::body_hash(&record.raw);
+        let body_hash = crate::routing::ledger::body_hash(&record.raw);
         let key_hash = record_key_hash(contract, &row.values);
         if let Some(key) = key_hash {
             if let Some(&first) = seen.get(&key) {
@@ -171,9 +171,9 @@ pub(crate) fn record_key_hash(contract: &Contract, values: &[Value]) -> Option<u
     if let [i] = contract.key.as_slice()
         && let Some(Value::String(s)) = values.get(*i)
     {
-        return Some(crate::ledger::key_hash(s));
+        return Some(crate::routing::ledger::key_hash(s));
     }
-    key_text(contract, values).map(|k| crate::ledger::key_hash(&k))
+    key_text(contract, values).map(|k| crate::routing::ledger::key_hash(&k))
 }
 
 /// The record's key as one string (for the ledger); `None` when the contract has no key or a
@@ -215,11 +215,14 @@ mod tests {
         for key in ["\"a\"", "\"b\"", "\"a\", \"b\""] {
             let contract = contract(key);
             for values in &rows {
-                let expected = key_text(&contract, values).map(|k| crate::ledger::key_hash(&k));
+                let expected = key_text(&contract, values).map(|k| crate::routing::ledger::key_hash(&k));
                 assert_eq!(record_key_hash(&contract, values), expected, "key {key}, {values:?}");
             }
         }
         let single = contract("\"a\"");
-        assert_eq!(record_key_hash(&single, &rows[0]), Some(crate::ledger::key_hash("e-1")));
+        assert_eq!(
+            record_key_hash(&single, &rows[0]),
+            Some(crate::routing::ledger::key_hash("e-1"))
+        );
     }
 }

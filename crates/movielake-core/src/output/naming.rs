@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use sha2::{Digest, Sha256};
 
 use crate::contract::Contract;
-use crate::value::Value;
+use crate::contract::value::Value;
 
 /// A short, stable id for an input identity (a bronze path, an Event Hub range, ...).
 pub fn stable_id(identity: &str) -> String {
