@@ -2,7 +2,7 @@
 #  - a custom topic for `movielake.bronze.landed`, published by the code after it lands bronze
 #    (TMDB pulls), with the user-assigned identity (EventGrid Data Sender, no access keys). The code
 #    publishes CloudEvents 1.0 batches (application/cloudevents-batch+json,
-#    crates/movielake/src/eventgrid.rs), so the topic's input schema is CloudEvents 1.0 and its
+#    crates/movielake/src/clients/eventgrid.rs), so the topic's input schema is CloudEvents 1.0 and its
 #    subscription delivers CloudEvents 1.0 (infra/checks/consistency_check.py holds the three
 #    together);
 #  - a system topic on the lake account: BlobCreated under bronze/imdb/ and bronze/movies_dataset/

@@ -18,7 +18,7 @@
   5. Event Hubs: the hub and consumer group each Event Hub trigger names (literally or through
      %SETTING%) are the ones Terraform creates, in the namespace its connection points at.
   6. Event Grid schemas: the schema the code publishes (the content type and envelope in
-     crates/movielake/src/eventgrid.rs) is the input_schema of the topic whose endpoint the app
+     crates/movielake/src/clients/eventgrid.rs) is the input_schema of the topic whose endpoint the app
      is given; each subscription on that topic delivers a schema Event Grid can convert it to;
      every subscription delivers a schema the handler's decoder reads (`enum Schema` in
      crates/movielake-core/src/host/eventgrid.rs).
@@ -599,9 +599,9 @@ def check(repo, infra_dir):
 
 
 def published_schema(repo, r):
-    """The Event Grid schema crates/movielake/src/eventgrid.rs publishes, from its content type and
+    """The Event Grid schema crates/movielake/src/clients/eventgrid.rs publishes, from its content type and
     envelope, or None (reported) when it cannot tell."""
-    f = pathlib.Path(repo, "crates/movielake/src/eventgrid.rs")
+    f = pathlib.Path(repo, "crates/movielake/src/clients/eventgrid.rs")
     if not f.exists():
         r.error(f"{f}: missing: cannot tell which Event Grid schema the code publishes")
         return None
@@ -659,7 +659,7 @@ def check_event_grid_schemas(repo, infra, settings, r):
         if input_schemas[name] is not None and input_schemas[name] != schema:
             r.error(f"{infra.m.where(f, 'azurerm_eventgrid_topic', name)}: azurerm_eventgrid_topic.{name} has "
                     f"input_schema {input_schemas[name]}, but the code publishes {schema} ({content_type}, "
-                    f"crates/movielake/src/eventgrid.rs) to it (app setting {key}): Event Grid refuses every "
+                    f"crates/movielake/src/clients/eventgrid.rs) to it (app setting {key}): Event Grid refuses every "
                     f"batch with HTTP 400; set input_schema = \"{schema}\"")
         else:
             r.note(f"the code publishes {schema} ({content_type}) to azurerm_eventgrid_topic.{name} ({key})")

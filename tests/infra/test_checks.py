@@ -76,7 +76,7 @@ def test_unknown_argument_fails_the_schema_check(repo):
 def test_missing_app_setting_fails_the_consistency_check(repo):
     new = planted(repo, lambda: repo.replace(
         "infra/locals.tf", "    MOVIELAKE_DEDUPE_WINDOW_HOURS = tostring(var.dedupe_window_hours)\n", ""))
-    only(new, "crates/movielake/src/main.rs:", "reads MOVIELAKE_DEDUPE_WINDOW_HOURS, but the Function App does not set it")
+    only(new, "crates/movielake/src/cli/mod.rs:", "reads MOVIELAKE_DEDUPE_WINDOW_HOURS, but the Function App does not set it")
 
 
 def test_unused_app_setting_fails_the_consistency_check(repo):
@@ -185,7 +185,7 @@ def test_route_without_folder_fails(repo):
 
 def test_code_reading_a_new_setting_fails_until_terraform_sets_it(repo):
     new = planted(repo, lambda: repo.replace(
-        "crates/movielake/src/main.rs", '#[arg(long, env = "MOVIELAKE_CONTRACTS", global = true)]',
+        "crates/movielake/src/cli/mod.rs", '#[arg(long, env = "MOVIELAKE_CONTRACTS", global = true)]',
         '#[arg(long, env = "MOVIELAKE_CONTRACTS", global = true)]\n    #[arg(long, env = "MOVIELAKE_BATCH_LIMIT")]'))
     only(new, "reads MOVIELAKE_BATCH_LIMIT, but the Function App does not set it")
 

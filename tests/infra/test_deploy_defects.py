@@ -44,16 +44,16 @@ def test_cloudevents_topic_delivering_event_grid_schema_fails(repo):
 
 def test_code_switching_to_event_grid_schema_fails_against_the_cloudevents_topic(repo):
     def plant():
-        repo.replace("crates/movielake/src/eventgrid.rs", '"application/cloudevents-batch+json; charset=utf-8"',
+        repo.replace("crates/movielake/src/clients/eventgrid.rs", '"application/cloudevents-batch+json; charset=utf-8"',
                      '"application/json; charset=utf-8"')
-        repo.replace("crates/movielake/src/eventgrid.rs", '"specversion": "1.0",',
+        repo.replace("crates/movielake/src/clients/eventgrid.rs", '"specversion": "1.0",',
                      '"eventType": BRONZE_LANDED,\n        "dataVersion": "1.0",')
     only(planted(repo, plant), "has input_schema CloudEventSchemaV1_0, but the code publishes EventGridSchema")
 
 
 def test_code_whose_schema_cannot_be_told_fails(repo):
-    only(planted(repo, lambda: repo.replace("crates/movielake/src/eventgrid.rs", '"specversion": "1.0",', "")),
-         "crates/movielake/src/eventgrid.rs: cannot tell which Event Grid schema the code publishes")
+    only(planted(repo, lambda: repo.replace("crates/movielake/src/clients/eventgrid.rs", '"specversion": "1.0",', "")),
+         "crates/movielake/src/clients/eventgrid.rs: cannot tell which Event Grid schema the code publishes")
 
 
 def test_decoder_that_does_not_read_cloudevents_fails(repo):

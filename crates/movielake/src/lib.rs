@@ -1,17 +1,10 @@
 //! movielake: the Azure Functions custom handler and the operator CLI, around the sans-IO core.
+//! The handler and the CLI drive the pipelines, which apply the core's plans through the lake
+//! port and call outside services through the clients.
 
-pub mod bench;
+pub mod cli;
+pub mod clients;
 pub mod config;
-pub mod eventgrid;
-#[cfg(feature = "eventhubs")]
-pub mod eventhubs;
-pub mod gold;
 pub mod handler;
 pub mod lake;
-pub mod logging;
 pub mod pipelines;
-pub mod run;
-pub mod send;
-pub mod status;
-pub mod tmdb;
-pub mod tmdb_local;

@@ -1,4 +1,5 @@
-//! The Azure Functions custom handler: the host's HTTP contract, nothing else.
+//! The Azure Functions custom handler: the host's HTTP contract and log streams, nothing else;
+//! the work itself is the pipelines'.
 //!
 //! `POST /<FunctionName>` with `{"Data":…, "Metadata":…}`; we answer
 //! `{"Outputs":{}, "Logs":[…], "ReturnValue":null}`. Bad data is quarantined and answered 200;
@@ -6,6 +7,7 @@
 
 mod bronze_to_silver;
 mod ingest_watch_events;
+pub mod logging;
 mod pull_tmdb_lists;
 
 use std::net::{Ipv4Addr, SocketAddr};

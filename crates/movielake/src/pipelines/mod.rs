@@ -1,8 +1,12 @@
-//! Applies a core [`Plan`] through the lake port, in the order that keeps nothing lost:
-//! bronze first (create-only), then silver and quarantine, the ledger, the run manifest last.
+//! The app's pipelines: each applies core plans (gold: SQL models) through the lake port. No
+//! host payloads, no command line: the handler and the CLI call them.
+//!
+//! A core [`Plan`] is applied in the order that keeps nothing lost: bronze first (create-only),
+//! then silver and quarantine, the ledger, the run manifest last.
 
 pub mod bronze_to_silver;
 pub mod files;
+pub mod gold;
 pub mod ledger;
 pub mod tmdb_lists;
 pub mod tmdb_movies;

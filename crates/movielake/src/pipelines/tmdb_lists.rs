@@ -18,9 +18,9 @@ use movielake_core::sources::tmdb::lists::{ListsConfig, bronze_page_path, repeat
 use serde_json::json;
 
 use super::write_manifest;
-use crate::eventgrid::{EventGridPublisher, PublishError, PublisherAuth, landed_event};
+use crate::clients::eventgrid::{EventGridPublisher, PublishError, PublisherAuth, landed_event};
+use crate::clients::tmdb::{ClientConfig, FetchedDetail, FetchedPage, TmdbClient, TmdbError, Token};
 use crate::lake::{Lake, LakeError, PutMode};
-use crate::tmdb::{ClientConfig, FetchedDetail, FetchedPage, TmdbClient, TmdbError, Token};
 
 pub const PIPELINE: &str = "tmdb_lists";
 

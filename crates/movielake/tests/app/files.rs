@@ -446,8 +446,8 @@ async fn gold_answers_equal_hand_computed_numbers() {
     );
 
     let models_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../gold");
-    let models = movielake::gold::load_models(Some(&models_dir)).expect("models");
-    let (built, skipped) = movielake::gold::build(lake.as_ref(), &contracts, &models)
+    let models = movielake::pipelines::gold::load_models(Some(&models_dir)).expect("models");
+    let (built, skipped) = movielake::pipelines::gold::build(lake.as_ref(), &contracts, &models)
         .await
         .expect("gold");
     assert!(skipped.is_empty(), "{skipped:?}");

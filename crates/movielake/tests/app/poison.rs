@@ -166,10 +166,10 @@ async fn a_batch_that_always_fails_is_landed_whole_in_quarantine_after_the_set_a
     assert_eq!(m["counts"]["silver"], json!(0));
 
     // On-call sees it in `movielake status`.
-    let statuses = movielake::status::summarize(&LocalLake::new(dir.path()), None)
+    let statuses = movielake::cli::status::summarize(&LocalLake::new(dir.path()), None)
         .await
         .expect("status");
-    let report = movielake::status::render(&statuses);
+    let report = movielake::cli::status::render(&statuses);
     assert!(report.contains("POISON: 1 input(s)"), "{report}");
     assert!(report.contains("3 attempts"), "{report}");
     assert!(report.contains("nothing lost"), "{report}");

@@ -295,7 +295,7 @@ async fn the_local_run_serves_samples_and_hands_pages_to_bronze_to_silver_over_t
         .unwrap()
         .to_utc();
     let said = std::sync::Mutex::new(Vec::new());
-    let summary = movielake::tmdb_local::run_tmdb(&state, now, &|line| said.lock().unwrap().push(line.to_string()))
+    let summary = movielake::cli::run::run_tmdb(&state, now, &|line| said.lock().unwrap().push(line.to_string()))
         .await
         .expect("local TMDB run");
     assert!(
@@ -329,7 +329,7 @@ async fn the_local_run_serves_samples_and_hands_pages_to_bronze_to_silver_over_t
     assert_eq!(files(dir.path(), "silver/tmdb/list_entries").len(), 7);
     let first = snapshot(dir.path());
     // Once more at the same time: the same objects (bronze kept, silver rewritten identically).
-    movielake::tmdb_local::run_tmdb(&state, now, &|_| {})
+    movielake::cli::run::run_tmdb(&state, now, &|_| {})
         .await
         .expect("second run");
     assert_eq!(snapshot(dir.path()), first);

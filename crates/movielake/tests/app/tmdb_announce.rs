@@ -9,7 +9,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use movielake::eventgrid::{EventGridPublisher, PublisherAuth};
+use movielake::clients::eventgrid::{EventGridPublisher, PublisherAuth};
 use serde_json::Value;
 
 use crate::handler::{files, post_to};

@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use movielake::tmdb::{ClientConfig, TmdbClient, TmdbError, Token};
+use movielake::clients::tmdb::{ClientConfig, TmdbClient, TmdbError, Token};
 use movielake_core::sources::tmdb::lists::ListSpec;
 
 pub(crate) const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.good-read-access-token.sig";
@@ -493,7 +493,7 @@ pub(crate) mod pull {
         root: &std::path::Path,
         tmdb_base: &str,
         token: &str,
-        publisher: Option<movielake::eventgrid::EventGridPublisher>,
+        publisher: Option<movielake::clients::eventgrid::EventGridPublisher>,
     ) -> (String, tokio::sync::oneshot::Sender<()>) {
         let lists = format!("{LISTS}\n[details]\nenabled = false\n");
         handler_with_lists(root, tmdb_base, token, publisher, &lists).await
@@ -504,7 +504,7 @@ pub(crate) mod pull {
         root: &std::path::Path,
         tmdb_base: &str,
         token: &str,
-        publisher: Option<movielake::eventgrid::EventGridPublisher>,
+        publisher: Option<movielake::clients::eventgrid::EventGridPublisher>,
         lists: &str,
     ) -> (String, tokio::sync::oneshot::Sender<()>) {
         let contracts_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts");

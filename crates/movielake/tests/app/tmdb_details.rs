@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use movielake::eventgrid::{EventGridPublisher, PublisherAuth};
+use movielake::clients::eventgrid::{EventGridPublisher, PublisherAuth};
 use serde_json::{Value, json};
 
 use crate::handler::{files, post_to};

@@ -463,7 +463,9 @@ async fn status_sums_the_manifests_and_flags_runs_that_do_not_add_up() {
     assert_eq!(ingest(&server, &a, 0).await.0, 200);
     assert_eq!(ingest(&server, &b, 3).await.0, 200);
 
-    let statuses = movielake::status::summarize(lake.as_ref(), None).await.expect("status");
+    let statuses = movielake::cli::status::summarize(lake.as_ref(), None)
+        .await
+        .expect("status");
     let watch = &statuses["watch_events"];
     assert_eq!(watch.runs, 2);
     let c = &watch.counts;
@@ -473,7 +475,7 @@ async fn status_sums_the_manifests_and_flags_runs_that_do_not_add_up() {
     );
     assert_eq!(c.quarantined_by_rule.get("regex"), Some(&1));
     assert!(watch.unbalanced.is_empty());
-    assert!(movielake::status::render(&statuses).contains("nothing lost"));
+    assert!(movielake::cli::status::render(&statuses).contains("nothing lost"));
 
     // A manifest whose counts do not add up is named.
     let path = crate::handler::files(dir.path(), "ops/runs")
@@ -483,9 +485,11 @@ async fn status_sums_the_manifests_and_flags_runs_that_do_not_add_up() {
     let mut manifest: Value = serde_json::from_slice(&std::fs::read(dir.path().join(&path)).unwrap()).unwrap();
     manifest["counts"]["silver"] = json!(0);
     std::fs::write(dir.path().join(&path), serde_json::to_vec(&manifest).unwrap()).unwrap();
-    let statuses = movielake::status::summarize(lake.as_ref(), None).await.expect("status");
+    let statuses = movielake::cli::status::summarize(lake.as_ref(), None)
+        .await
+        .expect("status");
     assert_eq!(statuses["watch_events"].unbalanced, vec![path.clone()]);
-    assert!(movielake::status::render(&statuses).contains(&format!("COUNTS DO NOT ADD UP: {path}")));
+    assert!(movielake::cli::status::render(&statuses).contains(&format!("COUNTS DO NOT ADD UP: {path}")));
 }
 
 #[tokio::test]

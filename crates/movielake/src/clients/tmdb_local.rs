@@ -1,9 +1,7 @@
-//! The TMDB flow of `movielake run`: with a token it calls the real API; without one it serves
-//! the project's own sample list pages from a local HTTP server on 127.0.0.1 (and says so), and
-//! movie details from the real TMDB responses in `../shared/fixtures/tmdb` when that folder is
-//! there: Fight Club (550) for its id, TMDB's 404 body for every other id.
-//! Either way the binary stands in for the Functions host: it invokes `pull_tmdb_lists` and then
-//! hands every landed page to `bronze_to_silver` over the same host-shaped HTTP contract.
+//! The local TMDB stand-in of `movielake run` (used without TMDB_API_TOKEN): the project's own
+//! sample list pages from a local HTTP server on 127.0.0.1, and movie details from the real TMDB
+//! responses in `../shared/fixtures/tmdb` when that folder is there: Fight Club (550) for its
+//! id, TMDB's 404 body for every other id.
 
 use std::sync::Arc;
 
@@ -11,18 +9,11 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, SecondsFormat, Utc};
-use movielake_core::host::InvocationResponse;
-use movielake_core::output::manifest::{Counts, OutputKind, RunManifest};
 use movielake_core::sources::tmdb::lists::ListsConfig;
 use serde_json::json;
 
-use crate::handler::{AppState, call};
-use crate::pipelines::tmdb_lists::PullSettings;
-use crate::tmdb::{ClientConfig, Token};
-
 /// The bearer token the local sample server accepts (it guards nothing: it is not a secret).
-const SAMPLE_TOKEN: &str = "movielake-local-sample";
+pub const SAMPLE_TOKEN: &str = "movielake-local-sample";
 /// Lists served by the sample server: every shape TMDB has (with and without `dates`).
 /// Details of the first five movies: Fight Club, whose details the server has, and four it
 /// answers with 404 (quarantined), as TMDB does for a movie removed since it was listed.
@@ -39,137 +30,28 @@ const NOT_FOUND_BODY: &str =
     r#"{"success":false,"status_code":34,"status_message":"The resource you requested could not be found."}"#;
 const SAMPLE_TOTAL_PAGES: u32 = 3;
 
-#[derive(Debug, Default)]
-pub struct TmdbRunSummary {
-    pub pages: usize,
-    /// Movie details landed in bronze (and handed to `bronze_to_silver`).
-    pub details: usize,
-    pub counts: Counts,
-    pub logs: Vec<String>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum TmdbRunError {
-    #[error("cannot start the local TMDB sample server: {0}")]
-    Serve(std::io::Error),
-    #[error("{function} failed: {message}")]
-    Function { function: &'static str, message: String },
-    #[error("{path}: unreadable run manifest: {message}")]
-    Manifest { path: String, message: String },
-    #[error(transparent)]
-    Lake(#[from] crate::lake::LakeError),
-}
-
-/// Runs pull → bronze → silver once: the real API when `TMDB_API_TOKEN` is set, else the
-/// local sample server.
-pub async fn run_tmdb(
-    state: &AppState,
-    now: DateTime<Utc>,
-    progress: &dyn Fn(&str),
-) -> Result<TmdbRunSummary, TmdbRunError> {
-    let mut _sample_server = None;
-    let real = std::env::var("TMDB_API_TOKEN")
-        .ok()
-        .and_then(|t| Token::new(&t))
-        .is_some();
-    let settings = match real {
-        true => {
-            progress("TMDB: TMDB_API_TOKEN is set, calling the real API");
-            PullSettings::from_env().map_err(|e| TmdbRunError::Function {
-                function: "pull_tmdb_lists",
-                message: e.to_string(),
-            })?
-        }
-        false => {
-            let details = SampleDetails::load();
-            let (base, stop) = serve_samples(details.clone()).await.map_err(TmdbRunError::Serve)?;
-            progress(&format!(
-                "TMDB: TMDB_API_TOKEN is not set, serving the project's sample list pages from {base}"
-            ));
-            progress(&details.describe());
-            _sample_server = Some(stop);
-            PullSettings {
-                token: Token::new(SAMPLE_TOKEN).ok_or(TmdbRunError::Function {
-                    function: "pull_tmdb_lists",
-                    message: "empty sample token".into(),
-                })?,
-                client: ClientConfig {
-                    base_url: base,
-                    ..ClientConfig::default()
-                },
-                lists: sample_lists(),
-                publisher: None,
-            }
-        }
-    };
-    let state = state.clone().with_tmdb(settings);
-    let timer = json!({
-        "Data": {"timer": {"Schedule": {"AdjustForDST": true}, "ScheduleStatus": null, "IsPastDue": false}},
-        "Metadata": {"sys": {"MethodName": "pull_tmdb_lists", "UtcNow": now.to_rfc3339_opts(SecondsFormat::Millis, true), "RandGuid": "local"}}
-    });
-    let pulled = invoke(&state, "pull_tmdb_lists", &timer).await?;
-    let manifest = manifest_of(&state, &pulled).await?;
-    let landed: Vec<String> = manifest
-        .outputs
-        .iter()
-        .filter(|o| o.kind == OutputKind::Bronze && !o.path.ends_with(".meta.json"))
-        .map(|o| o.path.clone())
-        .collect();
-    let details = landed
-        .iter()
-        .filter(|p| movielake_core::sources::tmdb::details::parse_bronze_detail_path(p).is_ok())
-        .count();
-    let mut summary = TmdbRunSummary {
-        pages: landed.len() - details,
-        details,
-        logs: pulled.logs,
-        // The pull's own records: details TMDB answered with 404, in quarantine.
-        counts: manifest.counts.clone(),
-    };
-    for path in &landed {
-        let event = json!({"specversion": "1.0", "type": "movielake.bronze.landed", "source": "movielake/run",
-                           "id": movielake_core::output::naming::stable_id(path), "subject": path});
-        let request = json!({"Data": {"event": event.to_string()}, "Metadata": {}});
-        let response = invoke(&state, "bronze_to_silver", &request).await?;
-        if let Ok(m) = manifest_of(&state, &response).await {
-            summary.counts.add(&m.counts);
-        }
-        summary.logs.extend(response.logs);
-    }
-    Ok(summary)
-}
-
-fn sample_lists() -> ListsConfig {
+/// The lists to pull from the sample server.
+pub fn sample_lists() -> ListsConfig {
     ListsConfig::from_toml("sample lists", SAMPLE_LISTS).unwrap_or_default()
 }
 
-/// Through the handler's one entry point, with a host-shaped body (what `serve` receives).
-async fn invoke(
-    state: &AppState,
-    function: &'static str,
-    body: &serde_json::Value,
-) -> Result<InvocationResponse, TmdbRunError> {
-    call(state, function, body.to_string().as_bytes())
-        .await
-        .map_err(|e| TmdbRunError::Function {
-            function,
-            message: e.to_string(),
-        })
+/// A running sample server; it stops when this is dropped.
+pub struct SampleServer {
+    /// The API base URL to give the client (`http://127.0.0.1:<port>/3`).
+    pub base_url: String,
+    /// Which movie details it serves, for the operator.
+    pub details: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-async fn manifest_of(state: &AppState, response: &InvocationResponse) -> Result<RunManifest, TmdbRunError> {
-    let path = response
-        .logs
-        .iter()
-        .find_map(|l| l.strip_prefix("manifest "))
-        .ok_or_else(|| TmdbRunError::Manifest {
-            path: "(none)".into(),
-            message: format!("no manifest in the logs: {:?}", response.logs),
-        })?;
-    let object = state.lake.get(path).await?;
-    serde_json::from_slice(&object.bytes).map_err(|e| TmdbRunError::Manifest {
-        path: path.to_string(),
-        message: e.to_string(),
+/// Starts the sample server on an ephemeral 127.0.0.1 port.
+pub async fn start() -> std::io::Result<SampleServer> {
+    let details = SampleDetails::load();
+    let (base_url, stop) = serve_samples(details.clone()).await?;
+    Ok(SampleServer {
+        base_url,
+        details: details.describe(),
+        _stop: stop,
     })
 }
 

@@ -5,7 +5,23 @@ use std::collections::BTreeMap;
 
 use movielake_core::output::manifest::{Counts, Poison, RunManifest};
 
+use crate::handler::AppState;
 use crate::lake::{Lake, LakeError};
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Only manifests whose path contains this, e.g. `date=2024-05-01` or `watch_events`.
+    #[arg(long)]
+    filter: Option<String>,
+}
+
+pub(super) async fn command(state: &AppState, StatusArgs { filter }: StatusArgs) -> anyhow::Result<()> {
+    let statuses = summarize(state.lake.as_ref(), filter.as_deref()).await?;
+    print!("{}", render(&statuses));
+    let lost = statuses.values().filter(|s| !s.unbalanced.is_empty()).count();
+    anyhow::ensure!(lost == 0, "{lost} pipeline(s) have runs whose counts do not add up");
+    Ok(())
+}
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct PipelineStatus {

@@ -9,6 +9,79 @@ use chrono::{DateTime, Utc};
 use movielake_core::host::{InvocationResponse, event_hub_request};
 use movielake_core::sources::events::sample::{SampleOptions, partition_for, watch_events};
 
+#[derive(Debug, clap::Args)]
+pub struct SendEventsArgs {
+    /// Where to: `-` (JSON lines on stdout), a file path (JSON lines), a running handler
+    /// `http://127.0.0.1:PORT` (host-shaped Event Hub batches), or an Event Hub
+    /// `eventhubs://<namespace>.servicebus.windows.net/<hub>` (needs `--features eventhubs`).
+    #[arg(long, default_value = "-")]
+    to: Target,
+    #[arg(long, default_value_t = 1000)]
+    events: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Event time of the first event (RFC 3339); default: now.
+    #[arg(long)]
+    start: Option<DateTime<Utc>>,
+    /// Share of events broken on purpose (0 to 1).
+    #[arg(long, default_value_t = 0.04)]
+    bad_share: f64,
+    /// Share of events that repeat an earlier one, as a retrying producer would (0 to 1).
+    #[arg(long, default_value_t = 0.02)]
+    duplicate_share: f64,
+    /// Viewing sessions starting per second of event time (two events each).
+    #[arg(long, default_value_t = 0.5)]
+    sessions_per_second: f64,
+    /// Partitions to spread events over (handler target), by user.
+    #[arg(long, default_value_t = 4)]
+    partitions: usize,
+    /// Events per invocation (handler target).
+    #[arg(long, default_value_t = 250)]
+    batch_size: usize,
+    /// First sequence number of each partition (handler target). Default: the current time
+    /// in microseconds, so separate sends never reuse a sequence range.
+    #[arg(long)]
+    first_sequence_number: Option<i64>,
+}
+
+pub(super) async fn command(args: SendEventsArgs) -> anyhow::Result<()> {
+    let SendEventsArgs {
+        to,
+        events,
+        seed,
+        start,
+        bad_share,
+        duplicate_share,
+        sessions_per_second,
+        partitions,
+        batch_size,
+        first_sequence_number,
+    } = args;
+    anyhow::ensure!((0.0..=1.0).contains(&bad_share), "--bad-share must be between 0 and 1");
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&duplicate_share),
+        "--duplicate-share must be between 0 and 1"
+    );
+    let now = Utc::now();
+    let opts = SendOptions {
+        events,
+        seed,
+        start: start.unwrap_or(now),
+        bad_share,
+        duplicate_share,
+        sessions_per_second,
+        partitions,
+        batch_size,
+        first_sequence_number: first_sequence_number.unwrap_or(now.timestamp_micros()),
+    };
+    let summary = send_events(&to, &opts, &|line| eprintln!("  {line}")).await?;
+    match summary.invocations {
+        0 => eprintln!("sent {} events", summary.sent),
+        n => eprintln!("sent {} events in {n} invocations", summary.sent),
+    }
+    Ok(())
+}
+
 /// Where events go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -229,7 +302,7 @@ async fn send_to_event_hub(
         .map(|e| (e.body.clone(), e.partition_key.clone()))
         .collect();
     let total = pairs.len();
-    let sent = crate::eventhubs::send(namespace, hub, &pairs, &|n| progress(&format!("sent {n}/{total}")))
+    let sent = crate::clients::eventhubs::send(namespace, hub, &pairs, &|n| progress(&format!("sent {n}/{total}")))
         .await
         .map_err(|e| SendError::EventHub(e.to_string()))?;
     Ok(SendSummary {

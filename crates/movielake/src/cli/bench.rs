@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 use movielake_core::ContractSet;
 use movielake_core::host::event_hub_request;
@@ -13,6 +14,86 @@ use movielake_core::sources::events::sample::{SampleOptions, watch_events};
 
 use crate::handler::{AppState, call, serve_on};
 use crate::lake::LocalLake;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Events/s of the watch-events path (in process and through the HTTP handler) beside
+    /// DuckDB on the same events, and peak memory of one large batch. Build with --release.
+    Events {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        /// Events per invocation.
+        #[arg(long, default_value_t = 50_000)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Python with the duckdb package, for the side-by-side run. Default: ./.venv/bin/python
+        /// if present.
+        #[arg(long)]
+        python: Option<PathBuf>,
+    },
+    /// One batch in a fresh process, printing its peak resident memory (used by `bench events`).
+    Memory {
+        #[arg(long, default_value_t = 50_000)]
+        events: usize,
+    },
+}
+
+pub(super) async fn command(what: BenchCommand, state: &AppState) -> anyhow::Result<()> {
+    let workdir = tempfile_dir()?;
+    match what {
+        BenchCommand::Memory { events } => {
+            let (elapsed, peak) = one_batch(events, &state.contracts, &workdir).await?;
+            println!("{events} {} {}", elapsed.as_secs_f64(), peak.unwrap_or(f64::NAN));
+        }
+        BenchCommand::Events {
+            events,
+            batch_size,
+            seed,
+            python,
+        } => {
+            let python = python.or_else(|| Some(PathBuf::from(".venv/bin/python")).filter(|p| p.exists()));
+            let opts = BenchOptions {
+                events,
+                batch_size,
+                seed,
+                python,
+                workdir: workdir.clone(),
+            };
+            let figures = run(&opts, &state.contracts, &|line| eprintln!("  {line}")).await?;
+            let memory = std::process::Command::new(std::env::current_exe()?)
+                .args(["bench", "memory", "--events", "50000"])
+                .output()?;
+            let memory = String::from_utf8_lossy(&memory.stdout).to_string();
+            let fields: Vec<&str> = memory.split_whitespace().collect();
+            println!("| run | events | seconds | events/s |");
+            println!("|---|---:|---:|---:|");
+            for f in &figures {
+                println!(
+                    "| {} | {} | {:.2} | {:.0} |",
+                    f.name,
+                    f.events,
+                    f.elapsed.as_secs_f64(),
+                    f.per_second()
+                );
+            }
+            if let [n, secs, peak] = fields.as_slice() {
+                println!(
+                    "\npeak memory (VmHWM) of a fresh process taking one batch of {n} events: {peak} MiB ({secs} s)"
+                );
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&workdir);
+    Ok(())
+}
+
+/// A scratch folder under the system temp dir, removed by the caller.
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("movielake-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
 
 /// A busy hub: 5,000 events per second of event time, so a 50,000-event batch spans seconds of
 /// event time (one or two hourly partitions), as a real batch would.
