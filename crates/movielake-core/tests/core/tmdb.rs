@@ -8,9 +8,10 @@ use chrono::NaiveDate;
 use movielake_core::contract::Contract;
 use movielake_core::output::manifest::OutputKind;
 use movielake_core::pipelines::Plan;
-use movielake_core::sources::tmdb::lists::{
-    ApiError, BronzePage, PageError, bronze_page_path, parse_bronze_page_path, parse_error, parse_list_page, plan,
+use movielake_core::sources::tmdb::api::{
+    ApiError, BronzePage, PageError, bronze_page_path, parse_bronze_page_path, parse_error, parse_list_page,
 };
+use movielake_core::sources::tmdb::lists::plan;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value as Json, json};
 
@@ -300,7 +301,8 @@ mod movies {
 
     use bytes::Bytes;
     use chrono::NaiveDate;
-    use movielake_core::sources::tmdb::lists::{bronze_page_path, parse_bronze_page_path, plan_page};
+    use movielake_core::sources::tmdb::api::{bronze_page_path, parse_bronze_page_path};
+    use movielake_core::sources::tmdb::lists::plan_page;
     use movielake_core::sources::tmdb::movies::{MovieRow, bucket_path, decode, merge, snapshot_at};
     use serde_json::json;
 
@@ -453,11 +455,12 @@ mod details {
     use arrow_array::StringArray;
     use arrow_array::cast::AsArray;
     use movielake_core::host::eventgrid::{BronzeKind, classify};
+    use movielake_core::sources::tmdb::api::ApiError;
     use movielake_core::sources::tmdb::details::{
         BronzeDetail, DetailsConfig, NotFound, bronze_detail_path, detail_ids, parse_bronze_detail_path, plan_detail,
         plan_not_found,
     };
-    use movielake_core::sources::tmdb::lists::{ApiError, ListsConfig};
+    use movielake_core::sources::tmdb::lists::ListsConfig;
 
     const DETAILS: &str = include_str!("../../../../contracts/tmdb_movie_details.toml");
 

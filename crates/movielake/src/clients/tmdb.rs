@@ -13,10 +13,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
+use movielake_core::sources::tmdb::api::{ApiError, MAX_PAGE, PageError, parse_error, parse_list_page};
 use movielake_core::sources::tmdb::details::detail_endpoint;
-use movielake_core::sources::tmdb::lists::{
-    ApiError, ListSpec, MAX_PAGE, PageError, last_page, parse_error, parse_list_page,
-};
+use movielake_core::sources::tmdb::lists::{ListSpec, last_page};
 use tokio::sync::{Mutex, Semaphore};
 use tokio::time::Instant;
 

@@ -12,7 +12,7 @@ use movielake_core::host::eventgrid::{Admitted, BronzeKind};
 use movielake_core::output::manifest::Counts;
 use movielake_core::pipelines::Plan;
 use movielake_core::sources::tmdb::movies::MovieRow;
-use movielake_core::sources::tmdb::{details, lists};
+use movielake_core::sources::tmdb::{api, details, lists};
 
 use super::{write_manifest, write_outputs};
 use crate::lake::{Lake, LakeError};
@@ -73,7 +73,7 @@ pub async fn process(
             };
         }
         BronzeKind::TmdbListPage => {
-            let page = match lists::parse_bronze_page_path(&admitted.path) {
+            let page = match api::parse_bronze_page_path(&admitted.path) {
                 Ok(page) => page,
                 Err(why) => {
                     return Ok(Outcome::Skipped(format!(

@@ -11,10 +11,11 @@ use futures::StreamExt;
 use movielake_core::Contract;
 use movielake_core::output::manifest::{Counts, OutputKind};
 use movielake_core::pipelines::{Plan, PlannedWrite};
+use movielake_core::sources::tmdb::api::bronze_page_path;
 use movielake_core::sources::tmdb::details::{
     MOVIE_DETAILS, NotFound, bronze_detail_path, detail_ids, not_found_counts, plan_not_found,
 };
-use movielake_core::sources::tmdb::lists::{ListsConfig, bronze_page_path, repeated_ids};
+use movielake_core::sources::tmdb::lists::{ListsConfig, repeated_ids};
 use serde_json::json;
 
 use super::write_manifest;

@@ -21,7 +21,7 @@ use crate::output::silver::EncodeError;
 use crate::pipelines::{Plan, PlannedWrite, routed_writes};
 use crate::routing::quarantine::{QuarantineRecord, SourcePointer, encode_jsonl};
 use crate::routing::route::{Routed, RunContext, SourceRecord, quarantine, route};
-use crate::sources::tmdb::lists::{ApiError, parse_error, parse_list_page};
+use crate::sources::tmdb::api::{ApiError, parse_error, parse_list_page};
 
 /// The contract (and manifest pipeline name) of movie details.
 pub const MOVIE_DETAILS: &str = "tmdb_movie_details";

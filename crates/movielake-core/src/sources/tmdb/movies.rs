@@ -27,7 +27,7 @@ use crate::contract::Contract;
 use crate::contract::value::{ColumnType, Value, days_since_epoch};
 use crate::output::silver::{EncodeError, INGESTED_AT, RESCUED, RUN_ID, SOURCE_OBJECT, arrow_type, writer_properties};
 use crate::routing::route::Accepted;
-use crate::sources::tmdb::lists::BronzePage;
+use crate::sources::tmdb::api::BronzePage;
 
 /// Movies are spread over this many bucket objects by `movie_id % BUCKETS`.
 pub const BUCKETS: i64 = 16;
