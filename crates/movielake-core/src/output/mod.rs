@@ -5,4 +5,5 @@ pub mod column_writer;
 pub mod files;
 pub mod manifest;
 pub mod naming;
+pub mod plan;
 pub mod silver;

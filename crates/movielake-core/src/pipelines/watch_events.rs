@@ -13,7 +13,6 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use super::{Plan, PlannedWrite, routed_writes};
 use crate::contract::Contract;
 use crate::contract::validate::{Reason, Rejection, Stage};
 use crate::contract::value::Value;
@@ -21,6 +20,7 @@ use crate::host::EventHubBatch;
 use crate::output::column_writer::ColumnParallelWriter;
 use crate::output::manifest::{Counts, OutputKind, Poison};
 use crate::output::naming::stable_id;
+use crate::output::plan::{Plan, PlannedWrite, routed_writes};
 use crate::output::silver::EncodeError;
 use crate::routing::ledger::{self, LedgerBucket, LedgerEntry, Seen};
 use crate::routing::quarantine::SourcePointer;

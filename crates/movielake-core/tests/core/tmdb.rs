@@ -7,7 +7,7 @@ use arrow_array::{Array, Int64Array, ListArray, RecordBatch};
 use chrono::NaiveDate;
 use movielake_core::contract::Contract;
 use movielake_core::output::manifest::OutputKind;
-use movielake_core::pipelines::Plan;
+use movielake_core::output::plan::Plan;
 use movielake_core::sources::tmdb::api::{
     ApiError, BronzePage, PageError, bronze_page_path, parse_bronze_page_path, parse_error, parse_list_page,
 };

@@ -10,7 +10,7 @@ use chrono::Utc;
 use movielake_core::ContractSet;
 use movielake_core::host::eventgrid::{Admitted, BronzeKind};
 use movielake_core::output::manifest::Counts;
-use movielake_core::pipelines::Plan;
+use movielake_core::output::plan::Plan;
 use movielake_core::sources::tmdb::movies::MovieRow;
 use movielake_core::sources::tmdb::{api, details, lists};
 

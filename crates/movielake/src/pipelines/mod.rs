@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use movielake_core::output::manifest::{Output, OutputKind, RunManifest};
 use movielake_core::output::naming::run_manifest;
-use movielake_core::pipelines::{Plan, PlannedWrite};
+use movielake_core::output::plan::{Plan, PlannedWrite};
 
 use crate::lake::{Lake, LakeError, PutMode};
 

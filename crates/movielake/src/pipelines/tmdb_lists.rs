@@ -10,7 +10,7 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use futures::StreamExt;
 use movielake_core::Contract;
 use movielake_core::output::manifest::{Counts, OutputKind};
-use movielake_core::pipelines::{Plan, PlannedWrite};
+use movielake_core::output::plan::{Plan, PlannedWrite};
 use movielake_core::sources::tmdb::api::bronze_page_path;
 use movielake_core::sources::tmdb::details::{
     MOVIE_DETAILS, NotFound, bronze_detail_path, detail_ids, not_found_counts, plan_not_found,
