@@ -51,11 +51,13 @@ async fn ingest(server: &InProcess, bodies: &[String], first_seq: i64) -> (u16, 
     (status, body)
 }
 
-/// Every object of a local lake and its bytes, but run manifests (they record wall-clock times).
+/// Every object of a local lake and its bytes, but run manifests and failed-attempt records.
 fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
     crate::handler::files(root, "")
         .into_iter()
-        .filter(|p| !p.starts_with("ops/runs/"))
+        // Bookkeeping of the attempts, not data: manifests and failed-attempt records hold
+        // wall-clock times, and a replay after a fault has a record a clean run has not.
+        .filter(|p| !p.starts_with("ops/runs/") && !p.starts_with("ops/attempts/"))
         .map(|p| {
             let bytes = std::fs::read(root.join(&p)).expect("read");
             (p, bytes)
@@ -396,7 +398,7 @@ async fn blob_snapshot(lake: &dyn Lake) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     for container in ["bronze/", "silver/", "quarantine/", "ops/"] {
         for meta in lake.list(container).await.expect("list") {
-            if !meta.path.starts_with("ops/runs/") {
+            if !meta.path.starts_with("ops/runs/") && !meta.path.starts_with("ops/attempts/") {
                 out.insert(
                     meta.path.clone(),
                     lake.get(&meta.path).await.expect("get").bytes.to_vec(),
