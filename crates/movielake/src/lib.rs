@@ -8,3 +8,4 @@ pub mod config;
 pub mod handler;
 pub mod lake;
 pub mod pipelines;
+pub mod tables;

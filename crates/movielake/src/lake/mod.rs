@@ -12,6 +12,7 @@ use std::fmt;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub(crate) use azure::AZURITE_KEY;
 pub use azure::{AzureAuth, AzureBlobLake};
 pub use local::LocalLake;
 

@@ -7,6 +7,7 @@ mod host_output;
 mod lake_conformance;
 mod poison;
 mod support;
+mod tables;
 mod tmdb;
 mod tmdb_announce;
 mod tmdb_client;

@@ -49,6 +49,7 @@ use sha2::Sha256;
 
 mod credential;
 mod sas;
+pub(crate) use sas::AZURITE_KEY;
 
 use super::{ETag, Lake, LakeError, Object, ObjectMeta, PutMode, split_path, split_prefix};
 pub(crate) use credential::LakeCredential;

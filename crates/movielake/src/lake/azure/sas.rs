@@ -80,7 +80,8 @@ impl Policy for SasPolicy {
 
 const AZURITE_ACCOUNT: &str = "devstoreaccount1";
 /// Azurite's published development key (documented, not a secret).
-const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+pub(crate) const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 const AZURITE_SAS_VERSION: &str = "2021-08-06";
 
 /// An account SAS for Azurite's development account: blob service, all resource types,

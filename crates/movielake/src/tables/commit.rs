@@ -1,0 +1,193 @@
+//! Commits with what delta-rs' own loop lacks. Its loop (16 tries) retries only "version
+//! already exists" and never waits, so writers from scaled-out Functions exhaust it together
+//! ("Failed to commit transaction: 15", delta-io/delta-rs#3166); and on Azure a lost create-only
+//! race comes back from object_store 0.13 as a precondition failure (412), which it does not
+//! retry at all. Here every such outcome reloads the table and tries again after a jittered,
+//! growing pause, and an append carrying a transaction id first asks the table whether that
+//! transaction is already in it, so a retry never commits the same data twice.
+
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+use deltalake::ObjectStoreError;
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::{CommitProperties, TransactionError};
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError};
+
+use super::location::{TableLocation, classify};
+use super::{Append, TableError};
+
+/// How long to keep trying when other writers win the commit race.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Whole attempts (reload, write, commit) before giving up with [`TableError::Contended`].
+    pub attempts: u32,
+    /// Pause after the first lost race; doubles each time, up to `max_pause`, with jitter.
+    pub first_pause: Duration,
+    pub max_pause: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 40,
+            first_pause: Duration::from_millis(20),
+            max_pause: Duration::from_secs(2),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Full jitter: a random pause between 0 and the capped exponential bound, so writers that
+    /// lost together do not come back together.
+    fn pause(&self, attempt: u32) -> Duration {
+        let bound = self
+            .first_pause
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.max_pause);
+        let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        bound.mul_f64((random % 10_000) as f64 / 10_000.0)
+    }
+}
+
+/// What an append did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    /// The data is in the table at `version`, after `attempts` attempts.
+    Version { version: u64, attempts: u32 },
+    /// The table already held this transaction (a replay): nothing was written.
+    AlreadyCommitted { txn_version: i64 },
+}
+
+pub(super) async fn append(
+    location: &TableLocation,
+    retry: &RetryPolicy,
+    name: &str,
+    batches: Vec<RecordBatch>,
+    append: &Append,
+) -> Result<Committed, TableError> {
+    let mut last = String::new();
+    for attempt in 1..=retry.attempts.max(1) {
+        let table = match location.open(name, None).await {
+            Ok(table) => table,
+            // Another writer's commit landing while the log was read: read it again.
+            Err(TableError::Storage { message, .. }) if attempt < retry.attempts => {
+                last = message;
+                tokio::time::sleep(retry.pause(attempt)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(txn) = &append.txn
+            && let Some(done) = committed_txn(name, &table, &txn.app_id).await?
+            && done >= txn.version
+        {
+            return Ok(Committed::AlreadyCommitted { txn_version: done });
+        }
+        let mut properties = CommitProperties::default();
+        if let Some(txn) = &append.txn {
+            properties = properties.with_application_transaction(Transaction::new(&txn.app_id, txn.version));
+        }
+        let mut write = table
+            .write(batches.iter().cloned())
+            .with_save_mode(SaveMode::Append)
+            .with_commit_properties(properties);
+        if !append.partition_by.is_empty() {
+            write = write.with_partition_columns(append.partition_by.clone());
+        }
+        match write.await {
+            Ok(table) => {
+                return Ok(Committed::Version {
+                    version: table.version().unwrap_or_default(),
+                    attempts: attempt,
+                });
+            }
+            Err(e) if lost_race(&e) => {
+                last = e.to_string();
+                tokio::time::sleep(retry.pause(attempt)).await;
+            }
+            Err(e) => return Err(classify(name, e)),
+        }
+    }
+    Err(TableError::Contended {
+        table: name.to_string(),
+        attempts: retry.attempts,
+        last,
+    })
+}
+
+/// The last version of `app_id` the table holds, if any.
+async fn committed_txn(name: &str, table: &DeltaTable, app_id: &str) -> Result<Option<i64>, TableError> {
+    if table.version().is_none() {
+        return Ok(None);
+    }
+    let snapshot = table.snapshot().map_err(|e| classify(name, e))?;
+    snapshot
+        .transaction_version(table.log_store().as_ref(), app_id)
+        .await
+        .map_err(|e| classify(name, e))
+}
+
+/// Another writer got the version this commit wanted, however delta-rs or object_store said so.
+fn lost_race(e: &DeltaTableError) -> bool {
+    match e {
+        DeltaTableError::VersionAlreadyExists(_) => true,
+        // Seen on Azurite under contention: the version another writer just created could not
+        // be read back yet while delta-rs re-read the log after losing the race.
+        DeltaTableError::InvalidVersion(_) => true,
+        DeltaTableError::Transaction { source } => matches!(
+            source,
+            TransactionError::VersionAlreadyExists(_)
+                | TransactionError::MaxCommitAttempts(_)
+                | TransactionError::CommitConflict(_)
+        ),
+        DeltaTableError::ObjectStore { source } => matches!(
+            source,
+            ObjectStoreError::Precondition { .. } | ObjectStoreError::AlreadyExists { .. }
+        ),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_grow_capped_and_jittered() {
+        let policy = RetryPolicy::default();
+        for attempt in 1..50 {
+            let bound = policy
+                .first_pause
+                .saturating_mul(1u32 << attempt.min(16))
+                .min(policy.max_pause);
+            assert!(policy.pause(attempt) <= bound);
+        }
+        let pauses: std::collections::BTreeSet<Duration> = (0..20).map(|_| policy.pause(10)).collect();
+        assert!(pauses.len() > 10, "jittered: {pauses:?}");
+    }
+
+    #[test]
+    fn the_races_delta_rs_does_not_retry_are_retried_here() {
+        let precondition = DeltaTableError::ObjectStore {
+            source: ObjectStoreError::Precondition {
+                path: "_delta_log/00000000000000000001.json".into(),
+                source: "412 ConditionNotMet".into(),
+            },
+        };
+        assert!(lost_race(&precondition), "Azure's 412 on a lost create-only race");
+        let exhausted = DeltaTableError::Transaction {
+            source: TransactionError::MaxCommitAttempts(15),
+        };
+        assert!(lost_race(&exhausted));
+        let other = DeltaTableError::ObjectStore {
+            source: ObjectStoreError::NotFound {
+                path: "x".into(),
+                source: "404".into(),
+            },
+        };
+        assert!(!lost_race(&other));
+    }
+}

@@ -1,0 +1,233 @@
+//! The table layer (Delta Lake through delta-rs) against every lake it runs on: a local folder
+//! and Azurite. Append, transaction-id idempotence, time travel, the protocol every reader
+//! needs, and many writers committing to one table at once.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use movielake::lake::{AzureAuth, AzureBlobLake, Lake, LocalLake};
+use movielake::tables::{Append, Committed, TableLocation, Tables, Txn};
+
+use crate::support::{azurite_endpoint, unique};
+
+/// A lake under test: its kind, its lake port (an independent client to read the table's
+/// log), its tables, and the folder that lives as long as it (local only).
+type UnderTest = (String, Arc<dyn Lake>, Tables, Option<tempfile::TempDir>);
+
+/// A local folder and, where Azurite runs, a blob lake.
+async fn lakes() -> Vec<UnderTest> {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap().to_string();
+    let mut out: Vec<UnderTest> = vec![(
+        "local".into(),
+        Arc::new(LocalLake::new(&root)),
+        Tables::new(TableLocation::for_lake(&root, None).unwrap()),
+        Some(dir),
+    )];
+    if let Some(endpoint) = azurite_endpoint() {
+        let lake = AzureBlobLake::new(&endpoint, AzureAuth::AzuriteDevKey).expect("azurite lake");
+        lake.ensure_containers(movielake::config::CONTAINERS)
+            .await
+            .expect("containers");
+        out.push((
+            "azurite".into(),
+            Arc::new(lake),
+            Tables::new(TableLocation::for_lake(&endpoint, None).unwrap()),
+            None,
+        ));
+    }
+    out
+}
+
+fn batch(writer: i64, commit: i64, rows: i64) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("writer", DataType::Utf8, false),
+        Field::new(
+            "at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
+    ]));
+    let ids: Vec<i64> = (0..rows).map(|r| writer * 1_000_000 + commit * 1_000 + r).collect();
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(ids)),
+            Arc::new(StringArray::from(vec![format!("w{writer}"); rows as usize])),
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![Some(1_714_557_600_000_000); rows as usize]).with_timezone("UTC"),
+            ),
+        ],
+    )
+    .unwrap()
+}
+
+async fn counts(tables: &Tables, name: &str) -> (i64, i64) {
+    let out = tables
+        .sql(name, "SELECT count(*) AS n, count(DISTINCT id) AS d FROM t")
+        .await
+        .expect("sql");
+    let n = out[0].column(0).as_primitive::<Int64Type>().value(0);
+    let d = out[0].column(1).as_primitive::<Int64Type>().value(0);
+    (n, d)
+}
+
+#[tokio::test]
+async fn append_time_travel_and_the_protocol_every_reader_reads() {
+    for (kind, lake, tables, _keep) in lakes().await {
+        let name = format!("silver/{}", unique("conformance"));
+        let first = tables
+            .append(&name, vec![batch(1, 0, 10)], &Append::default())
+            .await
+            .expect("append");
+        assert_eq!(
+            first,
+            Committed::Version {
+                version: 0,
+                attempts: 1
+            },
+            "{kind}"
+        );
+        let second = tables
+            .append(&name, vec![batch(1, 1, 5)], &Append::default())
+            .await
+            .expect("append");
+        assert!(
+            matches!(second, Committed::Version { version: 1, .. }),
+            "{kind}: {second:?}"
+        );
+        assert_eq!(counts(&tables, &name).await, (15, 15), "{kind}");
+        let v0 = tables.open_at(&name, 0).await.expect("version 0");
+        assert_eq!(v0.version(), Some(0), "{kind}");
+        assert_eq!(
+            v0.get_file_uris().expect("files").count(),
+            1,
+            "{kind}: time travel sees one file"
+        );
+
+        // Read the protocol action with the lake's own client, not delta-rs: reader 1 / writer
+        // 2 (Synapse serverless and Fabric read nothing newer), UTC timestamps (no NTZ).
+        let log = lake
+            .get(&format!("{name}/_delta_log/00000000000000000000.json"))
+            .await
+            .expect("first commit");
+        let text = String::from_utf8(log.bytes.to_vec()).unwrap();
+        let protocol: serde_json::Value = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|v| v.get("protocol").cloned())
+            .expect("a protocol action");
+        assert_eq!(protocol["minReaderVersion"], 1, "{kind}: {protocol}");
+        assert_eq!(protocol["minWriterVersion"], 2, "{kind}: {protocol}");
+        assert!(protocol.get("readerFeatures").is_none(), "{kind}: {protocol}");
+        assert!(
+            text.contains(r#"\"type\":\"timestamp\""#),
+            "{kind}: UTC timestamps: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_replayed_transaction_is_recognised_by_the_table() {
+    for (kind, _lake, tables, _keep) in lakes().await {
+        let name = format!("silver/{}", unique("txn"));
+        let txn = |version| Append {
+            partition_by: vec!["writer".into()],
+            txn: Some(Txn {
+                app_id: "watch-events/partition-3".into(),
+                version,
+            }),
+        };
+        let first = tables
+            .append(&name, vec![batch(3, 0, 7)], &txn(41))
+            .await
+            .expect("append");
+        assert!(matches!(first, Committed::Version { version: 0, .. }), "{kind}");
+        for _ in 0..2 {
+            let replay = tables
+                .append(&name, vec![batch(3, 0, 7)], &txn(41))
+                .await
+                .expect("replay");
+            assert_eq!(replay, Committed::AlreadyCommitted { txn_version: 41 }, "{kind}");
+        }
+        let older = tables
+            .append(&name, vec![batch(3, 9, 7)], &txn(40))
+            .await
+            .expect("older");
+        assert_eq!(
+            older,
+            Committed::AlreadyCommitted { txn_version: 41 },
+            "{kind}: an older batch is in"
+        );
+        let next = tables
+            .append(&name, vec![batch(3, 1, 7)], &txn(42))
+            .await
+            .expect("next");
+        assert!(
+            matches!(next, Committed::Version { version: 1, .. }),
+            "{kind}: {next:?}"
+        );
+        assert_eq!(counts(&tables, &name).await, (14, 14), "{kind}: each batch once");
+    }
+}
+
+/// On the local folder only, for now: on Azurite 3.35 eight concurrent writers wedge at
+/// version 1 (the create-only put of the commit answers "already exists" while a read of that
+/// commit finds nothing, so delta-rs' conflict check fails on every retry). Found with this
+/// test; open in issue 15 until it is understood (Azurite's conditional create under
+/// concurrency, or object_store's reading of the answer) and this runs on Azurite too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_writers_commit_twenty_five_times_each_to_one_table() {
+    const WRITERS: i64 = 8;
+    const COMMITS: i64 = 25;
+    for (kind, _lake, tables, _keep) in lakes().await.into_iter().take(1) {
+        let name = format!("silver/{}", unique("concurrent"));
+        let started = std::time::Instant::now();
+        let mut handles = Vec::new();
+        for writer in 0..WRITERS {
+            let tables = tables.clone();
+            let name = name.clone();
+            handles.push(tokio::spawn(async move {
+                let mut attempts = 0;
+                for commit in 0..COMMITS {
+                    let append = Append {
+                        partition_by: Vec::new(),
+                        txn: Some(Txn {
+                            app_id: format!("writer-{writer}"),
+                            version: commit,
+                        }),
+                    };
+                    match tables.append(&name, vec![batch(writer, commit, 3)], &append).await {
+                        Ok(Committed::Version { attempts: a, .. }) => attempts += a,
+                        other => panic!("writer {writer} commit {commit}: {other:?}"),
+                    }
+                }
+                attempts
+            }));
+        }
+        let mut attempts = 0;
+        for h in handles {
+            attempts += h.await.expect("writer");
+        }
+        let table = tables.open(&name).await.expect("open");
+        let commits = WRITERS * COMMITS;
+        assert_eq!(
+            table.version(),
+            Some(commits as u64 - 1),
+            "{kind}: every commit is a version"
+        );
+        assert_eq!(
+            counts(&tables, &name).await,
+            (commits * 3, commits * 3),
+            "{kind}: no row lost or doubled"
+        );
+        eprintln!(
+            "{kind}: {commits} commits by {WRITERS} writers in {:.1?} ({attempts} attempts)",
+            started.elapsed()
+        );
+    }
+}
