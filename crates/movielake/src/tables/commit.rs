@@ -87,6 +87,14 @@ pub(super) async fn append(
             return Ok(Committed::AlreadyCommitted { txn_version: done });
         }
         let mut properties = CommitProperties::default();
+        if table.version().is_none() {
+            // This write creates the table. Two writers creating it at once must not both
+            // succeed: delta-rs retries the loser as version 1 still carrying its own protocol
+            // and metadata, so the table's id changes under its readers (seen on Azurite with 8
+            // writers). No retry inside delta-rs, then: the loser reloads the table here and
+            // appends to it.
+            properties = properties.with_max_retries(0);
+        }
         if let Some(txn) = &append.txn {
             properties = properties.with_application_transaction(Transaction::new(&txn.app_id, txn.version));
         }
