@@ -96,25 +96,7 @@ pub fn plan(
         ingested_at,
     };
 
-    let records = batch.bodies.iter().enumerate().map(|(i, body)| {
-        let raw = match batch.unreadable.binary_search_by_key(&i, |(at, _)| *at) {
-            Ok(at) => batch.unreadable[at].1.raw.clone(),
-            Err(_) => body.clone(),
-        };
-        let seq = batch.sequence_numbers.get(i).copied().unwrap_or(i as i64);
-        let enqueued = batch.enqueued_times.get(i).copied().flatten();
-        let metadata = vec![
-            ("sequence_number", Value::Int64(seq)),
-            ("enqueued_at", enqueued.map_or(Value::Null, Value::Timestamp)),
-        ];
-        let record = SourceRecord {
-            raw,
-            fields: None,
-            metadata,
-            pointer: SourcePointer::event(&bronze_path, &batch.partition_id, seq),
-        };
-        (i, record)
-    });
+    let records = source_records(batch, &bronze_path);
     let routed = match &batch.misaligned {
         None if batch.unreadable.is_empty() => route(contract, records.map(|(_, r)| r), &ctx),
         None => {
@@ -208,6 +190,33 @@ pub fn plan(
     })
 }
 
+/// Each event of the batch as a source record, with its index: the body as received (the raw
+/// element for one the host's array held unreadably), its sequence number and enqueue time.
+fn source_records<'a>(
+    batch: &'a EventHubBatch,
+    bronze_path: &'a str,
+) -> impl Iterator<Item = (usize, SourceRecord)> + 'a {
+    batch.bodies.iter().enumerate().map(move |(i, body)| {
+        let raw = match batch.unreadable.binary_search_by_key(&i, |(at, _)| *at) {
+            Ok(at) => batch.unreadable[at].1.raw.clone(),
+            Err(_) => body.clone(),
+        };
+        let seq = batch.sequence_numbers.get(i).copied().unwrap_or(i as i64);
+        let enqueued = batch.enqueued_times.get(i).copied().flatten();
+        let metadata = vec![
+            ("sequence_number", Value::Int64(seq)),
+            ("enqueued_at", enqueued.map_or(Value::Null, Value::Timestamp)),
+        ];
+        let record = SourceRecord {
+            raw,
+            fields: None,
+            metadata,
+            pointer: SourcePointer::event(bronze_path, &batch.partition_id, seq),
+        };
+        (i, record)
+    })
+}
+
 /// Lands a batch that failed every attempt whole in quarantine (stage `poison`, with the error),
 /// so its partition moves on and nothing is lost: every event of the batch becomes one
 /// quarantine record with its body as received; bronze holds the batch as well. Writes the same
@@ -232,18 +241,7 @@ pub fn plan_poison(
         ingested_at,
     };
     let mut routed = Routed::default();
-    for (i, body) in batch.bodies.iter().enumerate() {
-        let seq = batch.sequence_numbers.get(i).copied().unwrap_or(i as i64);
-        let raw = match batch.unreadable.binary_search_by_key(&i, |(at, _)| *at) {
-            Ok(at) => batch.unreadable[at].1.raw.clone(),
-            Err(_) => body.clone(),
-        };
-        let record = SourceRecord {
-            raw,
-            fields: None,
-            metadata: Vec::new(),
-            pointer: SourcePointer::event(&bronze_path, &batch.partition_id, seq),
-        };
+    for (_, record) in source_records(batch, &bronze_path) {
         let rejection = Rejection {
             stage: Stage::Poison,
             reasons: vec![Reason::new(
