@@ -178,7 +178,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         contracts,
         chrono::Duration::hours(i64::from(cli.dedupe_window_hours)),
     )
-    .with_poison_after_attempts(cli.poison_after_attempts);
+    .with_poison_after_attempts(cli.poison_after_attempts)
+    .with_tables(crate::tables::Tables::new(crate::tables::TableLocation::for_lake(
+        &cli.lake,
+        cli.lake_sas.as_deref(),
+    )?));
     match cli.command {
         Command::Serve(args) => serve::command(state, args).await,
         Command::SendEvents(args) => send::command(args).await,

@@ -49,18 +49,28 @@ pub struct AppState {
     pub poison_after_attempts: u32,
     /// TMDB pull settings; `None` reads them from the environment when `pull_tmdb_lists` runs.
     pub tmdb: Option<Arc<crate::pipelines::tmdb_lists::PullSettings>>,
+    /// The lake's Delta tables (silver, gold), reached with the lake's own kind of credential.
+    pub tables: Arc<crate::tables::Tables>,
 }
 
 impl AppState {
     pub fn new(lake: Arc<dyn Lake>, contracts: ContractSet, dedupe_window: chrono::Duration) -> Self {
+        let tables = Arc::new(crate::tables::Tables::for_lake(lake.as_ref()));
         AppState {
             lake,
+            tables,
             contracts: Arc::new(contracts),
             ledger: Arc::default(),
             dedupe_window,
             poison_after_attempts: DEFAULT_POISON_AFTER_ATTEMPTS,
             tmdb: None,
         }
+    }
+
+    /// Tables reached otherwise than the lake port says (a SAS the port does not show).
+    pub fn with_tables(mut self, tables: crate::tables::Tables) -> Self {
+        self.tables = Arc::new(tables);
+        self
     }
 
     /// Lands a batch whole in quarantine after this many failed attempts (0: never).

@@ -19,6 +19,9 @@ pub enum TableLocation {
     /// A blob endpoint (`https://<account>.blob.core.windows.net`, or Azurite's
     /// `http://127.0.0.1:10000/devstoreaccount1`) and how to sign in to it.
     Azure { endpoint: Url, auth: AzureAuth },
+    /// The lake's location could not be turned into a table location; every table operation
+    /// fails with this message.
+    Unavailable(String),
 }
 
 impl std::fmt::Debug for TableLocation {
@@ -27,6 +30,7 @@ impl std::fmt::Debug for TableLocation {
             TableLocation::Local(root) => write!(f, "Local({})", root.display()),
             // Never print a SAS.
             TableLocation::Azure { endpoint, .. } => write!(f, "Azure({endpoint})"),
+            TableLocation::Unavailable(why) => write!(f, "Unavailable({why})"),
         }
     }
 }
@@ -78,6 +82,7 @@ impl TableLocation {
             ));
         }
         match self {
+            TableLocation::Unavailable(why) => Err(invalid(why.clone())),
             TableLocation::Local(root) => {
                 let dir = root.join(clean);
                 // delta-rs refuses a local table location that is not a folder yet.

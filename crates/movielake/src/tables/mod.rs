@@ -5,7 +5,9 @@
 //! what its commit loop lacks: jittered backoff, and the lost-race errors it does not retry.
 
 mod commit;
+mod files;
 mod location;
+pub mod maintain;
 
 use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
@@ -67,6 +69,18 @@ impl Tables {
             location,
             retry: RetryPolicy::default(),
         }
+    }
+
+    /// The tables of the lake behind `lake` (its `describe()`: `file://<root>` or the blob
+    /// endpoint), signed in the way that lake is: Azurite's key, else the managed identity or
+    /// `az login`. A lake signed with a SAS needs [`TableLocation::for_lake`] with it.
+    pub fn for_lake(lake: &dyn crate::lake::Lake) -> Self {
+        let described = lake.describe();
+        Tables::new(TableLocation::for_lake(&described, None).unwrap_or_else(|e| TableLocation::Unavailable(e.to_string())))
+    }
+
+    pub fn location(&self) -> &TableLocation {
+        &self.location
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
