@@ -99,6 +99,9 @@ pub enum FunctionError {
     Lake(#[from] LakeError),
     #[error("contract '{0}' is not loaded; add contracts/{0}.toml")]
     MissingContract(String),
+    /// A Delta table refused or could not take a commit.
+    #[error("table {0}")]
+    Table(#[from] crate::tables::TableError),
     #[error("dedupe ledger: {0}")]
     Ledger(String),
     /// A source refused our credentials: retrying will not help until a person fixes them.
@@ -133,6 +136,15 @@ impl FunctionError {
             FunctionError::Lake(e) if e.is_transient() => (StatusCode::INTERNAL_SERVER_ERROR, "storage_unavailable"),
             FunctionError::Lake(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
             FunctionError::MissingContract(_) => (StatusCode::INTERNAL_SERVER_ERROR, "configuration"),
+            FunctionError::Table(crate::tables::TableError::Contended { .. }) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "table_contended")
+            }
+            FunctionError::Table(crate::tables::TableError::Storage { .. }) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "storage_unavailable")
+            }
+            FunctionError::Table(crate::tables::TableError::Invalid { .. }) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "table_invalid")
+            }
             FunctionError::Ledger(_) => (StatusCode::INTERNAL_SERVER_ERROR, "ledger"),
             FunctionError::SourceAuth(_) => (StatusCode::INTERNAL_SERVER_ERROR, "source_auth"),
             FunctionError::Source(_) => (StatusCode::INTERNAL_SERVER_ERROR, "source_unavailable"),
