@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test of movielake, installing what the tests need first:
 #   - Azurite (the Azure Storage emulator, npm) in ./.tools, started here and stopped on exit;
-#   - pyarrow and DuckDB (independent Parquet readers) in ./.venv.
+#   - independent readers in ./.venv: pyarrow, the deltalake package, and DuckDB with its delta and
+#     azure extensions from PyPI packages (tests/requirements.txt; DuckDB downloads nothing).
 # Then: all Rust tests (unit, contract, property, snapshot, handler over HTTP, lake conformance
-# on the local folder and on Azurite), and an end-to-end `movielake run` whose lake is checked
-# by pyarrow and DuckDB (tests/check_lake.py); then the offline Terraform checks (HCL syntax and
+# on the local folder and on Azurite), and an end-to-end `movielake run` on a local folder and on
+# a fresh Azurite, each lake's Delta tables and run manifests checked by deltalake and DuckDB
+# (tests/check_lake.py); then the offline Terraform checks (HCL syntax and
 # format, the azurerm provider schema, checkov, code/infra consistency; tools in ./.tools/infra)
 # and the packaging tests.
 set -euo pipefail
@@ -12,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "Python readers (pyarrow, duckdb) in .venv"
+step "Python readers (pyarrow, deltalake, DuckDB with its delta and azure extensions) in .venv"
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 
@@ -24,7 +26,7 @@ export MOVIELAKE_TEST_AZURITE="http://127.0.0.1:${AZURITE_BLOB_PORT:-10000}/devs
 step "Rust tests"
 cargo test --workspace --locked
 
-step "End to end: movielake run on a fresh local lake, read back by pyarrow and DuckDB"
+step "End to end: movielake run on a fresh local lake, read back by deltalake and DuckDB"
 lake="$(mktemp -d)/lake"
 cargo run --locked --quiet --bin movielake -- run --lake "$lake" --events 4000 --seed 42
 imdb=../shared/fixtures/imdb/othonas_2021
@@ -36,8 +38,12 @@ else
   .venv/bin/python tests/check_lake.py "$lake"
 fi
 
-step "End to end on Azurite: the same run against the blob lake"
+step "End to end on Azurite: the same run against a fresh blob lake, read back by deltalake and DuckDB"
+# Azurite keeps its data in memory: a restart drops what the Rust tests left in its containers,
+# so the check sees exactly the lake this run wrote.
+scripts/azurite.sh stop && scripts/azurite.sh start
 cargo run --locked --quiet --bin movielake -- run --lake "$MOVIELAKE_TEST_AZURITE" --events 1000 --seed 7 >/dev/null
+.venv/bin/python tests/check_lake.py "$MOVIELAKE_TEST_AZURITE"
 
 step "Infrastructure: offline Terraform checks (syntax/fmt, azurerm schema, checkov, code consistency)"
 scripts/check_infra.sh
