@@ -80,6 +80,7 @@ fn convert(input: &str, dir: &str, all_statistics: bool) -> Result<(), String> {
             run_id: "bench".into(),
             ingested_at: Utc::now(),
         },
+        attempt: String::new(),
     };
     let mut out = Outputs::new(FolderSink(PathBuf::from(dir)), ctx);
     let converted = movielake_core::sources::imdb::convert(file, &contracts, &mut out).map_err(|e| e.to_string())?;

@@ -90,11 +90,19 @@ pub struct FileContext {
     /// The bronze object's ingest date: quarantine date and snapshot partition.
     pub ingest_date: NaiveDate,
     pub run: RunContext,
+    /// Names this conversion's parts apart from an earlier conversion of the same object, whose
+    /// parts a table may still list until the replace commits (empty: names from the object
+    /// alone).
+    pub attempt: String,
 }
 
 impl FileContext {
     fn part_id(&self, n: u32) -> String {
-        format!("{}-{n:05}", stable_id(&self.object))
+        if self.attempt.is_empty() {
+            format!("{}-{n:05}", stable_id(&self.object))
+        } else {
+            format!("{}-{}-{n:05}", stable_id(&self.object), self.attempt)
+        }
     }
 }
 

@@ -105,6 +105,10 @@ pub struct RunManifest {
     /// Set when the input was landed whole in quarantine after failing every attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poison: Option<Poison>,
+    /// Delta table -> the version this run's commit made; `null` when the table already held
+    /// the run's transaction (an earlier attempt committed it).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tables: BTreeMap<String, Option<u64>>,
 }
 
 /// Why an input was landed whole in quarantine (stage `poison`) instead of processed.

@@ -29,6 +29,72 @@ pub fn silver_part(contract: &Contract, partition: &[Value], part_id: &str) -> S
     path
 }
 
+/// `silver/<source>/<table>`: the Delta table a contract's silver rows live in.
+pub fn silver_table(contract: &Contract) -> String {
+    format!("silver/{}/{}", contract.source, contract.table)
+}
+
+/// A silver part named by [`silver_part`], read back: its table, its path inside the table and
+/// its partition values as Delta's log records them (the text of the value, not its path form;
+/// `None` for null).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TablePart {
+    pub table: String,
+    pub file: String,
+    pub partition_values: Vec<(String, Option<String>)>,
+}
+
+/// The inverse of [`silver_part`]; `None` for a path that is not a silver part.
+pub fn table_part(path: &str) -> Option<TablePart> {
+    let mut segments = path.split('/');
+    let (container, source, table) = (segments.next()?, segments.next()?, segments.next()?);
+    if container != "silver" || source.is_empty() || table.is_empty() {
+        return None;
+    }
+    let rest: Vec<&str> = segments.collect();
+    let (name, folders) = rest.split_last()?;
+    if !name.ends_with(".parquet") {
+        return None;
+    }
+    let partition_values = folders
+        .iter()
+        .map(|folder| {
+            let (column, value) = folder.split_once('=')?;
+            let value = (value != "__HIVE_DEFAULT_PARTITION__").then(|| percent_decode(value));
+            Some((column.to_string(), value))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(TablePart {
+        table: format!("silver/{source}/{table}"),
+        file: rest.join("/"),
+        partition_values,
+    })
+}
+
+/// Undoes [`hive_value`]'s escaping (`%XX`); anything else is kept as it is.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// `quarantine/<source>/<table>/date=YYYY-MM-DD/part-<id>.jsonl`
 pub fn quarantine_part(contract: &Contract, date: NaiveDate, part_id: &str) -> String {
     format!(
@@ -71,6 +137,33 @@ pub fn hive_value(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_silver_part_reads_back_as_its_table_file_and_partition_values() {
+        let contract = Contract::from_toml(
+            "p.toml",
+            "name = \"p\"\nversion = 1\nsource = \"s\"\ntable = \"t\"\npartition_by = [\"d\", \"k\", \"n\"]\n\
+             [[columns]]\nname = \"d\"\ntype = \"date\"\n[[columns]]\nname = \"k\"\ntype = \"string\"\n\
+             [[columns]]\nname = \"n\"\ntype = \"int32\"\n",
+        )
+        .expect("contract");
+        let date = chrono::NaiveDate::from_ymd_opt(2026, 12, 4).expect("date");
+        let values = [Value::Date(date), Value::String("a/b=c%".into()), Value::Null];
+        let path = silver_part(&contract, &values, "0123");
+        let part = table_part(&path).expect("a silver part");
+        assert_eq!(part.table, silver_table(&contract));
+        assert_eq!(format!("{}/{}", part.table, part.file), path);
+        assert_eq!(
+            part.partition_values,
+            vec![
+                ("d".to_string(), Some("2026-12-04".to_string())),
+                ("k".to_string(), Some("a/b=c%".to_string())),
+                ("n".to_string(), None),
+            ]
+        );
+        assert_eq!(table_part("quarantine/s/t/date=2026-12-04/part-1.jsonl"), None);
+        assert_eq!(table_part("silver/s/t/notapartition/part-1.parquet"), None);
+    }
 
     #[test]
     fn ids_are_stable_and_distinct() {

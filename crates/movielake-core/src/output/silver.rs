@@ -66,6 +66,28 @@ pub fn silver_schema(contract: &Contract) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// The Delta table's schema: the stored columns of [`silver_schema`] (what a data file holds),
+/// then the partition columns (what the log holds for each file), typed as the contract says.
+pub fn table_schema(contract: &Contract) -> SchemaRef {
+    let stored = silver_schema(contract);
+    let mut fields: Vec<Field> = stored.fields().iter().map(|f| f.as_ref().clone()).collect();
+    for &i in &contract.partition_by {
+        if let Some(c) = contract.columns.get(i) {
+            fields.push(Field::new(&c.name, arrow_type(c.ty), true));
+        }
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// The partition column names of the contract's table, in order.
+pub fn partition_columns(contract: &Contract) -> Vec<String> {
+    contract
+        .partition_by
+        .iter()
+        .filter_map(|&i| contract.columns.get(i).map(|c| c.name.clone()))
+        .collect()
+}
+
 /// Lineage shared by every row of one output part.
 #[derive(Debug, Clone)]
 pub struct Lineage<'a> {

@@ -68,6 +68,7 @@ fn context(object: &str) -> FileContext {
             run_id: "run-imdb".into(),
             ingested_at: Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).single().expect("time"),
         },
+        attempt: String::new(),
     }
 }
 

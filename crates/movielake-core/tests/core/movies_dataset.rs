@@ -102,6 +102,7 @@ fn run(kind: MoviesFile, input: &[u8]) -> Result<Converted, FileError> {
             run_id: "run-1".into(),
             ingested_at: Utc.with_ymd_and_hms(2024, 5, 1, 10, 0, 0).unwrap(),
         },
+        attempt: String::new(),
     };
     let mut out = Outputs::new(MemorySink::default(), ctx);
     convert(kind, input, &contracts(), &mut out)?;

@@ -26,14 +26,14 @@ pub(super) async fn build_gold(state: &AppState, models: Option<&Path>, show: us
         .map(PathBuf::from)
         .or_else(|| Some(PathBuf::from("gold")).filter(|d| d.is_dir()));
     let models = gold::load_models(dir.as_deref())?;
-    let (built, skipped) = gold::build(state.lake.as_ref(), &state.contracts, &models).await?;
+    let (built, skipped) = gold::build(state.lake.as_ref(), &state.tables, &state.contracts, &models).await?;
     for line in &skipped {
         eprintln!("  {line}");
     }
     if built.is_empty() {
         return Ok(());
     }
-    let session = gold::SqlLake::open(state.lake.as_ref(), &state.contracts, &[]).await?;
+    let session = gold::SqlLake::open(state.lake.as_ref(), &state.tables, &state.contracts, &[]).await?;
     for table in &built {
         println!("gold {} ({} rows, {})", table.name, table.rows, table.path);
         let batches = session

@@ -157,7 +157,13 @@ pub fn hint_for(e: &anyhow::Error) -> Option<&'static str> {
 
 pub fn init_tracing(serve: bool) {
     // The CLI reports a failure once, itself; the handler's own error log is for `serve`.
-    let default = if serve { "info" } else { "warn,movielake::handler=off" };
+    // delta-kernel logs an ERROR for every table it is asked about that does not exist yet
+    // ("No files in log segment"): for us that is an empty table, not a failure.
+    let default = if serve {
+        "info,buoyant_kernel::snapshot=off"
+    } else {
+        "warn,movielake::handler=off,buoyant_kernel::snapshot=off"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MOVIELAKE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -13,7 +13,7 @@ pub struct QueryArgs {
 }
 
 pub(super) async fn command(state: &AppState, QueryArgs { sql, max_rows }: QueryArgs) -> anyhow::Result<()> {
-    let session = gold::SqlLake::open(state.lake.as_ref(), &state.contracts, &[&sql]).await?;
+    let session = gold::SqlLake::open(state.lake.as_ref(), &state.tables, &state.contracts, &[&sql]).await?;
     let batches = session.query(&sql).await?;
     println!("{}", gold::render(&batches, max_rows)?);
     Ok(())

@@ -26,10 +26,11 @@ pub async fn run(state: &AppState, invocation: Invocation) -> Result<InvocationR
             return Ok(InvocationResponse::with_logs(vec![format!("refused: {refusal}")]));
         }
     };
-    let outcome = process(&state.lake, &state.contracts, &admitted)
+    let outcome = process(&state.lake, &state.tables, &state.contracts, &admitted)
         .await
         .map_err(|e| match e {
             BronzeToSilverError::Lake(e) => FunctionError::Lake(e),
+            BronzeToSilverError::Table(e) => FunctionError::Table(e),
             BronzeToSilverError::MissingContract(name) => FunctionError::MissingContract(name.into()),
             other @ (BronzeToSilverError::Encode { .. }
             | BronzeToSilverError::Movies(_)

@@ -27,6 +27,7 @@ pub async fn run(state: &AppState, invocation: Invocation) -> Result<InvocationR
     let lake = state.lake.as_ref();
     let done = match ingest(
         lake,
+        &state.tables,
         &state.ledger,
         contract,
         &batch,
@@ -45,7 +46,7 @@ pub async fn run(state: &AppState, invocation: Invocation) -> Result<InvocationR
                 return Err(e.into());
             }
             let poison = Poison { attempts, error };
-            match land_poison(lake, contract, &batch, fallback_time, poison).await {
+            match land_poison(lake, &state.tables, contract, &batch, fallback_time, poison).await {
                 Ok(done) => {
                     tracing::error!(partition = %batch.partition_id, attempts, "poison batch landed whole in quarantine");
                     done

@@ -122,6 +122,8 @@ impl From<IngestError> for FunctionError {
             IngestError::Lake(e) => FunctionError::Lake(e),
             IngestError::Ledger(e) => FunctionError::Ledger(e.to_string()),
             IngestError::Encode(e) => FunctionError::Internal(e.to_string()),
+            IngestError::Table(e) => FunctionError::Table(e),
+            IngestError::Silver(e) => FunctionError::Configuration(e.to_string()),
         }
     }
 }

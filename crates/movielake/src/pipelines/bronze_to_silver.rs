@@ -14,8 +14,10 @@ use movielake_core::output::plan::Plan;
 use movielake_core::sources::tmdb::movies::MovieRow;
 use movielake_core::sources::tmdb::{api, details, lists};
 
+use super::silver_tables::{SilverError, commit_plan};
 use super::{write_manifest, write_outputs};
 use crate::lake::{Lake, LakeError};
+use crate::tables::{TableError, Tables, Txn};
 
 #[derive(Debug)]
 pub enum Outcome {
@@ -37,6 +39,8 @@ pub enum BronzeToSilverError {
     MissingContract(&'static str),
     #[error("conversion task failed: {0}")]
     Task(String),
+    #[error(transparent)]
+    Table(#[from] TableError),
     #[error("silver/tmdb/movies: {0}")]
     Movies(super::tmdb_movies::MoviesError),
     #[error("cannot encode silver for {path}: {source}")]
@@ -48,6 +52,7 @@ pub enum BronzeToSilverError {
 
 pub async fn process(
     shared_lake: &Arc<dyn Lake>,
+    tables: &Arc<Tables>,
     contracts: &Arc<ContractSet>,
     admitted: &Admitted,
 ) -> Result<Outcome, BronzeToSilverError> {
@@ -56,7 +61,7 @@ pub async fn process(
     let (plan, movies) = match admitted.kind {
         BronzeKind::ImdbFile | BronzeKind::MoviesDatasetFile => {
             let progress: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(|line: &str| tracing::info!("{line}"));
-            return match super::files::convert(shared_lake.clone(), contracts.clone(), &admitted.path, progress).await {
+            return match super::files::convert(shared_lake.clone(), tables.clone(), contracts.clone(), &admitted.path, progress).await {
                 Ok(done) => Ok(Outcome::Done {
                     manifest_path: done.manifest_path,
                     counts: done.counts,
@@ -118,7 +123,13 @@ pub async fn process(
             (plan, BTreeMap::new())
         }
     };
-    apply(lake, plan, &movies, started_at, clock).await
+    // One transaction id per bronze object: pages and details arrive in any order, so no
+    // ordering of versions could stand for "already committed".
+    let txn = Txn {
+        app_id: admitted.path.clone(),
+        version: 1,
+    };
+    apply(lake, tables, contracts, plan, &txn, &movies, started_at, clock).await
 }
 
 /// `repeated_ids` of the page's sidecar (written by the pull); none without a sidecar (a page
@@ -145,27 +156,44 @@ async fn read(lake: &dyn Lake, path: &str) -> Result<Option<bytes::Bytes>, Bronz
     }
 }
 
-/// Silver and quarantine, then the movies buckets (compare-and-swap), the manifest last.
+/// Silver (one commit per table) and quarantine, then the movies MERGE, the manifest last.
+#[allow(clippy::too_many_arguments)]
 async fn apply(
     lake: &dyn Lake,
-    plan: Plan,
+    tables: &Tables,
+    contracts: &ContractSet,
+    mut plan: Plan,
+    txn: &Txn,
     movies: &BTreeMap<String, Vec<MovieRow>>,
     started_at: chrono::DateTime<Utc>,
     clock: Instant,
 ) -> Result<Outcome, BronzeToSilverError> {
+    let all: Vec<&movielake_core::Contract> = contracts.iter().collect();
+    let versions = commit_plan(lake, tables, &all, &mut plan, Some(txn))
+        .await
+        .map_err(|e| match e {
+            SilverError::Lake(e) => BronzeToSilverError::Lake(e),
+            SilverError::Table(e) => BronzeToSilverError::Table(e),
+            other => BronzeToSilverError::Task(other.to_string()),
+        })?;
     write_outputs(lake, &plan).await.map_err(BronzeToSilverError::Lake)?;
     let mut logs = plan.logs.clone();
+    let mut versions = versions;
     if !movies.is_empty() {
-        let done = super::tmdb_movies::commit(lake, movies).await.map_err(|e| match e {
-            super::tmdb_movies::MoviesError::Lake(e) => BronzeToSilverError::Lake(e),
+        let done = super::tmdb_movies::commit(tables, movies).await.map_err(|e| match e {
+            super::tmdb_movies::MoviesError::Table(e) => BronzeToSilverError::Table(e),
             other => BronzeToSilverError::Movies(other),
         })?;
         logs.push(format!(
-            "silver/tmdb/movies: {} bucket(s) updated, {} unchanged",
-            done.written, done.unchanged
+            "{}: merged, {} inserted, {} updated{}",
+            movielake_core::sources::tmdb::movies::TABLE,
+            done.inserted,
+            done.updated,
+            done.version.map(|v| format!(" (version {v})")).unwrap_or_else(|| " (no change)".into())
         ));
+        versions.insert(movielake_core::sources::tmdb::movies::TABLE.to_string(), done.version);
     }
-    let (manifest, manifest_path) = write_manifest(lake, plan, started_at, clock)
+    let (manifest, manifest_path) = write_manifest(lake, plan, versions, started_at, clock)
         .await
         .map_err(BronzeToSilverError::Lake)?;
     Ok(Outcome::Done {

@@ -17,14 +17,17 @@ use chrono::{NaiveDate, Utc};
 use movielake_core::ContractSet;
 use movielake_core::output::files::{FileContext, FileError, Outputs};
 use movielake_core::output::manifest::{Counts, Output, OutputKind, RunManifest};
-use movielake_core::output::naming::stable_id;
+use movielake_core::output::naming::{silver_table, stable_id};
+use movielake_core::output::silver::partition_columns;
 use movielake_core::routing::route::RunContext;
 use movielake_core::sources::imdb::{self, ImdbFile};
 use movielake_core::sources::movies_dataset::{self, MoviesFile};
 use tokio::io::AsyncReadExt as _;
 
+use super::silver_tables::{self, SilverError, TableVersions};
 use crate::lake::blocking::{CHUNK, LakeReader, LakeSink, StorageFailure, lake_error};
 use crate::lake::{Lake, LakeError, PutMode};
+use crate::tables::{Replace, Tables};
 
 /// What a file is, by its header line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,6 +259,8 @@ pub struct FileConverted {
     /// Counts of the record-level table (one record per input line or CSV record).
     pub counts: Counts,
     pub outputs: Vec<Output>,
+    /// Table → the version its replace committed.
+    pub tables: TableVersions,
     pub logs: Vec<String>,
 }
 
@@ -269,6 +274,7 @@ pub fn ingest_date_of(path: &str) -> Option<NaiveDate> {
 /// Converts one bronze file into silver and quarantine, then writes the run manifest.
 pub async fn convert(
     lake: Arc<dyn Lake>,
+    tables: Arc<Tables>,
     contracts: Arc<ContractSet>,
     bronze: &str,
     progress: Arc<dyn Fn(&str) + Send + Sync>,
@@ -287,6 +293,9 @@ pub async fn convert(
             run_id: run_id.clone(),
             ingested_at: date.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc(),
         },
+        // A conversion of the same object that is still listed by the table must keep its
+        // files until the replace below commits: this one writes other names.
+        attempt: format!("{:x}", Utc::now().timestamp_micros()),
     };
     let handle = tokio::runtime::Handle::current();
     let path = bronze.to_string();
@@ -331,7 +340,7 @@ pub async fn convert(
         (Err(e), None) => return Err(e.into()),
     };
 
-    let removed = remove_stale_parts(lake.as_ref(), &contracts, kind.contracts(), bronze, date, &outputs).await?;
+    let versions = replace_snapshots(&tables, &contracts, kind.contracts(), date, &outputs).await?;
 
     let mut record_counts = Counts::default();
     let mut logs = vec![format!("{}: {}", bronze, kind.describe())];
@@ -356,58 +365,67 @@ pub async fn convert(
             .filter_map(|name| contracts.get(name).map(|c| (name.clone(), c.version)))
             .collect(),
         poison: None,
+        tables: versions,
     };
     let manifest_path = super::put_manifest(lake.as_ref(), &manifest, date).await?;
     let parts = manifest.outputs.iter().filter(|o| o.kind == OutputKind::Silver).count();
-    if removed > 0 {
-        logs.push(format!(
-            "{removed} part(s) of an earlier conversion of this file removed"
-        ));
-    }
-    logs.push(format!("{parts} silver part(s); manifest {manifest_path}"));
+    logs.push(format!(
+        "{parts} silver part(s) in {} table(s), each snapshot replaced in one commit; manifest {manifest_path}",
+        manifest.tables.len()
+    ));
     Ok(FileConverted {
         manifest_path,
         kind,
         counts: manifest.counts,
         outputs: manifest.outputs,
+        tables: manifest.tables,
         logs,
     })
 }
 
-/// Parts named after this bronze object that this conversion did not write: left by an earlier
-/// conversion that wrote more of them (before a contract change sent rows elsewhere). Removed so
-/// that no row is in silver twice, or in silver and quarantine.
-async fn remove_stale_parts(
-    lake: &dyn Lake,
+/// Commits each table's new parts, replacing its snapshot partition (`snapshot_date` = the
+/// file's ingest date) in the same commit: a reader sees the earlier conversion's rows or this
+/// one's, never both; converting the same file again gives the same rows. A table this file
+/// feeds but that got no row (all quarantined) has its snapshot emptied the same way.
+async fn replace_snapshots(
+    tables: &Tables,
     contracts: &ContractSet,
-    tables: &[&str],
-    bronze: &str,
+    names: &[&str],
     date: NaiveDate,
     outputs: &[Output],
-) -> Result<usize, FilesError> {
-    let marker = format!("/part-{}-", stable_id(bronze));
-    let written: std::collections::HashSet<&str> = outputs.iter().map(|o| o.path.as_str()).collect();
-    let mut removed = 0;
-    for contract in tables.iter().filter_map(|name| contracts.get(name)) {
-        let prefixes = [
-            format!("silver/{}/{}/", contract.source, contract.table),
-            format!(
-                "quarantine/{}/{}/date={}/",
-                contract.source,
-                contract.table,
-                date.format("%Y-%m-%d")
-            ),
-        ];
-        for prefix in prefixes {
-            for object in lake.list(&prefix).await? {
-                if object.path.contains(&marker) && !written.contains(object.path.as_str()) {
-                    lake.delete(&object.path).await?;
-                    removed += 1;
-                }
-            }
+) -> Result<TableVersions, FilesError> {
+    let mut versions = TableVersions::new();
+    for contract in names.iter().filter_map(|name| contracts.get(name)) {
+        let table = silver_table(contract);
+        let columns = partition_columns(contract);
+        if columns != ["snapshot_date"] {
+            return Err(FilesError::Unusable(format!(
+                "{}: a file's table is partitioned by snapshot_date alone (it is replaced per snapshot); it has {columns:?}",
+                contract.name
+            )));
         }
+        let partition = vec![("snapshot_date".to_string(), Some(date.format("%Y-%m-%d").to_string()))];
+        let prefix = format!("{table}/");
+        let files = outputs
+            .iter()
+            .filter(|o| o.kind == OutputKind::Silver && o.path.starts_with(&prefix))
+            .map(|o| silver_tables::data_file(&o.path, o.bytes, o.rows.unwrap_or(0)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(silver_error)?;
+        let version = silver_tables::commit(tables, &[contract], &table, files, Replace::Partitions(vec![partition]), None)
+            .await
+            .map_err(silver_error)?;
+        versions.insert(table, version);
     }
-    Ok(removed)
+    Ok(versions)
+}
+
+fn silver_error(e: SilverError) -> FilesError {
+    match e {
+        SilverError::Lake(e) => FilesError::Lake(e),
+        SilverError::Table(e) if e.is_transient() => FilesError::Failed(e.to_string()),
+        other => FilesError::Failed(other.to_string()),
+    }
 }
 
 /// The kind of a bronze object from its first bytes (gzip looked through for IMDb).

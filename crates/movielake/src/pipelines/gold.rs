@@ -6,26 +6,23 @@
 //! not Rust: a model is one `SELECT`, its file name is the gold table's name, and models run in
 //! file-name order so a later model may read an earlier one.
 //!
-//! A folder lake is read in place. Any other lake (Azure) is read through the lake port: the
-//! Parquet objects of the tables a statement names are copied to a scratch folder first, so
-//! DataFusion reads local files either way and gold is written back through the port.
+//! Every table is a Delta table read through its log (delta-rs' DataFusion provider), on a
+//! folder or on Azure alike: a query sees one committed version of each table, and never a
+//! file that a compaction replaced but VACUUM has not removed yet. Nothing globs Parquet.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::datasource::MemTable;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::ListingOptions;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use movielake_core::ContractSet;
-use movielake_core::output::silver::{arrow_type, writer_properties};
-use parquet::arrow::ArrowWriter;
+use movielake_core::output::naming::silver_table;
 
-use crate::lake::{Lake, LakeError, PutMode};
+use crate::lake::{Lake, LakeError};
+use crate::tables::{TableError, Tables};
 
 include!(concat!(env!("OUT_DIR"), "/embedded_gold.rs"));
 
@@ -33,6 +30,8 @@ include!(concat!(env!("OUT_DIR"), "/embedded_gold.rs"));
 pub enum GoldError {
     #[error(transparent)]
     Lake(#[from] LakeError),
+    #[error(transparent)]
+    Table(#[from] TableError),
     #[error("{0}")]
     Sql(String),
     #[error("{file}: {message}")]
@@ -98,24 +97,14 @@ pub fn load_models(dir: Option<&Path>) -> Result<Vec<Model>, GoldError> {
     Ok(models)
 }
 
-/// A DataFusion session over the lake's silver and gold tables.
+/// A DataFusion session over the lake's silver and gold Delta tables.
 pub struct SqlLake {
     ctx: SessionContext,
-    /// The scratch copy of a non-folder lake, removed on drop.
-    scratch: Option<PathBuf>,
-    /// Table name -> lake prefix, for what was registered.
+    /// Table name -> the Delta table it reads (`silver/events/watch`, `gold/genre_year`).
     pub tables: BTreeMap<String, String>,
 }
 
-impl Drop for SqlLake {
-    fn drop(&mut self) {
-        if let Some(dir) = self.scratch.take() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-/// Plain `Utf8` strings rather than DataFusion's default string views: gold Parquet is read by
+/// Plain `Utf8` strings rather than DataFusion's default string views: gold is read by
 /// Synapse, Spark and older readers that do not know the view types.
 fn session_config() -> SessionConfig {
     SessionConfig::new()
@@ -123,96 +112,46 @@ fn session_config() -> SessionConfig {
         .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false)
 }
 
-/// The folder of a folder lake (its `describe()` is `file://<root>`).
-fn local_root(lake: &dyn Lake) -> Option<PathBuf> {
-    lake.describe().strip_prefix("file://").map(PathBuf::from)
-}
-
 impl SqlLake {
-    /// Registers every silver table (by contract) and gold table that has data. `only` limits
-    /// which tables are copied from a non-folder lake: those whose name appears in these SQL
-    /// texts (all of them when empty).
-    pub async fn open(lake: &dyn Lake, contracts: &ContractSet, only: &[&str]) -> Result<Self, GoldError> {
+    /// Registers every silver table (by contract) and gold table that exists, each at its
+    /// current version: the files its log lists, never a file a compaction replaced. `only`
+    /// limits which tables are opened: those whose name appears in these SQL texts (all of
+    /// them when empty).
+    pub async fn open(
+        lake: &dyn Lake,
+        tables: &Tables,
+        contracts: &ContractSet,
+        only: &[&str],
+    ) -> Result<Self, GoldError> {
         let wanted = |name: &str| only.is_empty() || only.iter().any(|sql| mentions(sql, name));
-        let (root, scratch) = match local_root(lake) {
-            Some(root) => (root, None),
-            None => {
-                let dir = std::env::temp_dir().join(format!(
-                    "movielake-sql-{}-{}",
-                    std::process::id(),
-                    chrono::Utc::now().timestamp_micros()
-                ));
-                (dir.clone(), Some(dir))
-            }
-        };
         let mut sql = SqlLake {
             ctx: SessionContext::new_with_config(session_config()),
-            scratch,
             tables: BTreeMap::new(),
         };
         for contract in contracts.iter() {
-            if !wanted(&contract.name) {
-                continue;
+            let table = silver_table(contract);
+            if wanted(&contract.name) && has_log(lake, &table).await? {
+                sql.register(tables, &contract.name, &table).await?;
             }
-            let prefix = format!("silver/{}/{}/", contract.source, contract.table);
-            let partitions: Vec<(String, DataType)> = contract
-                .partition_by
-                .iter()
-                .map(|&i| (contract.columns[i].name.clone(), arrow_type(contract.columns[i].ty)))
-                .collect();
-            sql.register(lake, &root, &contract.name, &prefix, partitions).await?;
         }
         for name in gold_tables(lake).await? {
             if wanted(&name) && !sql.tables.contains_key(&name) {
-                let prefix = format!("gold/{name}/");
-                sql.register(lake, &root, &name, &prefix, Vec::new()).await?;
+                sql.register(tables, &name, &format!("gold/{name}")).await?;
             }
         }
         Ok(sql)
     }
 
-    async fn register(
-        &mut self,
-        lake: &dyn Lake,
-        root: &Path,
-        name: &str,
-        prefix: &str,
-        partitions: Vec<(String, DataType)>,
-    ) -> Result<(), GoldError> {
-        let objects: Vec<String> = lake
-            .list(prefix)
-            .await?
-            .into_iter()
-            .map(|m| m.path)
-            .filter(|p| p.ends_with(".parquet"))
-            .collect();
-        if objects.is_empty() {
+    async fn register(&mut self, tables: &Tables, name: &str, table: &str) -> Result<(), GoldError> {
+        let delta = tables.open(table).await?;
+        if delta.version().is_none() {
             return Ok(());
         }
-        if self.scratch.is_some() {
-            for path in &objects {
-                let bytes = lake.get(path).await?.bytes;
-                let file = root.join(path);
-                let local = |e: std::io::Error| GoldError::Local {
-                    path: file.display().to_string(),
-                    message: e.to_string(),
-                };
-                if let Some(parent) = file.parent() {
-                    tokio::fs::create_dir_all(parent).await.map_err(local)?;
-                }
-                tokio::fs::write(&file, &bytes).await.map_err(local)?;
-            }
-        }
-        let parquet = self.ctx.state().table_options().parquet.clone();
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default().with_options(parquet)))
-            .with_file_extension(".parquet")
-            .with_table_partition_cols(partitions);
-        let dir = format!("{}/", root.join(prefix.trim_end_matches('/')).display());
-        self.ctx
-            .register_listing_table(name, &dir, options, None, None)
-            .await
-            .map_err(|e| GoldError::Sql(format!("cannot register {name} ({prefix}): {e}")))?;
-        self.tables.insert(name.to_string(), prefix.to_string());
+        let failed = |e: &dyn std::fmt::Display| GoldError::Sql(format!("cannot register {name} ({table}): {e}"));
+        delta.update_datafusion_session(&self.ctx.state()).map_err(|e| failed(&e))?;
+        let provider = delta.table_provider().await.map_err(|e| failed(&e))?;
+        self.ctx.register_table(name, provider).map_err(|e| failed(&e))?;
+        self.tables.insert(name.to_string(), table.to_string());
         Ok(())
     }
 
@@ -239,7 +178,7 @@ impl SqlLake {
         self.ctx
             .register_table(name, Arc::new(table))
             .map_err(|e| GoldError::Sql(e.to_string()))?;
-        self.tables.insert(name.to_string(), format!("gold/{name}/"));
+        self.tables.insert(name.to_string(), format!("gold/{name}"));
         Ok(())
     }
 }
@@ -254,13 +193,23 @@ fn mentions(sql: &str, table: &str) -> bool {
     })
 }
 
-/// The gold tables in the lake (`gold/<name>/...`).
+/// Whether `table` has a Delta log (asked through the lake port, so that reading a table that
+/// was never written does not create its folder).
+async fn has_log(lake: &dyn Lake, table: &str) -> Result<bool, GoldError> {
+    Ok(!lake.list(&format!("{table}/_delta_log/")).await?.is_empty())
+}
+
+/// The gold tables in the lake: `gold/<name>/` folders with a Delta log.
 async fn gold_tables(lake: &dyn Lake) -> Result<Vec<String>, GoldError> {
     let mut names: Vec<String> = lake
         .list("gold/")
         .await?
         .into_iter()
-        .filter_map(|m| m.path.split('/').nth(1).map(str::to_string))
+        .filter_map(|m| {
+            let mut segments = m.path.split('/').skip(1);
+            let name = segments.next()?;
+            (segments.next() == Some("_delta_log")).then(|| name.to_string())
+        })
         .collect();
     names.dedup();
     Ok(names)
@@ -281,20 +230,24 @@ fn explain(e: datafusion::error::DataFusionError, tables: &BTreeMap<String, Stri
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Built {
     pub name: String,
+    /// The gold table (`gold/<name>`).
     pub path: String,
     pub rows: u64,
+    /// The table version the result was committed as.
+    pub version: u64,
 }
 
-/// Runs every model and writes its result to `gold/<name>/part-00000.parquet` (overwrite: the
-/// same silver gives the same gold). A model whose tables have no data yet is reported, not
-/// fatal: gold is rebuilt on the next run.
+/// Runs every model and replaces its gold table `gold/<name>` with the result in one commit (a
+/// reader sees the previous result or this one). A model whose tables have no data yet is
+/// reported, not fatal: gold is rebuilt on the next run.
 pub async fn build(
     lake: &dyn Lake,
+    tables: &Tables,
     contracts: &ContractSet,
     models: &[Model],
 ) -> Result<(Vec<Built>, Vec<String>), GoldError> {
     let texts: Vec<&str> = models.iter().map(|m| m.sql.as_str()).collect();
-    let mut session = SqlLake::open(lake, contracts, &texts).await?;
+    let mut session = SqlLake::open(lake, tables, contracts, &texts).await?;
     let (mut built, mut skipped) = (Vec::new(), Vec::new());
     for model in models {
         let (schema, batches) = match session.query_with_schema(&model.sql).await {
@@ -315,28 +268,21 @@ pub async fn build(
             Err(other) => return Err(other),
         };
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        let path = format!("gold/{}/part-00000.parquet", model.name);
-        let bytes = encode(schema.clone(), &batches).map_err(|message| GoldError::Model {
+        let path = format!("gold/{}", model.name);
+        let written = crate::tables::plain_strings(&schema, &batches).map_err(|message| GoldError::Model {
             file: model.file.clone(),
             message,
         })?;
-        lake.put(&path, bytes, PutMode::Overwrite).await?;
-        session.replace_table(&model.name, schema, batches)?;
+        let version = tables.replace_all(&path, written.0.clone(), written.1.clone()).await?;
+        session.replace_table(&model.name, written.0, written.1)?;
         built.push(Built {
             name: model.name.clone(),
             path,
             rows: rows as u64,
+            version,
         });
     }
     Ok((built, skipped))
-}
-
-fn encode(schema: SchemaRef, batches: &[RecordBatch]) -> Result<Bytes, String> {
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties())).map_err(|e| e.to_string())?;
-    for batch in batches {
-        writer.write(batch).map_err(|e| e.to_string())?;
-    }
-    writer.into_inner().map(Bytes::from).map_err(|e| e.to_string())
 }
 
 /// Batches as a text table, at most `max_rows` rows.

@@ -8,6 +8,7 @@ pub mod bronze_to_silver;
 pub mod files;
 pub mod gold;
 pub mod ledger;
+pub mod silver_tables;
 pub mod tmdb_lists;
 pub mod tmdb_movies;
 pub mod watch_events;
@@ -52,10 +53,12 @@ pub async fn land_bronze(lake: &dyn Lake, writes: &[PlannedWrite]) -> Result<usi
     Ok(already_landed)
 }
 
-/// Writes everything but bronze (already landed): names and bytes are deterministic, so
-/// overwriting on a retry changes nothing.
+/// Writes quarantine and the other plain objects (not bronze, already landed; not silver,
+/// which goes into tables): names and bytes are deterministic, so overwriting on a retry
+/// changes nothing.
 pub async fn write_outputs(lake: &dyn Lake, plan: &Plan) -> Result<(), LakeError> {
-    futures::stream::iter(plan.writes.iter().filter(|w| w.kind != OutputKind::Bronze).map(Ok))
+    let plain = |w: &&PlannedWrite| !matches!(w.kind, OutputKind::Bronze | OutputKind::Silver);
+    futures::stream::iter(plan.writes.iter().filter(plain).map(Ok))
         .try_for_each_concurrent(CONCURRENT_WRITES, |w| async move {
             lake.put(&w.path, w.bytes.clone(), PutMode::Overwrite).await.map(|_| ())
         })
@@ -67,6 +70,7 @@ pub async fn write_outputs(lake: &dyn Lake, plan: &Plan) -> Result<(), LakeError
 pub async fn write_manifest(
     lake: &dyn Lake,
     plan: Plan,
+    tables: silver_tables::TableVersions,
     started_at: DateTime<Utc>,
     clock: Instant,
 ) -> Result<(RunManifest, String), LakeError> {
@@ -93,6 +97,7 @@ pub async fn write_manifest(
         counts: plan.counts,
         contracts: plan.contracts,
         poison: plan.poison,
+        tables,
     };
     let manifest_path = put_manifest(lake, &manifest, date).await?;
     Ok((manifest, manifest_path))

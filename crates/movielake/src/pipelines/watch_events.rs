@@ -5,13 +5,17 @@ use std::time::Instant;
 use chrono::{DateTime, Duration, Utc};
 use movielake_core::Contract;
 use movielake_core::host::EventHubBatch;
-use movielake_core::output::manifest::{OutputKind, Poison, RunManifest};
+use movielake_core::output::manifest::{Poison, RunManifest};
+use movielake_core::output::naming::silver_table;
+use movielake_core::output::silver::SOURCE_OBJECT;
 use movielake_core::pipelines::watch_events::{PIPELINE, attempts_path, land, ledger_hours, plan, plan_poison};
 use movielake_core::routing::ledger::LedgerBucket;
 
 use super::ledger::{LedgerCache, LedgerError};
+use super::silver_tables::{SilverError, commit_plan};
 use super::{land_bronze, write_manifest, write_outputs};
 use crate::lake::{Lake, LakeError, PutMode};
+use crate::tables::{TableError, Tables, Txn};
 
 /// Re-plans after a ledger conflict at most this often before failing the invocation (the host
 /// then retries it later).
@@ -33,10 +37,44 @@ pub enum IngestError {
     Ledger(LedgerError),
     #[error("cannot encode the batch: {0}")]
     Encode(#[from] movielake_core::output::silver::EncodeError),
+    #[error(transparent)]
+    Table(#[from] TableError),
+    #[error(transparent)]
+    Silver(SilverError),
 }
 
+impl From<SilverError> for IngestError {
+    fn from(e: SilverError) -> Self {
+        match e {
+            SilverError::Lake(e) => IngestError::Lake(e),
+            SilverError::Table(e) => IngestError::Table(e),
+            other => IngestError::Silver(other),
+        }
+    }
+}
+
+/// The batch's Delta transaction: one app id per hub, consumer group and partition, whose
+/// version is the batch's last sequence number. The trigger hands a partition's batches over
+/// in order, so a batch whose last number the table already holds (a redelivery, a retry
+/// after the commit) is in silver already. A hub recreated under the same name starts its
+/// numbers again: read it with a new consumer group.
+pub fn batch_txn(batch: &EventHubBatch) -> Option<Txn> {
+    let last = batch.sequence_numbers.iter().copied().max()?;
+    Some(Txn {
+        app_id: format!(
+            "eventhub/{}/{}/{}",
+            batch.event_hub.as_deref().unwrap_or("-"),
+            batch.consumer_group.as_deref().unwrap_or("$Default"),
+            batch.partition_id
+        ),
+        version: last,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
 pub async fn ingest(
     lake: &dyn Lake,
+    tables: &Tables,
     cache: &LedgerCache,
     contract: &Contract,
     batch: &EventHubBatch,
@@ -55,7 +93,10 @@ pub async fn ingest(
             .await
             .map_err(IngestError::from)?;
         let buckets: Vec<&LedgerBucket> = loaded.buckets.iter().map(|b| b.as_ref()).collect();
-        let plan = plan(contract, batch, fallback_time, &bronze, &buckets)?;
+        let mut plan = plan(contract, batch, fallback_time, &bronze, &buckets)?;
+        // Silver first (an attempt that cannot commit leaves nothing a reader sees), then
+        // quarantine, then the ledger: a ledger entry is a promise that the event is stored.
+        let versions = commit_plan(lake, tables, &[contract], &mut plan, batch_txn(batch).as_ref()).await?;
         write_outputs(lake, &plan).await?;
         match cache.commit(lake, &loaded, &plan.ledger_updates).await {
             Ok(()) => {}
@@ -65,8 +106,12 @@ pub async fn ingest(
             }
             Err(e) => return Err(e.into()),
         }
-        let logs = plan.logs.clone();
-        let (manifest, manifest_path) = write_manifest(lake, plan, started_at, clock).await?;
+        let mut logs = plan.logs.clone();
+        logs.extend(versions.iter().map(|(table, version)| match version {
+            Some(v) => format!("{table}: committed version {v}"),
+            None => format!("{table}: already held this batch (an earlier attempt committed it)"),
+        }));
+        let (manifest, manifest_path) = write_manifest(lake, plan, versions, started_at, clock).await?;
         return Ok(Ingested {
             manifest,
             manifest_path,
@@ -127,10 +172,11 @@ pub async fn record_failure(
 }
 
 /// Lands a batch that failed `poison.attempts` times whole in quarantine (stage `poison`),
-/// after removing any silver part an earlier attempt of it left, so that every event is counted
-/// once: `in = silver + quarantined + duplicates` holds for the batch.
+/// after deleting from silver any row an earlier attempt of it committed, so that every event
+/// is counted once: `in = silver + quarantined + duplicates` holds for the batch.
 pub async fn land_poison(
     lake: &dyn Lake,
+    tables: &Tables,
     contract: &Contract,
     batch: &EventHubBatch,
     fallback_time: DateTime<Utc>,
@@ -139,18 +185,18 @@ pub async fn land_poison(
     let (started_at, clock) = (Utc::now(), Instant::now());
     let bronze = land(batch, fallback_time)?;
     let bronze_already_landed = land_bronze(lake, std::slice::from_ref(&bronze)).await?;
-    // With no ledger the plan names every silver part any attempt of this batch could write.
-    let normal = plan(contract, batch, fallback_time, &bronze, &[])?;
-    for w in normal.writes.iter().filter(|w| w.kind == OutputKind::Silver) {
-        match lake.delete(&w.path).await {
-            Ok(()) | Err(LakeError::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    // Every silver row of the batch names its bronze object: that finds them whichever
+    // attempt committed them, and after a compaction merged their files with others.
+    let table = silver_table(contract);
+    let predicate = format!("{SOURCE_OBJECT} = '{}'", bronze.path.replace('\'', "''"));
+    let removed = tables.delete_where(&table, &predicate).await?;
     let plan = plan_poison(contract, batch, fallback_time, &bronze, poison)?;
     write_outputs(lake, &plan).await?;
-    let logs = plan.logs.clone();
-    let (manifest, manifest_path) = write_manifest(lake, plan, started_at, clock).await?;
+    let mut logs = plan.logs.clone();
+    if removed > 0 {
+        logs.push(format!("{table}: {removed} row(s) of an earlier attempt deleted"));
+    }
+    let (manifest, manifest_path) = write_manifest(lake, plan, Default::default(), started_at, clock).await?;
     Ok(Ingested {
         manifest,
         manifest_path,

@@ -14,7 +14,7 @@ use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::{CommitProperties, TransactionError};
 use deltalake::protocol::SaveMode;
-use deltalake::{DeltaTable, DeltaTableError};
+use deltalake::DeltaTableError;
 
 use super::location::{TableLocation, classify};
 use super::{Append, TableError};
@@ -42,7 +42,7 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Full jitter: a random pause between 0 and the capped exponential bound, so writers that
     /// lost together do not come back together.
-    fn pause(&self, attempt: u32) -> Duration {
+    pub(super) fn pause(&self, attempt: u32) -> Duration {
         let bound = self
             .first_pause
             .saturating_mul(1u32 << attempt.min(16))
@@ -81,7 +81,7 @@ pub(super) async fn append(
             Err(e) => return Err(e),
         };
         if let Some(txn) = &append.txn
-            && let Some(done) = committed_txn(name, &table, &txn.app_id).await?
+            && let Some(done) = super::files::txn_version(name, &table, &txn.app_id).await?
             && done >= txn.version
         {
             return Ok(Committed::AlreadyCommitted { txn_version: done });
@@ -96,7 +96,12 @@ pub(super) async fn append(
             properties = properties.with_max_retries(0);
         }
         if let Some(txn) = &append.txn {
-            properties = properties.with_application_transaction(Transaction::new(&txn.app_id, txn.version));
+            // delta-rs' own retry would commit this after a winning attempt of the same input
+            // (its conflict checker does not know we read the transaction id): lose here and
+            // read the table's transactions again.
+            properties = properties
+                .with_application_transaction(Transaction::new(&txn.app_id, txn.version))
+                .with_max_retries(0);
         }
         let mut write = table
             .write(batches.iter().cloned())
@@ -126,20 +131,175 @@ pub(super) async fn append(
     })
 }
 
-/// The last version of `app_id` the table holds, if any.
-async fn committed_txn(name: &str, table: &DeltaTable, app_id: &str) -> Result<Option<i64>, TableError> {
-    if table.version().is_none() {
-        return Ok(None);
+pub(super) async fn replace_all(
+    location: &TableLocation,
+    retry: &RetryPolicy,
+    name: &str,
+    schema: deltalake::arrow::datatypes::SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<u64, TableError> {
+    // With no row, the empty batch still carries the schema the table is created with.
+    let batches = if batches.is_empty() {
+        vec![RecordBatch::new_empty(schema)]
+    } else {
+        batches
+    };
+    let mut last = String::new();
+    for attempt in 1..=retry.attempts.max(1) {
+        let table = location.open(name, None).await?;
+        let mut properties = CommitProperties::default()
+            .with_create_checkpoint(false)
+            .with_cleanup_expired_logs(Some(false));
+        if table.version().is_none() {
+            properties = properties.with_max_retries(0);
+        }
+        let written = table
+            .write(batches.iter().cloned())
+            .with_save_mode(SaveMode::Overwrite)
+            .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
+            .with_commit_properties(properties)
+            .await;
+        match written {
+            Ok(table) => return Ok(table.version().unwrap_or_default()),
+            Err(e) if lost_race(&e) => {
+                last = e.to_string();
+                tokio::time::sleep(retry.pause(attempt)).await;
+            }
+            Err(e) => return Err(classify(name, e)),
+        }
     }
-    let snapshot = table.snapshot().map_err(|e| classify(name, e))?;
-    snapshot
-        .transaction_version(table.log_store().as_ref(), app_id)
-        .await
-        .map_err(|e| classify(name, e))
+    Err(TableError::Contended {
+        table: name.to_string(),
+        attempts: retry.attempts,
+        last,
+    })
+}
+
+/// What a merge did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Merged {
+    pub inserted: usize,
+    pub updated: usize,
+    /// The table version committed (`None`: nothing changed, nothing committed).
+    pub version: Option<u64>,
+}
+
+/// Upserts `source` into the table by `key`: a row whose key is not there is inserted; a row
+/// whose key is there replaces it when `newer` (SQL over `s.` source and `t.` target columns)
+/// holds. The table is created, empty, with the source's schema if it is not there.
+pub(super) async fn merge(
+    location: &TableLocation,
+    retry: &RetryPolicy,
+    name: &str,
+    source: RecordBatch,
+    key: &str,
+    newer: &str,
+) -> Result<Merged, TableError> {
+    use deltalake::datafusion::prelude::SessionContext;
+    let invalid = |e: &dyn std::fmt::Display| TableError::Invalid {
+        table: name.to_string(),
+        message: e.to_string(),
+    };
+    let columns: Vec<String> = source.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let mut last = String::new();
+    for attempt in 1..=retry.attempts.max(1) {
+        let mut table = location.open(name, None).await?;
+        if table.version().is_none() {
+            match super::files::create_empty(table, name, &source.schema(), &[]).await {
+                Ok(created) => table = created,
+                Err(super::files::Created::LostRace(message)) => {
+                    last = message;
+                    tokio::time::sleep(retry.pause(attempt)).await;
+                    continue;
+                }
+                Err(super::files::Created::Failed(e)) => return Err(e),
+            }
+        }
+        let frame = SessionContext::new().read_batch(source.clone()).map_err(|e| invalid(&e))?;
+        let properties = CommitProperties::default()
+            .with_create_checkpoint(false)
+            .with_cleanup_expired_logs(Some(false));
+        let quoted = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
+        let merged = table
+            .merge(frame, format!("t.{} = s.{}", quoted(key), quoted(key)))
+            .with_source_alias("s")
+            .with_target_alias("t")
+            .with_commit_properties(properties)
+            .when_matched_update(|update| {
+                columns.iter().fold(update.predicate(newer), |u, c| {
+                    u.update(quoted(c), format!("s.{}", quoted(c)))
+                })
+            })
+            .and_then(|m| {
+                m.when_not_matched_insert(|insert| {
+                    columns.iter().fold(insert, |i, c| i.set(quoted(c), format!("s.{}", quoted(c))))
+                })
+            });
+        let merged = match merged {
+            Ok(builder) => builder.await,
+            Err(e) => return Err(classify(name, e)),
+        };
+        match merged {
+            Ok((after, metrics)) => {
+                let changed = metrics.num_target_rows_inserted + metrics.num_target_rows_updated > 0;
+                return Ok(Merged {
+                    inserted: metrics.num_target_rows_inserted,
+                    updated: metrics.num_target_rows_updated,
+                    version: if changed { after.version() } else { None },
+                });
+            }
+            Err(e) if lost_race(&e) => {
+                last = e.to_string();
+                tokio::time::sleep(retry.pause(attempt)).await;
+            }
+            Err(e) => return Err(classify(name, e)),
+        }
+    }
+    Err(TableError::Contended {
+        table: name.to_string(),
+        attempts: retry.attempts,
+        last,
+    })
+}
+
+pub(super) async fn delete_where(
+    location: &TableLocation,
+    retry: &RetryPolicy,
+    name: &str,
+    predicate: &str,
+) -> Result<u64, TableError> {
+    let mut last = String::new();
+    for attempt in 1..=retry.attempts.max(1) {
+        let table = location.open(name, None).await?;
+        if table.version().is_none() {
+            return Ok(0);
+        }
+        let properties = CommitProperties::default()
+            .with_create_checkpoint(false)
+            .with_cleanup_expired_logs(Some(false));
+        match table
+            .delete()
+            .with_predicate(predicate.to_string())
+            .with_commit_properties(properties)
+            .await
+        {
+            Ok((_, metrics)) => return Ok(metrics.num_deleted_rows.unwrap_or(0) as u64),
+            Err(e) if lost_race(&e) => {
+                last = e.to_string();
+                tokio::time::sleep(retry.pause(attempt)).await;
+            }
+            Err(e) => return Err(classify(name, e)),
+        }
+    }
+    Err(TableError::Contended {
+        table: name.to_string(),
+        attempts: retry.attempts,
+        last,
+    })
 }
 
 /// Another writer got the version this commit wanted, however delta-rs or object_store said so.
-fn lost_race(e: &DeltaTableError) -> bool {
+pub(super) fn lost_race(e: &DeltaTableError) -> bool {
     match e {
         DeltaTableError::VersionAlreadyExists(_) => true,
         // Seen on Azurite under contention: the version another writer just created could not

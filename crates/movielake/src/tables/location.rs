@@ -98,8 +98,8 @@ impl TableLocation {
                 let mut options = HashMap::new();
                 match auth {
                     AzureAuth::AzuriteDevKey => {
-                        // Not object_store's emulator mode: that one reads the address from an
-                        // environment variable; the endpoint option keeps Azurite's port ours.
+                        // Reached through our own store (see `azurite.rs`); these options are
+                        // what the log store reads besides.
                         options.insert("account_name".into(), "devstoreaccount1".into());
                         options.insert("access_key".into(), AZURITE_KEY.into());
                         options.insert("endpoint".into(), endpoint.as_str().trim_end_matches('/').into());
@@ -138,9 +138,23 @@ impl TableLocation {
     /// returned without a version when no particular version was asked for.
     pub(super) async fn open(&self, name: &str, version: Option<u64>) -> Result<DeltaTable, TableError> {
         let (url, options) = self.url_and_options(name)?;
-        let builder = DeltaTableBuilder::from_url(url)
+        let mut builder = DeltaTableBuilder::from_url(url.clone())
             .map_err(|e| classify(name, e))?
             .with_storage_options(options);
+        if let TableLocation::Azure {
+            endpoint,
+            auth: AzureAuth::AzuriteDevKey,
+        } = self
+        {
+            let container = url.host_str().unwrap_or_default();
+            let store = super::azurite::container_store(endpoint.as_str(), AZURITE_KEY, container).map_err(|e| {
+                TableError::Invalid {
+                    table: name.to_string(),
+                    message: format!("Azurite: {e}"),
+                }
+            })?;
+            builder = builder.with_storage_backend(store, url);
+        }
         if let Some(v) = version {
             // `DeltaTable::load` would read the latest version; the builder keeps the one asked.
             return builder.with_version(v).load().await.map_err(|e| classify(name, e));

@@ -12,6 +12,8 @@ use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::{Array, RecordBatch};
 use bytes::Bytes;
 use movielake::lake::{AzureAuth, AzureBlobLake, Lake, LocalLake, PutMode};
+use movielake::tables::Tables;
+use movielake_core::output::manifest::OutputKind;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::json;
 
@@ -273,48 +275,68 @@ async fn a_storage_outage_while_writing_silver_fails_the_invocation_for_a_retry(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn parts_left_by_an_earlier_conversion_of_the_file_are_removed_and_no_others() {
+async fn converting_a_file_again_replaces_its_snapshot_in_one_commit_and_no_other() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lake: Arc<dyn Lake> = Arc::new(LocalLake::new(dir.path()));
-    let (gz, _) = title_basics_gz(1_000);
-    let bronze = "bronze/imdb/title.basics/ingest_date=2026-11-23/title.basics.tsv.gz";
-    lake.put(bronze, Bytes::from(gz), PutMode::Create)
-        .await
-        .expect("upload");
-    let id = movielake_core::output::naming::stable_id(bronze);
-    // What an earlier conversion with more parts (and quarantined lines) would have left, and a
-    // part of another file that must stay.
-    let stale_silver = format!("silver/imdb/title_basics/snapshot_date=2026-11-23/part-{id}-00007.parquet");
-    let stale_quarantine = format!("quarantine/imdb/title_basics/date=2026-11-23/part-{id}-00003.jsonl");
-    let other = "silver/imdb/title_basics/snapshot_date=2026-11-23/part-0123456789abcdef-00007.parquet";
-    for path in [stale_silver.as_str(), stale_quarantine.as_str(), other] {
-        lake.put(path, Bytes::from_static(b"old"), PutMode::Create)
-            .await
-            .expect("put");
-    }
+    let tables = Arc::new(Tables::for_lake(lake.as_ref()));
     let contracts_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts");
     let contracts = Arc::new(movielake::config::load_contracts(Some(&contracts_dir)).expect("contracts"));
     let progress: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(|_: &str| {});
-    let done = movielake::pipelines::files::convert(lake.clone(), contracts, bronze, progress)
-        .await
-        .expect("convert");
-    assert!(
-        done.logs
-            .iter()
-            .any(|l| l.contains("2 part(s) of an earlier conversion")),
-        "{:?}",
-        done.logs
-    );
-    for path in [&stale_silver, &stale_quarantine] {
-        assert!(
-            matches!(lake.get(path).await, Err(movielake::lake::LakeError::NotFound { .. })),
-            "{path}"
-        );
+    let convert = |bronze: &'static str| {
+        let (lake, tables, contracts, progress) = (lake.clone(), tables.clone(), contracts.clone(), progress.clone());
+        async move {
+            movielake::pipelines::files::convert(lake, tables, contracts, bronze, progress)
+                .await
+                .expect("convert")
+        }
+    };
+    let count = |sql: &'static str| {
+        let tables = tables.clone();
+        async move {
+            let batches = tables.sql("silver/imdb/title_basics", sql).await.expect("sql");
+            batches[0].column(0).as_primitive::<Int64Type>().value(0)
+        }
+    };
+    // Another day's snapshot, which a conversion of this day's file must leave alone.
+    let (other_day, _) = title_basics_gz(300);
+    let other = "bronze/imdb/title.basics/ingest_date=2026-11-22/title.basics.tsv.gz";
+    lake.put(other, Bytes::from(other_day), PutMode::Create).await.expect("upload");
+    convert(other).await;
+
+    let (gz, _) = title_basics_gz(1_000);
+    let bronze = "bronze/imdb/title.basics/ingest_date=2026-11-23/title.basics.tsv.gz";
+    lake.put(bronze, Bytes::from(gz), PutMode::Create).await.expect("upload");
+    let first = convert(bronze).await;
+    let version = |done: &movielake::pipelines::files::FileConverted| {
+        done_version(done, "silver/imdb/title_basics").expect("committed")
+    };
+    let v1 = version(&first);
+    let day = "SELECT count(*) FROM t WHERE snapshot_date = DATE '2026-11-23'";
+    let all = "SELECT count(*) FROM t";
+    assert_eq!(count(day).await as u64, first.counts.silver);
+    let again = convert(bronze).await;
+    assert_eq!(version(&again), v1 + 1, "the second conversion is one commit");
+    assert_eq!(again.counts, first.counts);
+    assert_eq!(count(day).await as u64, first.counts.silver, "replaced, not appended");
+    assert_eq!(count(all).await - count(day).await, 300 - 1, "the other day's snapshot is untouched (one line is the header)");
+    // The first conversion's files are out of the table at the new version, in it at the old.
+    let before = tables.open_at("silver/imdb/title_basics", v1).await.expect("v1");
+    let now = tables.open("silver/imdb/title_basics").await.expect("now");
+    let files = |t: &deltalake::DeltaTable| -> std::collections::BTreeSet<String> {
+        t.snapshot().expect("snapshot").log_data().iter().map(|f| f.path().to_string()).collect()
+    };
+    assert!(files(&before).is_disjoint(&files(&now).difference(&files(&before)).cloned().collect()));
+    let first_parts: Vec<&str> = first.outputs.iter().filter(|o| o.kind == OutputKind::Silver).map(|o| o.path.as_str()).collect();
+    assert!(!first_parts.is_empty());
+    for part in first_parts {
+        let relative = part.trim_start_matches("silver/imdb/title_basics/");
+        assert!(files(&before).contains(relative), "{part} in version {v1}");
+        assert!(!files(&now).contains(relative), "{part} replaced");
     }
-    assert!(lake.get(other).await.is_ok(), "another file's part stays");
-    for output in &done.outputs {
-        assert!(lake.get(&output.path).await.is_ok(), "{} was written", output.path);
-    }
+}
+
+fn done_version(done: &movielake::pipelines::files::FileConverted, table: &str) -> Option<u64> {
+    done.tables.get(table).copied().flatten()
 }
 
 /// CSV field quoting (RFC 4180) for the hand-made Movies Dataset rows.
@@ -432,7 +454,8 @@ async fn gold_answers_equal_hand_computed_numbers() {
         .await
         .expect("land");
     let progress: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(|_: &str| {});
-    let done = movielake::pipelines::files::convert(lake.clone(), contracts.clone(), &landed.path, progress)
+    let tables = Tables::for_lake(lake.as_ref());
+    let done = movielake::pipelines::files::convert(lake.clone(), Arc::new(tables.clone()), contracts.clone(), &landed.path, progress)
         .await
         .expect("convert");
     assert_eq!(
@@ -447,23 +470,19 @@ async fn gold_answers_equal_hand_computed_numbers() {
 
     let models_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../gold");
     let models = movielake::pipelines::gold::load_models(Some(&models_dir)).expect("models");
-    let (built, skipped) = movielake::pipelines::gold::build(lake.as_ref(), &contracts, &models)
+    let (built, skipped) = movielake::pipelines::gold::build(lake.as_ref(), &tables, &contracts, &models)
         .await
         .expect("gold");
     assert!(skipped.is_empty(), "{skipped:?}");
     assert_eq!(built.len(), models.len());
 
+    // Read back through the gold table's log, in the model's order.
     let read = |name: &'static str| {
-        let lake = lake.clone();
+        let tables = tables.clone();
         async move {
-            let bytes = lake
-                .get(&format!("gold/{name}/part-00000.parquet"))
-                .await
-                .expect("gold part")
-                .bytes;
-            let batches = read_parquet(bytes);
-            assert_eq!(batches.len(), 1, "{name}: one batch for a tiny table");
-            batches.into_iter().next().expect("batch")
+            let batches = tables.sql(&format!("gold/{name}"), "SELECT * FROM t").await.expect("gold table");
+            let schema = batches[0].schema();
+            arrow_select::concat::concat_batches(&schema, &batches).expect("one batch")
         }
     };
 

@@ -67,7 +67,86 @@ pub async fn post_to(base: &str, function: &str, body: String, chunked: bool) ->
     (status, content_type, resp.text().await.expect("body"))
 }
 
+/// The objects of a local lake under `prefix`, as a reader sees them: the files of a Delta
+/// table (silver, gold) are the data files its log names at its latest version, read here
+/// from the log's JSON commits by this test code (not by delta-rs); `_delta_log` itself and
+/// files the log does not name (superseded, or written by an attempt that never committed)
+/// are left out.
 pub fn files(root: &Path, prefix: &str) -> Vec<String> {
+    let tables: std::collections::BTreeSet<String> = raw_files(root, "")
+        .into_iter()
+        .filter_map(|p| p.split_once("/_delta_log/").map(|(table, _)| table.to_string()))
+        .collect();
+    // Silver and gold hold tables only: a data file no log names is invisible to readers.
+    let mut out: Vec<String> = raw_files(root, prefix)
+        .into_iter()
+        .filter(|p| !p.starts_with("silver/") && !p.starts_with("gold/"))
+        .collect();
+    for table in tables {
+        out.extend(
+            delta_files(root, &table)
+                .into_iter()
+                .filter(|p| p.starts_with(prefix)),
+        );
+    }
+    out.sort();
+    out
+}
+
+/// The data files (lake paths) of the local Delta table `table` at its latest version, replayed
+/// from its JSON commits. No checkpoint is expected in these tests' tables.
+pub fn delta_files(root: &Path, table: &str) -> Vec<String> {
+    let log = root.join(table).join("_delta_log");
+    let mut commits: Vec<std::path::PathBuf> = std::fs::read_dir(&log)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            name.ends_with(".json") && !name.starts_with('.')
+        })
+        .collect();
+    commits.sort();
+    let mut active = std::collections::BTreeSet::new();
+    for commit in commits {
+        for line in std::fs::read_to_string(&commit).expect("commit").lines() {
+            let action: serde_json::Value = serde_json::from_str(line).expect("a JSON action");
+            let path = |kind: &str| {
+                action[kind]["path"]
+                    .as_str()
+                    .map(|p| format!("{table}/{}", percent_decode(p)))
+            };
+            if let Some(p) = path("add") {
+                active.insert(p);
+            } else if let Some(p) = path("remove") {
+                active.remove(&p);
+            }
+        }
+    }
+    active.into_iter().collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(b) = text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).expect("utf-8 path")
+}
+
+/// Every file under `prefix`, Delta logs and unreferenced files included.
+pub fn raw_files(root: &Path, prefix: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![root.join(prefix)];
     while let Some(dir) = stack.pop() {
@@ -170,18 +249,23 @@ async fn ingests_a_string_wrapped_chunked_batch_and_is_idempotent() {
     assert_eq!((status, ctype.as_str()), (200, "application/json"), "{body}");
     assert_eq!(
         body,
-        r#"{"Outputs":{},"Logs":["watch events partition 0 seq 10-12: in=3 silver=1 quarantined=2 duplicates=0 (json=1, min=1, regex=1)","manifest ops/runs/watch_events/date=2024-05-01/watch-0-10-12.json"],"ReturnValue":null}"#
+        r#"{"Outputs":{},"Logs":["watch events partition 0 seq 10-12: in=3 silver=1 quarantined=2 duplicates=0 (json=1, min=1, regex=1)","silver/events/watch: committed version 1","manifest ops/runs/watch_events/date=2024-05-01/watch-0-10-12.json"],"ReturnValue":null}"#
     );
     let written = files(&lake, "");
     assert_eq!(
-        written,
+        written[..4],
         vec![
             "bronze/events/watch/date=2024-05-01/hour=10/minute=00/partition=0/seq=10-12.parquet",
             "ops/ledger/watch_events/partition=0/hour=2024-05-01T10.bin",
             "ops/runs/watch_events/date=2024-05-01/watch-0-10-12.json",
             "quarantine/events/watch/date=2024-05-01/part-0-10-12.jsonl",
-            "silver/events/watch/event_date=2024-05-01/hour=10/part-0-10-12.parquet",
         ]
+    );
+    // The table's one data file: named after the batch and a hash of its bytes.
+    assert_eq!(written.len(), 5, "{written:?}");
+    assert!(
+        written[4].starts_with("silver/events/watch/event_date=2024-05-01/hour=10/part-0-10-12-"),
+        "{written:?}"
     );
     assert_eq!(parquet_rows(&lake.join(&written[0])), 3, "bronze keeps every event");
     assert_eq!(parquet_rows(&lake.join(&written[4])), 1);
@@ -205,7 +289,16 @@ async fn ingests_a_string_wrapped_chunked_batch_and_is_idempotent() {
     let (status, _, body) = post_to(&server.url(""), "ingest_watch_events", retry, false).await;
     assert_eq!(status, 200);
     assert!(body.contains("bronze already landed (retry 1)"), "{body}");
+    assert!(
+        body.contains("silver/events/watch: already held this batch"),
+        "the table knows the batch's transaction: {body}"
+    );
     assert_eq!(files(&lake, ""), written, "a retry writes no new objects");
+    assert_eq!(
+        raw_files(&lake, "silver/events/watch/_delta_log").len(),
+        2,
+        "and commits nothing: the table's creation and the first attempt's commit"
+    );
     let after: Vec<Vec<u8>> = written
         .iter()
         .filter(|p| !p.starts_with("ops/"))
@@ -302,3 +395,4 @@ async fn storage_failures_answer_500_so_the_host_retries() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["Error"]["Kind"], json!("storage_unavailable"), "{body}");
 }
+

@@ -59,7 +59,7 @@ impl Lake for RefusesPrefix {
         self.inner.list(prefix).await
     }
     fn describe(&self) -> String {
-        format!("refuses writes under {}", self.prefix)
+        self.inner.describe()
     }
 }
 
@@ -97,14 +97,22 @@ fn manifests(root: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// The two ways an attempt can fail after bronze: before its silver commit (a data file is
+/// written, the table never names it) or after it (the ledger cannot be written: the rows are
+/// in the table). Either way the poison landing leaves every event once, in quarantine.
 #[tokio::test]
 async fn a_batch_that_always_fails_is_landed_whole_in_quarantine_after_the_set_attempts() {
+    for (prefix, allowed, committed) in [("silver/", 1, false), ("ops/ledger/", 0, true)] {
+        a_batch_that_always_fails(prefix, allowed, committed).await;
+    }
+}
+
+async fn a_batch_that_always_fails(prefix: &'static str, allowed: usize, committed: bool) {
     let dir = tempfile::tempdir().unwrap();
-    // One silver part is written, the other never can be: the first attempts leave a part.
     let lake = Arc::new(RefusesPrefix {
         inner: LocalLake::new(dir.path()),
-        prefix: "silver/",
-        allowed: 1,
+        prefix,
+        allowed,
         seen: AtomicUsize::new(0),
     });
     let server = start(lake, 3).await;
@@ -112,12 +120,25 @@ async fn a_batch_that_always_fails_is_landed_whole_in_quarantine_after_the_set_a
 
     for retry in 0..2 {
         let (status, _, body) = post_to(&server.base, "ingest_watch_events", attempt(&bodies, retry), false).await;
-        assert_eq!(status, 500, "attempt {} fails for the host to retry: {body}", retry + 1);
+        assert_eq!(status, 500, "{prefix}: attempt {} fails for the host to retry: {body}", retry + 1);
     }
-    assert!(
-        !silver_event_ids(dir.path()).is_empty(),
-        "the first attempt left a silver part"
-    );
+    if committed {
+        assert!(
+            !silver_event_ids(dir.path()).is_empty(),
+            "the first attempt committed its rows before the ledger failed"
+        );
+    } else {
+        assert!(
+            silver_event_ids(dir.path()).is_empty(),
+            "an attempt that could not commit leaves nothing a reader sees"
+        );
+        assert!(
+            crate::handler::raw_files(dir.path(), "silver/events/watch")
+                .iter()
+                .any(|p| p.ends_with(".parquet")),
+            "though its first data file is in the table's folder"
+        );
+    }
     let record: Value =
         serde_json::from_slice(&std::fs::read(dir.path().join(&files(dir.path(), "ops/attempts")[0])).unwrap())
             .unwrap();
@@ -131,11 +152,16 @@ async fn a_batch_that_always_fails_is_landed_whole_in_quarantine_after_the_set_a
     );
     assert!(body.contains("POISON"), "{body}");
     assert!(body.contains("in=4 silver=0 quarantined=4 duplicates=0"), "{body}");
+    assert_eq!(
+        body.contains("row(s) of an earlier attempt deleted"),
+        committed,
+        "{prefix}: {body}"
+    );
 
-    // Nothing lost, nothing twice: every event once, in quarantine, and no silver part left.
+    // Nothing lost, nothing twice: every event once, in quarantine, and none in silver.
     assert!(
         silver_event_ids(dir.path()).is_empty(),
-        "the earlier attempt's silver part is removed"
+        "no row of the batch is left in silver"
     );
     let q = quarantine_lines(dir.path());
     assert_eq!(q.len(), 4, "the whole batch, the invalid event once");

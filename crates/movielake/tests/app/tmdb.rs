@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use movielake::tables::{TableLocation, Tables};
 use movielake::handler::{AppState, serve_on};
 use movielake::lake::{ETag, Lake, LakeError, LocalLake, Object, ObjectMeta, PutMode};
 use serde_json::{Value, json};
@@ -76,10 +77,13 @@ struct InProcess {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-async fn serve(lake: Arc<dyn Lake>) -> InProcess {
+/// Serves `lake`, whose tables are in the local folder `root` (a [`TestLake`] says it is a blob
+/// account, which its tables are not).
+async fn serve(lake: Arc<dyn Lake>, root: &Path) -> InProcess {
     let contracts_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts");
     let contracts = movielake::config::load_contracts(Some(&contracts_dir)).expect("contracts");
-    let state = AppState::new(lake, contracts, chrono::Duration::hours(24));
+    let tables = Tables::new(TableLocation::for_lake(root.to_str().expect("utf-8"), None).expect("tables"));
+    let state = AppState::new(lake, contracts, chrono::Duration::hours(24)).with_tables(tables);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -150,7 +154,7 @@ async fn a_landed_page_becomes_silver_once_whatever_the_redeliveries() {
     let Some(page) = popular_page() else { return };
     let dir = tempfile::tempdir().unwrap();
     let lake = lake_with_page(dir.path(), &format!("file://{}", dir.path().display()), &page).await;
-    let server = serve(lake).await;
+    let server = serve(lake, dir.path()).await;
 
     let (status, body) = invoke(&server, &landed(PAGE), false).await;
     assert_eq!(status, 200, "{body}");
@@ -186,7 +190,7 @@ async fn blob_created_in_our_account_is_processed_and_foreign_ones_refused() {
     let Some(page) = popular_page() else { return };
     let dir = tempfile::tempdir().unwrap();
     let lake = lake_with_page(dir.path(), ACCOUNT, &page).await;
-    let server = serve(lake).await;
+    let server = serve(lake, dir.path()).await;
     let before = snapshot(dir.path());
 
     for (event, why) in [
@@ -234,7 +238,7 @@ async fn missing_objects_and_sidecars_are_skipped_and_an_outage_fails_for_a_retr
     let Some(page) = popular_page() else { return };
     let dir = tempfile::tempdir().unwrap();
     let lake = lake_with_page(dir.path(), ACCOUNT, &page).await;
-    let server = serve(lake).await;
+    let server = serve(lake, dir.path()).await;
     let gone = PAGE.replace("page=0001", "page=0002");
     let (status, body) = invoke(&server, &landed(&gone), false).await;
     assert_eq!(
@@ -252,7 +256,7 @@ async fn missing_objects_and_sidecars_are_skipped_and_an_outage_fails_for_a_retr
         describe: ACCOUNT.into(),
         reads_fail: true,
     });
-    let server = serve(failing).await;
+    let server = serve(failing, dir.path()).await;
     let (status, body) = invoke(&server, &landed(PAGE), false).await;
     assert_eq!(status, 500, "storage down: the host must retry: {body}");
     assert!(body.contains("storage_unavailable"), "{body}");
@@ -268,7 +272,7 @@ async fn a_page_that_is_not_a_list_goes_to_quarantine_not_to_a_retry() {
         br#"{"status_code":7,"status_message":"Invalid API key"}"#,
     )
     .await;
-    let server = serve(lake).await;
+    let server = serve(lake, dir.path()).await;
     let (status, body) = invoke(&server, &landed(PAGE), false).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("in=1 silver=0 quarantined=1"), "{body}");
@@ -351,46 +355,40 @@ fn list_page(movies: &[(i64, &str)]) -> Vec<u8> {
 const OLDER: &str = "bronze/tmdb/movie/popular/ingest_date=2024-02-01/run=20240201T060000Z/page=0001.json";
 const NEWER: &str = "bronze/tmdb/movie/top_rated/ingest_date=2024-02-02/run=20240202T060000Z/page=0001.json";
 
-/// `movie_id -> (title, list, _source_object)` of every movies bucket, checking each bucket
-/// holds only its own movies, sorted and unique.
-fn movies_table(root: &Path) -> BTreeMap<i64, (String, String, String)> {
+fn tables_at(root: &Path) -> Tables {
+    Tables::new(TableLocation::for_lake(root.to_str().expect("utf-8"), None).expect("tables"))
+}
+
+/// `movie_id -> (title, list, _source_object)` of `silver/tmdb/movies`, read through its log,
+/// checking every movie is there once.
+async fn movies_table(root: &Path) -> BTreeMap<i64, (String, String, String)> {
     use arrow_array::cast::AsArray;
     use arrow_array::types::Int64Type;
+    let batches = tables_at(root)
+        .sql(
+            "silver/tmdb/movies",
+            "SELECT movie_id, title, list, _source_object FROM t ORDER BY movie_id",
+        )
+        .await
+        .expect("movies table");
     let mut table = BTreeMap::new();
-    for path in files(root, "silver/tmdb/movies") {
-        let bytes = Bytes::from(std::fs::read(root.join(&path)).unwrap());
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .unwrap()
-            .build()
-            .unwrap();
-        let mut ids = Vec::new();
-        for batch in reader {
-            let batch = batch.unwrap();
-            let column = |name: &str| batch.column_by_name(name).unwrap().clone();
-            let (id, title, list, source) = (
-                column("movie_id"),
-                column("title"),
-                column("list"),
-                column("_source_object"),
-            );
-            for i in 0..batch.num_rows() {
-                let movie = id.as_primitive::<Int64Type>().value(i);
-                ids.push(movie);
-                let text = |a: &arrow_array::ArrayRef| a.as_string::<i32>().value(i).to_string();
-                table.insert(movie, (text(&title), text(&list), text(&source)));
-            }
+    for batch in batches {
+        for i in 0..batch.num_rows() {
+            let text = |c: usize| batch.column(c).as_string::<i32>().value(i).to_string();
+            let movie = batch.column(0).as_primitive::<Int64Type>().value(i);
+            assert!(table.insert(movie, (text(1), text(2), text(3))).is_none(), "movie {movie} twice");
         }
-        assert!(
-            ids.windows(2).all(|w| w[0] < w[1]),
-            "{path}: sorted by movie_id: {ids:?}"
-        );
-        let bucket = format!("bucket={:02}/", ids[0] % 16);
-        assert!(
-            path.contains(&bucket) && ids.iter().all(|id| id % 16 == ids[0] % 16),
-            "{path}: {ids:?}"
-        );
     }
     table
+}
+
+/// Every row of the movies table, as text, in `movie_id` order.
+async fn movies_rows(root: &Path) -> String {
+    let batches = tables_at(root)
+        .sql("silver/tmdb/movies", "SELECT * FROM t ORDER BY movie_id")
+        .await
+        .expect("movies table");
+    deltalake::arrow::util::pretty::pretty_format_batches(&batches).expect("text").to_string()
 }
 
 #[tokio::test]
@@ -410,13 +408,13 @@ async fn the_movies_table_keeps_the_latest_sighting_whatever_the_processing_orde
                 .await
                 .unwrap();
         }
-        let server = serve(lake).await;
+        let server = serve(lake, dir.path()).await;
         for path in order {
             let (status, body) = invoke(&server, &landed(path), false).await;
             assert_eq!(status, 200, "{body}");
             assert!(body.contains("silver/tmdb/movies: "), "{body}");
         }
-        let table = movies_table(dir.path());
+        let table = movies_table(dir.path()).await;
         assert_eq!(table.keys().copied().collect::<Vec<_>>(), [1, 2, 3, 17], "{order:?}");
         assert_eq!(
             table[&17],
@@ -424,23 +422,19 @@ async fn the_movies_table_keeps_the_latest_sighting_whatever_the_processing_orde
             "{order:?}"
         );
         assert_eq!(table[&1].1, "movie/popular");
-        let movies: BTreeMap<String, Vec<u8>> = snapshot(dir.path())
-            .into_iter()
-            .filter(|(p, _)| p.starts_with("silver/tmdb/movies/"))
-            .collect();
+        let movies = movies_rows(dir.path()).await;
+        let version = tables_at(dir.path()).open("silver/tmdb/movies").await.expect("open").version();
 
-        // The older page redelivered: nothing changes, nothing is rewritten.
+        // The older page redelivered: nothing changes, nothing is committed.
         let (status, body) = invoke(&server, &landed(OLDER), false).await;
         assert_eq!(status, 200, "{body}");
-        assert!(body.contains("0 bucket(s) updated"), "{body}");
-        let again: BTreeMap<String, Vec<u8>> = snapshot(dir.path())
-            .into_iter()
-            .filter(|(p, _)| p.starts_with("silver/tmdb/movies/"))
-            .collect();
-        assert_eq!(again, movies);
+        assert!(body.contains("silver/tmdb/movies: merged, 0 inserted, 0 updated (no change)"), "{body}");
+        assert_eq!(movies_rows(dir.path()).await, movies);
+        let after = tables_at(dir.path()).open("silver/tmdb/movies").await.expect("open").version();
+        assert_eq!(after, version, "no commit for a page that changes nothing");
         results.push(movies);
     }
-    assert_eq!(results[0], results[1], "the same bytes in either order");
+    assert_eq!(results[0], results[1], "the same rows in either order");
 }
 
 #[tokio::test]
@@ -465,7 +459,7 @@ async fn concurrent_pages_lose_no_movie() {
             .unwrap();
         paths.push(path);
     }
-    let server = serve(lake).await;
+    let server = serve(lake, dir.path()).await;
     let server = &server;
     futures::future::join_all(paths.iter().map(|path| async move {
         // As the host does: a failed invocation (a lost race, repeatedly) is retried.
@@ -474,12 +468,12 @@ async fn concurrent_pages_lose_no_movie() {
             if status == 200 {
                 return;
             }
-            assert!(body.contains("changed by other writers"), "{body}");
+            assert!(body.contains("conflicting with other writers"), "{body}");
         }
         panic!("{path}: never succeeded");
     }))
     .await;
-    let table = movies_table(dir.path());
+    let table = movies_table(dir.path()).await;
     assert_eq!(table.len(), 8 * 16 + 1, "every movie of every page is there");
     assert_eq!(
         table[&1000].0, "shared from page 8",

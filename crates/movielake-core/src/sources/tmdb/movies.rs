@@ -241,8 +241,8 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
-/// One row group, rows in the order given (callers pass them sorted by `movie_id`).
-pub fn encode(rows: &[&MovieRow]) -> Result<Vec<u8>, EncodeError> {
+/// The rows as one Arrow batch under [`schema`], in the order given.
+pub fn batch(rows: &[&MovieRow]) -> Result<RecordBatch, EncodeError> {
     fn strings<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
         let mut b = StringBuilder::new();
         values.for_each(|v| b.append_option(v));
@@ -301,8 +301,31 @@ pub fn encode(rows: &[&MovieRow]) -> Result<Vec<u8>, EncodeError> {
         timestamps(rows.iter().map(|r| r.ingested_at)),
         strings(rows.iter().map(|r| Some(r.run_id.as_str()))),
     ];
-    let schema = schema();
-    let batch = RecordBatch::try_new(schema.clone(), arrays)?;
+    Ok(RecordBatch::try_new(schema(), arrays)?)
+}
+
+/// `silver/tmdb/movies` as a Delta table: the app MERGEs a page's rows (the latest per movie,
+/// see [`latest`]) by `movie_id`, replacing a row only when the incoming one is a later
+/// sighting. This is [`MovieRow::recency`] written in SQL over the source `s` and target `t`.
+pub const TABLE: &str = "silver/tmdb/movies";
+pub const NEWER: &str = "s.snapshot_at > t.snapshot_at \
+    OR (s.snapshot_at = t.snapshot_at AND (s._source_object > t._source_object \
+    OR (s._source_object = t._source_object AND (s.page > t.page \
+    OR (s.page = t.page AND s.position > t.position)))))";
+
+/// The latest sighting of each movie among `rows`, by `movie_id` (a MERGE source must name each
+/// key once).
+pub fn latest<'a>(rows: impl IntoIterator<Item = &'a MovieRow>) -> Vec<MovieRow> {
+    let mut table = BTreeMap::new();
+    let rows: Vec<MovieRow> = rows.into_iter().cloned().collect();
+    merge_rows(&mut table, &rows);
+    table.into_values().collect()
+}
+
+/// One row group, rows in the order given (callers pass them sorted by `movie_id`).
+pub fn encode(rows: &[&MovieRow]) -> Result<Vec<u8>, EncodeError> {
+    let batch = batch(rows)?;
+    let schema = batch.schema();
     let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties()))?;
     writer.write(&batch)?;
     Ok(writer.into_inner()?)
