@@ -47,7 +47,14 @@ async fn ingest_file(state: &AppState, file: &Path, date: NaiveDate) -> anyhow::
     let verb = if landed.already { "already in bronze" } else { "landed" };
     eprintln!("  {verb}: {} ({:.1} MiB)", landed.path, landed.bytes as f64 / 1048576.0);
     let progress: std::sync::Arc<dyn Fn(&str) + Send + Sync> = std::sync::Arc::new(|line: &str| eprintln!("  {line}"));
-    let done = files::convert(state.lake.clone(), state.tables.clone(), state.contracts.clone(), &landed.path, progress).await?;
+    let done = files::convert(
+        state.lake.clone(),
+        state.tables.clone(),
+        state.contracts.clone(),
+        &landed.path,
+        progress,
+    )
+    .await?;
     for line in &done.logs[1..] {
         eprintln!("  {line}");
     }

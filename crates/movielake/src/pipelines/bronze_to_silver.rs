@@ -61,7 +61,15 @@ pub async fn process(
     let (plan, movies) = match admitted.kind {
         BronzeKind::ImdbFile | BronzeKind::MoviesDatasetFile => {
             let progress: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(|line: &str| tracing::info!("{line}"));
-            return match super::files::convert(shared_lake.clone(), tables.clone(), contracts.clone(), &admitted.path, progress).await {
+            return match super::files::convert(
+                shared_lake.clone(),
+                tables.clone(),
+                contracts.clone(),
+                &admitted.path,
+                progress,
+            )
+            .await
+            {
                 Ok(done) => Ok(Outcome::Done {
                     manifest_path: done.manifest_path,
                     counts: done.counts,
@@ -189,7 +197,9 @@ async fn apply(
             movielake_core::sources::tmdb::movies::TABLE,
             done.inserted,
             done.updated,
-            done.version.map(|v| format!(" (version {v})")).unwrap_or_else(|| " (no change)".into())
+            done.version
+                .map(|v| format!(" (version {v})"))
+                .unwrap_or_else(|| " (no change)".into())
         ));
         versions.insert(movielake_core::sources::tmdb::movies::TABLE.to_string(), done.version);
     }

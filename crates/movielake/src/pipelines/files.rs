@@ -412,9 +412,16 @@ async fn replace_snapshots(
             .map(|o| silver_tables::data_file(&o.path, o.bytes, o.rows.unwrap_or(0)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(silver_error)?;
-        let version = silver_tables::commit(tables, &[contract], &table, files, Replace::Partitions(vec![partition]), None)
-            .await
-            .map_err(silver_error)?;
+        let version = silver_tables::commit(
+            tables,
+            &[contract],
+            &table,
+            files,
+            Replace::Partitions(vec![partition]),
+            None,
+        )
+        .await
+        .map_err(silver_error)?;
         versions.insert(table, version);
     }
     Ok(versions)

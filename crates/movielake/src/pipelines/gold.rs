@@ -148,7 +148,9 @@ impl SqlLake {
             return Ok(());
         }
         let failed = |e: &dyn std::fmt::Display| GoldError::Sql(format!("cannot register {name} ({table}): {e}"));
-        delta.update_datafusion_session(&self.ctx.state()).map_err(|e| failed(&e))?;
+        delta
+            .update_datafusion_session(&self.ctx.state())
+            .map_err(|e| failed(&e))?;
         let provider = delta.table_provider().await.map_err(|e| failed(&e))?;
         self.ctx.register_table(name, provider).map_err(|e| failed(&e))?;
         self.tables.insert(name.to_string(), table.to_string());

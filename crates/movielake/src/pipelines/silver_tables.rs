@@ -60,7 +60,11 @@ pub async fn commit_plan(
             let write = &mut plan.writes[i];
             write.path = content_named(&write.path, &write.bytes);
             lake.put(&write.path, write.bytes.clone(), PutMode::Overwrite).await?;
-            files.push(data_file(&write.path, write.bytes.len() as u64, write.rows.unwrap_or(0))?);
+            files.push(data_file(
+                &write.path,
+                write.bytes.len() as u64,
+                write.rows.unwrap_or(0),
+            )?);
         }
         let committed = commit(tables, contracts, &table, files, Replace::Nothing, txn).await?;
         versions.insert(table, committed);

@@ -52,7 +52,12 @@ impl fmt::Display for ListFromOffset {
 
 #[async_trait::async_trait]
 impl ObjectStore for ListFromOffset {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
         self.0.put_opts(location, payload, opts).await
     }
 

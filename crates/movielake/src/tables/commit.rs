@@ -9,12 +9,12 @@
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
+use deltalake::DeltaTableError;
 use deltalake::ObjectStoreError;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::{CommitProperties, TransactionError};
 use deltalake::protocol::SaveMode;
-use deltalake::DeltaTableError;
 
 use super::location::{TableLocation, classify};
 use super::{Append, TableError};
@@ -215,7 +215,9 @@ pub(super) async fn merge(
                 Err(super::files::Created::Failed(e)) => return Err(e),
             }
         }
-        let frame = SessionContext::new().read_batch(source.clone()).map_err(|e| invalid(&e))?;
+        let frame = SessionContext::new()
+            .read_batch(source.clone())
+            .map_err(|e| invalid(&e))?;
         let properties = CommitProperties::default()
             .with_create_checkpoint(false)
             .with_cleanup_expired_logs(Some(false));
@@ -232,7 +234,9 @@ pub(super) async fn merge(
             })
             .and_then(|m| {
                 m.when_not_matched_insert(|insert| {
-                    columns.iter().fold(insert, |i, c| i.set(quoted(c), format!("s.{}", quoted(c))))
+                    columns
+                        .iter()
+                        .fold(insert, |i, c| i.set(quoted(c), format!("s.{}", quoted(c))))
                 })
             });
         let merged = match merged {

@@ -11,11 +11,11 @@
 use std::collections::HashMap;
 
 use deltalake::DeltaTable;
+use deltalake::TableProperty;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, StructType, Transaction};
-use deltalake::TableProperty;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 
 use super::commit::{RetryPolicy, lost_race};
@@ -141,10 +141,15 @@ pub(super) async fn commit_files(
                 // The next commit of this instance starts from here; a failure to catch up is
                 // repaired by the next refresh.
                 let _ = after.update_incremental(Some(version)).await;
-                return Ok((Committed::Version { version, attempts: attempt }, after));
+                return Ok((
+                    Committed::Version {
+                        version,
+                        attempts: attempt,
+                    },
+                    after,
+                ));
             }
             Err(e) => {
-                let e = deltalake::DeltaTableError::from(e);
                 if lost_race(&e) {
                     last = e.to_string();
                     table = Some(current);
@@ -164,7 +169,11 @@ pub(super) async fn commit_files(
 
 /// The table brought up to date: the cached copy reads only the commits since it was last
 /// read; without one (or if that fails) the table is opened afresh.
-pub(super) async fn refresh(location: &TableLocation, name: &str, cached: Option<DeltaTable>) -> Result<DeltaTable, TableError> {
+pub(super) async fn refresh(
+    location: &TableLocation,
+    name: &str,
+    cached: Option<DeltaTable>,
+) -> Result<DeltaTable, TableError> {
     if let Some(mut table) = cached
         && table.version().is_some()
         && table.update_incremental(None).await.is_ok()
@@ -191,13 +200,12 @@ pub(super) async fn create_empty(
     schema: &SchemaRef,
     partition_by: &[String],
 ) -> Result<DeltaTable, Created> {
-    let schema: StructType = schema
-        .as_ref()
-        .try_into_kernel()
-        .map_err(|e| Created::Failed(TableError::Invalid {
+    let schema: StructType = schema.as_ref().try_into_kernel().map_err(|e| {
+        Created::Failed(TableError::Invalid {
             table: name.to_string(),
             message: format!("schema not expressible in Delta: {e}"),
-        }))?;
+        })
+    })?;
     let created = table
         .create()
         .with_columns(schema.fields().cloned())
@@ -274,7 +282,13 @@ fn predicate(replace: &Replace) -> Option<String> {
             .collect::<Vec<_>>()
             .join(" AND ")
     };
-    Some(partitions.iter().map(|p| format!("({})", one(p))).collect::<Vec<_>>().join(" OR "))
+    Some(
+        partitions
+            .iter()
+            .map(|p| format!("({})", one(p)))
+            .collect::<Vec<_>>()
+            .join(" OR "),
+    )
 }
 
 #[cfg(test)]

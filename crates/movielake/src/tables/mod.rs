@@ -82,11 +82,16 @@ impl Tables {
     /// `az login`. A lake signed with a SAS needs [`TableLocation::for_lake`] with it.
     pub fn for_lake(lake: &dyn crate::lake::Lake) -> Self {
         let described = lake.describe();
-        let location = if ["file://", "https://", "http://"].iter().any(|s| described.starts_with(s)) {
+        let location = if ["file://", "https://", "http://"]
+            .iter()
+            .any(|s| described.starts_with(s))
+        {
             TableLocation::for_lake(&described, None).unwrap_or_else(|e| TableLocation::Unavailable(e.to_string()))
         } else {
             // A lake port that does not say where it is (a test double): no guessing a folder.
-            TableLocation::Unavailable(format!("the lake '{described}' names no folder or blob endpoint for its tables"))
+            TableLocation::Unavailable(format!(
+                "the lake '{described}' names no folder or blob endpoint for its tables"
+            ))
         };
         Tables::new(location)
     }

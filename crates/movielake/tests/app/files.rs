@@ -300,12 +300,16 @@ async fn converting_a_file_again_replaces_its_snapshot_in_one_commit_and_no_othe
     // Another day's snapshot, which a conversion of this day's file must leave alone.
     let (other_day, _) = title_basics_gz(300);
     let other = "bronze/imdb/title.basics/ingest_date=2026-11-22/title.basics.tsv.gz";
-    lake.put(other, Bytes::from(other_day), PutMode::Create).await.expect("upload");
+    lake.put(other, Bytes::from(other_day), PutMode::Create)
+        .await
+        .expect("upload");
     convert(other).await;
 
     let (gz, _) = title_basics_gz(1_000);
     let bronze = "bronze/imdb/title.basics/ingest_date=2026-11-23/title.basics.tsv.gz";
-    lake.put(bronze, Bytes::from(gz), PutMode::Create).await.expect("upload");
+    lake.put(bronze, Bytes::from(gz), PutMode::Create)
+        .await
+        .expect("upload");
     let first = convert(bronze).await;
     let version = |done: &movielake::pipelines::files::FileConverted| {
         done_version(done, "silver/imdb/title_basics").expect("committed")
@@ -318,15 +322,29 @@ async fn converting_a_file_again_replaces_its_snapshot_in_one_commit_and_no_othe
     assert_eq!(version(&again), v1 + 1, "the second conversion is one commit");
     assert_eq!(again.counts, first.counts);
     assert_eq!(count(day).await as u64, first.counts.silver, "replaced, not appended");
-    assert_eq!(count(all).await - count(day).await, 300 - 1, "the other day's snapshot is untouched (one line is the header)");
+    assert_eq!(
+        count(all).await - count(day).await,
+        300 - 1,
+        "the other day's snapshot is untouched (one line is the header)"
+    );
     // The first conversion's files are out of the table at the new version, in it at the old.
     let before = tables.open_at("silver/imdb/title_basics", v1).await.expect("v1");
     let now = tables.open("silver/imdb/title_basics").await.expect("now");
     let files = |t: &deltalake::DeltaTable| -> std::collections::BTreeSet<String> {
-        t.snapshot().expect("snapshot").log_data().iter().map(|f| f.path().to_string()).collect()
+        t.snapshot()
+            .expect("snapshot")
+            .log_data()
+            .iter()
+            .map(|f| f.path().to_string())
+            .collect()
     };
     assert!(files(&before).is_disjoint(&files(&now).difference(&files(&before)).cloned().collect()));
-    let first_parts: Vec<&str> = first.outputs.iter().filter(|o| o.kind == OutputKind::Silver).map(|o| o.path.as_str()).collect();
+    let first_parts: Vec<&str> = first
+        .outputs
+        .iter()
+        .filter(|o| o.kind == OutputKind::Silver)
+        .map(|o| o.path.as_str())
+        .collect();
     assert!(!first_parts.is_empty());
     for part in first_parts {
         let relative = part.trim_start_matches("silver/imdb/title_basics/");
@@ -455,9 +473,15 @@ async fn gold_answers_equal_hand_computed_numbers() {
         .expect("land");
     let progress: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(|_: &str| {});
     let tables = Tables::for_lake(lake.as_ref());
-    let done = movielake::pipelines::files::convert(lake.clone(), Arc::new(tables.clone()), contracts.clone(), &landed.path, progress)
-        .await
-        .expect("convert");
+    let done = movielake::pipelines::files::convert(
+        lake.clone(),
+        Arc::new(tables.clone()),
+        contracts.clone(),
+        &landed.path,
+        progress,
+    )
+    .await
+    .expect("convert");
     assert_eq!(
         (
             done.counts.records_in,
@@ -480,7 +504,10 @@ async fn gold_answers_equal_hand_computed_numbers() {
     let read = |name: &'static str| {
         let tables = tables.clone();
         async move {
-            let batches = tables.sql(&format!("gold/{name}"), "SELECT * FROM t").await.expect("gold table");
+            let batches = tables
+                .sql(&format!("gold/{name}"), "SELECT * FROM t")
+                .await
+                .expect("gold table");
             let schema = batches[0].schema();
             arrow_select::concat::concat_batches(&schema, &batches).expect("one batch")
         }

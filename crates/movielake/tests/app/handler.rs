@@ -83,11 +83,7 @@ pub fn files(root: &Path, prefix: &str) -> Vec<String> {
         .filter(|p| !p.starts_with("silver/") && !p.starts_with("gold/"))
         .collect();
     for table in tables {
-        out.extend(
-            delta_files(root, &table)
-                .into_iter()
-                .filter(|p| p.starts_with(prefix)),
-        );
+        out.extend(delta_files(root, &table).into_iter().filter(|p| p.starts_with(prefix)));
     }
     out.sort();
     out
@@ -103,7 +99,10 @@ pub fn delta_files(root: &Path, table: &str) -> Vec<String> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             name.ends_with(".json") && !name.starts_with('.')
         })
         .collect();
@@ -395,4 +394,3 @@ async fn storage_failures_answer_500_so_the_host_retries() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["Error"]["Kind"], json!("storage_unavailable"), "{body}");
 }
-

@@ -120,7 +120,12 @@ async fn a_batch_that_always_fails(prefix: &'static str, allowed: usize, committ
 
     for retry in 0..2 {
         let (status, _, body) = post_to(&server.base, "ingest_watch_events", attempt(&bodies, retry), false).await;
-        assert_eq!(status, 500, "{prefix}: attempt {} fails for the host to retry: {body}", retry + 1);
+        assert_eq!(
+            status,
+            500,
+            "{prefix}: attempt {} fails for the host to retry: {body}",
+            retry + 1
+        );
     }
     if committed {
         assert!(

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use movielake::tables::{TableLocation, Tables};
 use movielake::handler::{AppState, serve_on};
 use movielake::lake::{ETag, Lake, LakeError, LocalLake, Object, ObjectMeta, PutMode};
+use movielake::tables::{TableLocation, Tables};
 use serde_json::{Value, json};
 
 use crate::handler::{files, post_to};
@@ -376,7 +376,10 @@ async fn movies_table(root: &Path) -> BTreeMap<i64, (String, String, String)> {
         for i in 0..batch.num_rows() {
             let text = |c: usize| batch.column(c).as_string::<i32>().value(i).to_string();
             let movie = batch.column(0).as_primitive::<Int64Type>().value(i);
-            assert!(table.insert(movie, (text(1), text(2), text(3))).is_none(), "movie {movie} twice");
+            assert!(
+                table.insert(movie, (text(1), text(2), text(3))).is_none(),
+                "movie {movie} twice"
+            );
         }
     }
     table
@@ -388,7 +391,9 @@ async fn movies_rows(root: &Path) -> String {
         .sql("silver/tmdb/movies", "SELECT * FROM t ORDER BY movie_id")
         .await
         .expect("movies table");
-    deltalake::arrow::util::pretty::pretty_format_batches(&batches).expect("text").to_string()
+    deltalake::arrow::util::pretty::pretty_format_batches(&batches)
+        .expect("text")
+        .to_string()
 }
 
 #[tokio::test]
@@ -423,14 +428,25 @@ async fn the_movies_table_keeps_the_latest_sighting_whatever_the_processing_orde
         );
         assert_eq!(table[&1].1, "movie/popular");
         let movies = movies_rows(dir.path()).await;
-        let version = tables_at(dir.path()).open("silver/tmdb/movies").await.expect("open").version();
+        let version = tables_at(dir.path())
+            .open("silver/tmdb/movies")
+            .await
+            .expect("open")
+            .version();
 
         // The older page redelivered: nothing changes, nothing is committed.
         let (status, body) = invoke(&server, &landed(OLDER), false).await;
         assert_eq!(status, 200, "{body}");
-        assert!(body.contains("silver/tmdb/movies: merged, 0 inserted, 0 updated (no change)"), "{body}");
+        assert!(
+            body.contains("silver/tmdb/movies: merged, 0 inserted, 0 updated (no change)"),
+            "{body}"
+        );
         assert_eq!(movies_rows(dir.path()).await, movies);
-        let after = tables_at(dir.path()).open("silver/tmdb/movies").await.expect("open").version();
+        let after = tables_at(dir.path())
+            .open("silver/tmdb/movies")
+            .await
+            .expect("open")
+            .version();
         assert_eq!(after, version, "no commit for a page that changes nothing");
         results.push(movies);
     }
