@@ -32,6 +32,11 @@ pub enum BenchCommand {
         #[arg(long)]
         python: Option<PathBuf>,
     },
+    /// Delta commits per second into one table from 8 and 32 concurrent writers (saturated, and
+    /// paced as batching partitions are), commit latency p50/p99, and the freshness it gives.
+    /// On the lake given with --lake (a folder by default: pass Azurite's URL to measure blob
+    /// storage). Build with --release.
+    Commits(super::bench_commits::CommitsArgs),
     /// One batch in a fresh process, printing its peak resident memory (used by `bench events`).
     Memory {
         #[arg(long, default_value_t = 50_000)]
@@ -42,6 +47,9 @@ pub enum BenchCommand {
 pub(super) async fn command(what: BenchCommand, state: &AppState) -> anyhow::Result<()> {
     let workdir = tempfile_dir()?;
     match what {
+        BenchCommand::Commits(args) => {
+            super::bench_commits::command(args, state.lake.clone(), state.tables.clone()).await?;
+        }
         BenchCommand::Memory { events } => {
             let (elapsed, peak) = one_batch(events, &state.contracts, &workdir).await?;
             println!("{events} {} {}", elapsed.as_secs_f64(), peak.unwrap_or(f64::NAN));

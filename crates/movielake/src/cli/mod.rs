@@ -11,6 +11,7 @@ use crate::config::{self, ConfigError};
 use crate::handler::{self, AppState};
 
 pub mod bench;
+mod bench_commits;
 mod contracts;
 mod gold;
 mod ingest;
