@@ -15,6 +15,7 @@ mod bench_commits;
 mod contracts;
 mod gold;
 mod ingest;
+mod maintain;
 mod query;
 pub mod run;
 pub mod send;
@@ -91,6 +92,10 @@ enum Command {
     /// records in, silver, quarantined (by rule), duplicates, and any run whose counts do not
     /// add up (exit code 1 then).
     Status(status::StatusArgs),
+    /// Compact, checkpoint and VACUUM the lake's Delta tables (what the maintain_tables timer
+    /// Function runs).
+    #[command(long_about = maintain::ABOUT)]
+    Maintain(maintain::MaintainArgs),
     /// Check every contract and print what each declares; exits non-zero on the first problem.
     Contracts,
     /// Benchmarks (figures, not tests): see BENCHMARKS.md.
@@ -198,6 +203,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Gold(args) => gold::command(&state, args).await,
         Command::Ingest(args) => ingest::command(&state, args).await,
         Command::Status(args) => status::command(&state, args).await,
+        Command::Maintain(args) => maintain::command(&state, args).await,
         Command::Contracts => contracts::command(&state),
         Command::Run(args) => run::command(&state, args).await,
     }
