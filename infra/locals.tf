@@ -94,6 +94,13 @@ locals {
     }
     # Event Grid trigger: no setting of its own.
     bronze_to_silver = {}
+    maintain_tables = {
+      # Timer schedule (%MAINTAIN_TABLES_SCHEDULE% in function.json, NCRONTAB in UTC).
+      MAINTAIN_TABLES_SCHEDULE = var.maintain_tables_schedule
+      # Compaction's target file size and VACUUM's retention; `movielake maintain` reads the same.
+      MOVIELAKE_MAINTAIN_TARGET_FILE_MB  = tostring(var.maintain_target_file_mb)
+      MOVIELAKE_MAINTAIN_RETENTION_HOURS = tostring(var.maintain_retention_hours)
+    }
   }
 
   # Declared for code that does not read them yet, and NOT set on the app (nothing would read

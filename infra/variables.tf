@@ -312,6 +312,43 @@ variable "log_filter" {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Table maintenance (the maintain_tables Function, see README "Table maintenance")
+# ---------------------------------------------------------------------------------------------
+
+variable "maintain_tables_schedule" {
+  description = "NCRONTAB schedule (six fields, UTC) of maintain_tables: MAINTAIN_TABLES_SCHEDULE. Default: every hour at :15. https://learn.microsoft.com/azure/azure-functions/functions-bindings-timer#cron-expressions"
+  type        = string
+  default     = "0 15 * * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.maintain_tables_schedule))) == 6
+    error_message = "maintain_tables_schedule must be a six-field NCRONTAB expression: second minute hour day month weekday."
+  }
+}
+
+variable "maintain_target_file_mb" {
+  description = "MOVIELAKE_MAINTAIN_TARGET_FILE_MB: the size, in MiB, compaction rewrites small files into."
+  type        = number
+  default     = 128
+
+  validation {
+    condition     = var.maintain_target_file_mb >= 1 && var.maintain_target_file_mb <= 1024 && floor(var.maintain_target_file_mb) == var.maintain_target_file_mb
+    error_message = "maintain_target_file_mb must be a whole number between 1 and 1024 (the binary refuses anything else)."
+  }
+}
+
+variable "maintain_retention_hours" {
+  description = "MOVIELAKE_MAINTAIN_RETENTION_HOURS: how long VACUUM keeps files that left a table (time travel) and files no commit named yet (writers at work). At least 1."
+  type        = number
+  default     = 168
+
+  validation {
+    condition     = var.maintain_retention_hours >= 1 && var.maintain_retention_hours <= 8760 && floor(var.maintain_retention_hours) == var.maintain_retention_hours
+    error_message = "maintain_retention_hours must be a whole number of hours from 1 (the binary refuses less: ingest writes its files before committing them) to 8760."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
 # TMDB (used once the pull_tmdb_lists Function exists, see locals.tf)
 # ---------------------------------------------------------------------------------------------
 

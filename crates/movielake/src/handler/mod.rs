@@ -8,6 +8,7 @@
 mod bronze_to_silver;
 mod ingest_watch_events;
 pub mod logging;
+mod maintain_tables;
 mod pull_tmdb_lists;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -28,7 +29,12 @@ use crate::pipelines::ledger::LedgerCache;
 use crate::pipelines::watch_events::IngestError;
 
 /// Every Function this binary serves; each has a `functions/<name>/function.json`.
-pub const FUNCTIONS: &[&str] = &[ingest_watch_events::NAME, bronze_to_silver::NAME, pull_tmdb_lists::NAME];
+pub const FUNCTIONS: &[&str] = &[
+    ingest_watch_events::NAME,
+    bronze_to_silver::NAME,
+    pull_tmdb_lists::NAME,
+    maintain_tables::NAME,
+];
 
 /// With the retry policy of `ingest_watch_events` (exponential, 5 s to 15 min) ten attempts span
 /// about 35 minutes: long enough for an outage to pass, short enough not to stall a partition.
@@ -234,6 +240,7 @@ async fn dispatch(
         ingest_watch_events::NAME => ingest_watch_events::run(state, invocation).await,
         bronze_to_silver::NAME => bronze_to_silver::run(state, invocation).await,
         pull_tmdb_lists::NAME => pull_tmdb_lists::run(state, invocation).await,
+        maintain_tables::NAME => maintain_tables::run(state, invocation).await,
         other => Err(FunctionError::UnknownFunction(other.to_string())),
     }
 }
