@@ -5,6 +5,7 @@ mod files;
 mod handler;
 mod host_output;
 mod lake_conformance;
+mod maintain;
 mod poison;
 mod support;
 mod tables;
