@@ -64,7 +64,11 @@ pub async fn command(args: CommitsArgs, lake: Arc<dyn Lake>, tables: Arc<Tables>
             println!(
                 "| {} | {} | {} | {:.1} | {:.0} | {:.0} | {:.2} |",
                 run.writers,
-                if run.pace_ms == 0 { "back to back".to_string() } else { format!("every {} ms", run.pace_ms) },
+                if run.pace_ms == 0 {
+                    "back to back".to_string()
+                } else {
+                    format!("every {} ms", run.pace_ms)
+                },
                 run.commits,
                 run.commits as f64 / run.elapsed.as_secs_f64(),
                 percentile(&sorted, 0.5).as_secs_f64() * 1e3,
