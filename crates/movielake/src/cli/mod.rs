@@ -164,11 +164,14 @@ pub fn hint_for(e: &anyhow::Error) -> Option<&'static str> {
 pub fn init_tracing(serve: bool) {
     // The CLI reports a failure once, itself; the handler's own error log is for `serve`.
     // delta-kernel logs an ERROR for every table it is asked about that does not exist yet
-    // ("No files in log segment"): for us that is an empty table, not a failure.
+    // ("No files in log segment"): for us that is an empty table, not a failure. delta-rs
+    // logs every lost commit race: the table layer retries those itself and reports the
+    // ones it gives up on.
+    let quiet = "buoyant_kernel::snapshot=off,deltalake_core::kernel::transaction=off";
     let default = if serve {
-        "info,buoyant_kernel::snapshot=off"
+        format!("info,{quiet}")
     } else {
-        "warn,movielake::handler=off,buoyant_kernel::snapshot=off"
+        format!("warn,movielake::handler=off,{quiet}")
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MOVIELAKE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

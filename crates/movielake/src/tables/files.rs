@@ -20,6 +20,7 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 
 use super::commit::{RetryPolicy, lost_race};
 use super::location::{TableLocation, classify};
+use super::txns::Known;
 use super::{Committed, TableError, Txn};
 
 /// How long a table remembers a transaction id (a table property; see [`create`]).
@@ -66,6 +67,7 @@ pub(super) async fn commit_files(
     location: &TableLocation,
     retry: &RetryPolicy,
     cached: Option<DeltaTable>,
+    known: &mut Known,
     name: &str,
     commit: &FileCommit,
 ) -> Result<(Committed, DeltaTable), TableError> {
@@ -95,7 +97,7 @@ pub(super) async fn commit_files(
             },
         };
         if let Some(txn) = &commit.txn
-            && let Some(done) = txn_version(name, &current, &txn.app_id).await?
+            && let Some(done) = known.version(name, &current, &txn.app_id).await?
             && done >= txn.version
         {
             return Ok((Committed::AlreadyCommitted { txn_version: done }, current));
@@ -137,10 +139,13 @@ pub(super) async fn commit_files(
         match done {
             Ok(finalized) => {
                 let version = finalized.version();
+                if let Some(txn) = &commit.txn {
+                    known.committed(&txn.app_id, version, txn.version);
+                }
+                // The next commit of this instance starts from the state delta-rs built after
+                // this one (it read the new version back already).
                 let mut after = current.clone();
-                // The next commit of this instance starts from here; a failure to catch up is
-                // repaired by the next refresh.
-                let _ = after.update_incremental(Some(version)).await;
+                after.state = Some(finalized.snapshot);
                 return Ok((
                     Committed::Version {
                         version,

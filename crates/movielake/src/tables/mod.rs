@@ -9,6 +9,7 @@ mod commit;
 mod files;
 mod location;
 pub mod maintain;
+mod txns;
 
 use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
@@ -65,7 +66,7 @@ pub struct Tables {
     retry: RetryPolicy,
     /// Tables this process has committed to, as last read: the next commit reads only the log
     /// entries written since (a long-lived Function instance commits to the same few tables).
-    cache: std::sync::Arc<tokio::sync::Mutex<std::collections::HashMap<String, DeltaTable>>>,
+    cache: std::sync::Arc<tokio::sync::Mutex<std::collections::HashMap<String, (DeltaTable, txns::Known)>>>,
 }
 
 impl Tables {
@@ -130,19 +131,28 @@ impl Tables {
     /// Makes `commit.files` (already written into the table's folder) visible in one commit,
     /// with the removes of a replace and the transaction id; see [`FileCommit`].
     pub async fn commit_files(&self, name: &str, commit: &FileCommit) -> Result<Committed, TableError> {
-        let cached = self.cache.lock().await.get(name).cloned();
-        let (committed, table) = files::commit_files(&self.location, &self.retry, cached, name, commit).await?;
-        self.cache.lock().await.insert(name.to_string(), table);
+        let (cached, mut known) = self.cached(name).await;
+        let (committed, table) =
+            files::commit_files(&self.location, &self.retry, cached, &mut known, name, commit).await?;
+        self.cache.lock().await.insert(name.to_string(), (table, known));
         Ok(committed)
+    }
+
+    /// The table as this process last read it, and what it knows of its transactions.
+    async fn cached(&self, name: &str) -> (Option<DeltaTable>, txns::Known) {
+        match self.cache.lock().await.get(name).cloned() {
+            Some((table, known)) => (Some(table), known),
+            None => (None, txns::Known::default()),
+        }
     }
 
     /// Whether table `name` already holds `txn` (or a later version of its app id).
     pub async fn holds(&self, name: &str, txn: &Txn) -> Result<bool, TableError> {
-        let cached = self.cache.lock().await.get(name).cloned();
+        let (cached, mut known) = self.cached(name).await;
         let table = files::refresh(&self.location, name, cached).await?;
-        let done = files::txn_version(name, &table, &txn.app_id).await?;
+        let done = known.version(name, &table, &txn.app_id).await?;
         if table.version().is_some() {
-            self.cache.lock().await.insert(name.to_string(), table);
+            self.cache.lock().await.insert(name.to_string(), (table, known));
         }
         Ok(done.is_some_and(|v| v >= txn.version))
     }
