@@ -16,6 +16,7 @@ mod contracts;
 mod gold;
 mod ingest;
 mod maintain;
+mod migrate;
 mod query;
 pub mod run;
 pub mod send;
@@ -24,7 +25,7 @@ pub mod status;
 
 /// Serverless data-lake ingestion for Azure: the Azure Functions custom handler and the
 /// operator CLI, one binary. Every input lands verbatim in bronze, is checked against its
-/// contract, and ends in typed silver Parquet or in quarantine with its reasons.
+/// contract, and ends in a typed silver Delta table or in quarantine with its reasons.
 #[derive(Debug, Parser)]
 #[command(name = "movielake", version, propagate_version = true)]
 pub struct Cli {
@@ -85,8 +86,8 @@ enum Command {
     ///
     /// Example: movielake query "SELECT genre, year, profit FROM genre_year WHERE most_popular"
     Query(query::QueryArgs),
-    /// Build the gold tables: run every SQL model (`gold/*.sql`) over silver and write
-    /// `gold/<model>/part-00000.parquet`, then print the first rows of each.
+    /// Build the gold tables: run every SQL model (`gold/*.sql`) over silver and replace
+    /// the Delta table `gold/<model>` with each result in one commit, then print its first rows.
     Gold(gold::GoldArgs),
     /// What ran and where every record went, from the run manifests in ops/runs/: per pipeline,
     /// records in, silver, quarantined (by rule), duplicates, and any run whose counts do not
@@ -98,6 +99,8 @@ enum Command {
     Maintain(maintain::MaintainArgs),
     /// Check every contract and print what each declares; exits non-zero on the first problem.
     Contracts,
+    /// Turn a lake written before silver and gold were Delta tables into Delta tables, in place.
+    Migrate(migrate::MigrateArgs),
     /// Benchmarks (figures, not tests): see BENCHMARKS.md.
     Bench {
         #[command(subcommand)]
@@ -209,5 +212,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Maintain(args) => maintain::command(&state, args).await,
         Command::Contracts => contracts::command(&state),
         Command::Run(args) => run::command(&state, args).await,
+        Command::Migrate(args) => migrate::command(&state, args).await,
     }
 }

@@ -9,6 +9,7 @@ mod commit;
 mod files;
 mod location;
 pub mod maintain;
+pub mod migrate;
 mod txns;
 
 use deltalake::DeltaTable;

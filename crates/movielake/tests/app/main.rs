@@ -6,6 +6,7 @@ mod handler;
 mod host_output;
 mod lake_conformance;
 mod maintain;
+mod migrate;
 mod poison;
 mod support;
 mod tables;
