@@ -22,11 +22,16 @@ pub(super) async fn command(state: &AppState, GoldArgs { models, show }: GoldArg
 
 /// Builds every gold model and prints the first rows of each table.
 pub(super) async fn build_gold(state: &AppState, models: Option<&Path>, show: usize) -> anyhow::Result<()> {
-    let dir = models
-        .map(PathBuf::from)
-        .or_else(|| Some(PathBuf::from("gold")).filter(|d| d.is_dir()));
+    let dir = models.map(PathBuf::from).or_else(gold::default_models_dir);
     let models = gold::load_models(dir.as_deref())?;
-    let (built, skipped) = gold::build(state.lake.as_ref(), &state.tables, &state.contracts, &models).await?;
+    let gold::GoldRun { built, skipped, .. } = gold::build(
+        state.lake.as_ref(),
+        &state.tables,
+        &state.contracts,
+        &models,
+        gold::Refresh::All,
+    )
+    .await?;
     for line in &skipped {
         eprintln!("  {line}");
     }

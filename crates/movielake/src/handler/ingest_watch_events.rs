@@ -67,3 +67,66 @@ pub async fn run(state: &AppState, invocation: Invocation) -> Result<InvocationR
     logs.push(format!("manifest {}", done.manifest_path));
     Ok(InvocationResponse::with_logs(logs))
 }
+
+#[cfg(test)]
+mod tests {
+    /// Commits per second one watch-events table took from 32 concurrent writers on Azurite,
+    /// release build (`movielake bench commits`, BENCHMARKS.md "Delta commits"). Real Blob
+    /// Storage answers slower than a local Azurite: host.json keeps a wide margin under it.
+    const MEASURED_COMMITS_PER_SECOND: f64 = 8.4;
+    /// A Standard namespace's partition takes at most one throughput unit's ingress, 1,000
+    /// events/s (https://learn.microsoft.com/azure/event-hubs/event-hubs-scalability).
+    const PARTITION_EVENTS_PER_SECOND: f64 = 1_000.0;
+    /// The largest batch whose peak memory BENCHMARKS.md measures (under 200 MiB).
+    const MEASURED_BATCH: u64 = 50_000;
+
+    fn seconds(text: &str) -> f64 {
+        let parts: Vec<f64> = text.split(':').map(|p| p.parse().expect("hh:mm:ss")).collect();
+        parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]
+    }
+
+    /// host.json's batching bounds how often the partitions commit to `silver/events/watch`
+    /// (every invocation is one commit): the most partitions Terraform allows, each at a
+    /// Standard partition's full ingress, stay under a third of the measured capacity. The
+    /// keys' rules are the extension's own (Azure/azure-sdk-for-net, EventHubOptions.cs:
+    /// MinEventBatchSize less than MaxEventBatchSize, MaxWaitTime at most 10 minutes and only
+    /// used when MinEventBatchSize is over 1).
+    #[test]
+    fn host_json_batching_keeps_commits_well_under_the_measured_capacity() {
+        let host: serde_json::Value =
+            serde_json::from_str(include_str!("../../../../host.json")).expect("host.json is JSON");
+        let hubs = &host["extensions"]["eventHubs"];
+        let number = |key: &str| hubs[key].as_u64().unwrap_or_else(|| panic!("eventHubs.{key} is set"));
+        let (max, min, prefetch) = (
+            number("maxEventBatchSize"),
+            number("minEventBatchSize"),
+            number("prefetchCount"),
+        );
+        let wait = seconds(hubs["maxWaitTime"].as_str().expect("eventHubs.maxWaitTime is set"));
+        assert!(
+            1 < min && min < max,
+            "1 < minEventBatchSize {min} < maxEventBatchSize {max}"
+        );
+        assert!(0.0 < wait && wait <= 600.0, "maxWaitTime {wait} s: at most 10 minutes");
+        assert!(prefetch >= max, "prefetchCount {prefetch} holds a full batch of {max}");
+        assert!(
+            max <= MEASURED_BATCH,
+            "maxEventBatchSize {max}: memory measured up to {MEASURED_BATCH}"
+        );
+
+        let variables = include_str!("../../../../infra/variables.tf");
+        let partitions: f64 = variables
+            .split("var.watch_events_partitions <= ")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .expect("infra/variables.tf bounds watch_events_partitions");
+        // At full ingress a partition is invoked as soon as `min` events are there.
+        let per_partition = (PARTITION_EVENTS_PER_SECOND / min as f64).max(1.0 / wait);
+        let commits = partitions * per_partition;
+        assert!(
+            commits <= MEASURED_COMMITS_PER_SECOND / 3.0,
+            "{partitions} partitions commit {commits:.1}/s, over a third of the {MEASURED_COMMITS_PER_SECOND}/s measured"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! `maintain_tables`: timer trigger (schedule `%MAINTAIN_TABLES_SCHEDULE%`, NCRONTAB in UTC,
 //! hourly by default). Compacts, checkpoints, cleans the log of and vacuums every Delta table of
-//! the lake, as `movielake maintain` does (see `tables/maintain.rs`).
+//! the lake, as `movielake maintain` does (see `tables/maintain.rs`), then rebuilds the gold
+//! models whose inputs changed since their last build (see `pipelines/gold.rs`).
 //!
 //! The host runs one invocation of a timer Function at a time across all instances
 //! (https://learn.microsoft.com/azure/azure-functions/functions-bindings-timer#scale-out) and
@@ -14,6 +15,7 @@ use chrono::Utc;
 use movielake_core::host::{Invocation, InvocationResponse, decode_timer};
 
 use super::{AppState, FunctionError};
+use crate::pipelines::gold::{self, GoldError, Refresh};
 use crate::tables::Tables;
 use crate::tables::maintain::{Checkpoint, MaintainError, MaintainOptions, Maintained};
 
@@ -60,8 +62,30 @@ pub async fn run(state: &AppState, invocation: Invocation) -> Result<InvocationR
             logs.push(line);
         })
         .await;
-    // HOOK(gold refresh): rebuilding gold from the freshly maintained silver belongs here, in
-    // the same invocation. Not in yet (issue 15).
+    // Gold stays current without anyone running the CLI: the models whose SQL or input tables
+    // changed since their last build run again (an idle lake reads no data).
+    let gold = refresh_gold(state).await;
+    match &gold {
+        Ok(run) => {
+            for built in &run.built {
+                logs.push(format!(
+                    "gold {}: {} rows, version {}",
+                    built.name, built.rows, built.version
+                ));
+            }
+            logs.extend(run.skipped.iter().cloned());
+            logs.push(format!(
+                "gold: {} models rebuilt, {} unchanged, {} waiting for input",
+                run.built.len(),
+                run.unchanged.len(),
+                run.skipped.len()
+            ));
+        }
+        Err(e) => {
+            tracing::error!(function = NAME, error = %e, "gold refresh failed");
+            logs.push(format!("gold refresh failed: {e}"));
+        }
+    }
     let files = |f: fn(&Maintained) -> usize| report.maintained.iter().map(f).sum::<usize>();
     logs.push(format!(
         "{} tables maintained in {:.1?}: files {} -> {}; {} skipped (busy), {} failed, {} left for the next run",
@@ -88,7 +112,27 @@ pub async fn run(state: &AppState, invocation: Invocation) -> Result<InvocationR
             other => FunctionError::Internal(other.to_string()),
         });
     }
+    if let Err(e) = gold {
+        return Err(match e {
+            GoldError::Lake(e) => FunctionError::Lake(e),
+            GoldError::Table(e) => FunctionError::Table(e),
+            other => FunctionError::Internal(other.to_string()),
+        });
+    }
     Ok(InvocationResponse::with_logs(logs))
+}
+
+/// Runs the gold models with changes (see [`Refresh::Changed`]).
+async fn refresh_gold(state: &AppState) -> Result<gold::GoldRun, GoldError> {
+    let models = gold::load_models(gold::default_models_dir().as_deref())?;
+    gold::build(
+        state.lake.as_ref(),
+        &state.tables,
+        &state.contracts,
+        &models,
+        Refresh::Changed,
+    )
+    .await
 }
 
 /// One table as one log line.

@@ -21,7 +21,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use movielake_core::ContractSet;
 use movielake_core::output::naming::silver_table;
 
-use crate::lake::{Lake, LakeError};
+use crate::lake::{Lake, LakeError, PutMode};
 use crate::tables::{TableError, Tables};
 
 include!(concat!(env!("OUT_DIR"), "/embedded_gold.rs"));
@@ -46,6 +46,12 @@ pub struct Model {
     pub name: String,
     pub file: String,
     pub sql: String,
+}
+
+/// The models folder used when none is named: `./gold` if there is one (a deployment may ship
+/// its own), else none (the models built into the binary).
+pub fn default_models_dir() -> Option<std::path::PathBuf> {
+    Some(std::path::PathBuf::from("gold")).filter(|d| d.is_dir())
 }
 
 /// Models from `dir` (every `*.sql`), else the ones built into the binary.
@@ -102,6 +108,8 @@ pub struct SqlLake {
     ctx: SessionContext,
     /// Table name -> the Delta table it reads (`silver/events/watch`, `gold/genre_year`).
     pub tables: BTreeMap<String, String>,
+    /// Table name -> the version of it this session reads.
+    versions: BTreeMap<String, u64>,
 }
 
 /// Plain `Utf8` strings rather than DataFusion's default string views: gold is read by
@@ -127,6 +135,7 @@ impl SqlLake {
         let mut sql = SqlLake {
             ctx: SessionContext::new_with_config(session_config()),
             tables: BTreeMap::new(),
+            versions: BTreeMap::new(),
         };
         for contract in contracts.iter() {
             let table = silver_table(contract);
@@ -144,9 +153,9 @@ impl SqlLake {
 
     async fn register(&mut self, tables: &Tables, name: &str, table: &str) -> Result<(), GoldError> {
         let delta = tables.open(table).await?;
-        if delta.version().is_none() {
+        let Some(version) = delta.version() else {
             return Ok(());
-        }
+        };
         let failed = |e: &dyn std::fmt::Display| GoldError::Sql(format!("cannot register {name} ({table}): {e}"));
         delta
             .update_datafusion_session(&self.ctx.state())
@@ -154,7 +163,17 @@ impl SqlLake {
         let provider = delta.table_provider().await.map_err(|e| failed(&e))?;
         self.ctx.register_table(name, provider).map_err(|e| failed(&e))?;
         self.tables.insert(name.to_string(), table.to_string());
+        self.versions.insert(name.to_string(), version);
         Ok(())
+    }
+
+    /// The Delta tables `sql` reads and the version of each this session sees.
+    fn inputs(&self, sql: &str) -> BTreeMap<String, u64> {
+        self.tables
+            .iter()
+            .filter(|(name, _)| mentions(sql, name))
+            .filter_map(|(name, table)| Some((table.clone(), *self.versions.get(name)?)))
+            .collect()
     }
 
     /// Runs one statement and collects its result.
@@ -174,13 +193,20 @@ impl SqlLake {
         Ok((schema, batches))
     }
 
-    fn replace_table(&mut self, name: &str, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<(), GoldError> {
+    fn replace_table(
+        &mut self,
+        name: &str,
+        version: u64,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<(), GoldError> {
         let table = MemTable::try_new(schema, vec![batches]).map_err(|e| GoldError::Sql(e.to_string()))?;
         let _ = self.ctx.deregister_table(name);
         self.ctx
             .register_table(name, Arc::new(table))
             .map_err(|e| GoldError::Sql(e.to_string()))?;
         self.tables.insert(name.to_string(), format!("gold/{name}"));
+        self.versions.insert(name.to_string(), version);
         Ok(())
     }
 }
@@ -239,23 +265,79 @@ pub struct Built {
     pub version: u64,
 }
 
-/// Runs every model and replaces its gold table `gold/<name>` with the result in one commit (a
-/// reader sees the previous result or this one). A model whose tables have no data yet is
-/// reported, not fatal: gold is rebuilt on the next run.
+/// Which models [`build`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresh {
+    /// Every model (`movielake gold`, `movielake run`).
+    All,
+    /// Only models whose SQL or input tables changed since their last build, or whose gold
+    /// table does not exist (the `maintain_tables` timer): an hourly run over an idle lake
+    /// reads no data.
+    Changed,
+}
+
+/// What one [`build`] did.
+#[derive(Debug, Default)]
+pub struct GoldRun {
+    pub built: Vec<Built>,
+    /// Models left alone ([`Refresh::Changed`]): same SQL, same input versions as last time.
+    pub unchanged: Vec<String>,
+    /// Models whose input has no data yet, with the reason: built on a later run.
+    pub skipped: Vec<String>,
+}
+
+/// What a gold table was last built from, kept in `ops/gold/<model>.json`: the model's SQL (as
+/// a hash) and the version of each table it read. Written after the gold commit, so a build
+/// that failed in between is simply done again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct BuiltFrom {
+    sql: String,
+    inputs: BTreeMap<String, u64>,
+}
+
+fn built_from_path(model: &str) -> String {
+    format!("ops/gold/{model}.json")
+}
+
+async fn last_built_from(lake: &dyn Lake, model: &str) -> Result<Option<BuiltFrom>, GoldError> {
+    match lake.get(&built_from_path(model)).await {
+        // Unreadable (written by another release, damaged): build again, and rewrite it.
+        Ok(object) => Ok(serde_json::from_slice(&object.bytes).ok()),
+        Err(LakeError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs the models (every one, or those with changes: see [`Refresh`]) and replaces each one's
+/// gold table `gold/<name>` with its result in one commit (a reader sees the previous result
+/// or this one). A model whose tables have no data yet is reported, not fatal: gold is rebuilt
+/// on the next run.
 pub async fn build(
     lake: &dyn Lake,
     tables: &Tables,
     contracts: &ContractSet,
     models: &[Model],
-) -> Result<(Vec<Built>, Vec<String>), GoldError> {
+    refresh: Refresh,
+) -> Result<GoldRun, GoldError> {
     let texts: Vec<&str> = models.iter().map(|m| m.sql.as_str()).collect();
     let mut session = SqlLake::open(lake, tables, contracts, &texts).await?;
-    let (mut built, mut skipped) = (Vec::new(), Vec::new());
+    let mut run = GoldRun::default();
     for model in models {
+        let from = BuiltFrom {
+            sql: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(model.sql.as_bytes())),
+            inputs: session.inputs(&model.sql),
+        };
+        if refresh == Refresh::Changed
+            && last_built_from(lake, &model.name).await?.as_ref() == Some(&from)
+            && has_log(lake, &format!("gold/{}", model.name)).await?
+        {
+            run.unchanged.push(model.name.clone());
+            continue;
+        }
         let (schema, batches) = match session.query_with_schema(&model.sql).await {
             Ok(result) => result,
             Err(GoldError::Sql(message)) if message.contains("not found") => {
-                skipped.push(format!(
+                run.skipped.push(format!(
                     "{}: skipped, its input has no data yet ({message})",
                     model.name
                 ));
@@ -276,15 +358,18 @@ pub async fn build(
             message,
         })?;
         let version = tables.replace_all(&path, written.0.clone(), written.1.clone()).await?;
-        session.replace_table(&model.name, written.0, written.1)?;
-        built.push(Built {
+        let record = serde_json::to_vec_pretty(&from).map_err(|e| GoldError::Sql(e.to_string()))?;
+        lake.put(&built_from_path(&model.name), record.into(), PutMode::Overwrite)
+            .await?;
+        session.replace_table(&model.name, version, written.0, written.1)?;
+        run.built.push(Built {
             name: model.name.clone(),
             path,
             rows: rows as u64,
             version,
         });
     }
-    Ok((built, skipped))
+    Ok(run)
 }
 
 /// Batches as a text table, at most `max_rows` rows.

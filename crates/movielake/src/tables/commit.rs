@@ -147,12 +147,14 @@ pub(super) async fn replace_all(
     let mut last = String::new();
     for attempt in 1..=retry.attempts.max(1) {
         let table = location.open(name, None).await?;
-        let mut properties = CommitProperties::default()
+        // No retry inside delta-rs: its conflict check lets an overwrite that lost to a
+        // compaction commit on top of it, removing only the files it had read, so the
+        // compacted file and the new result would both be live (rows doubled). This loop
+        // reads the table again and removes what is there now.
+        let properties = CommitProperties::default()
             .with_create_checkpoint(false)
-            .with_cleanup_expired_logs(Some(false));
-        if table.version().is_none() {
-            properties = properties.with_max_retries(0);
-        }
+            .with_cleanup_expired_logs(Some(false))
+            .with_max_retries(0);
         let written = table
             .write(batches.iter().cloned())
             .with_save_mode(SaveMode::Overwrite)

@@ -494,9 +494,15 @@ async fn gold_answers_equal_hand_computed_numbers() {
 
     let models_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../gold");
     let models = movielake::pipelines::gold::load_models(Some(&models_dir)).expect("models");
-    let (built, skipped) = movielake::pipelines::gold::build(lake.as_ref(), &tables, &contracts, &models)
-        .await
-        .expect("gold");
+    let movielake::pipelines::gold::GoldRun { built, skipped, .. } = movielake::pipelines::gold::build(
+        lake.as_ref(),
+        &tables,
+        &contracts,
+        &models,
+        movielake::pipelines::gold::Refresh::All,
+    )
+    .await
+    .expect("gold");
     assert!(skipped.is_empty(), "{skipped:?}");
     assert_eq!(built.len(), models.len());
 

@@ -1,7 +1,9 @@
 //! Integration tests of the app crate (one test binary): the lake conformance suite against
 //! every adapter, and the custom handler driven over real HTTP as the Functions host does.
 
+mod crash;
 mod files;
+mod gold_refresh;
 mod handler;
 mod host_output;
 mod lake_conformance;

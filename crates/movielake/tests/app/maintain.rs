@@ -455,6 +455,47 @@ async fn writers_keep_committing_while_maintenance_runs() {
     }
 }
 
+/// A table replaced whole (as gold is) while maintenance compacts it holds one result, never
+/// the compacted old files beside the new ones: an overwrite that lost to the compaction is
+/// done again on the new version, not committed on top of it by delta-rs' own retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_table_replaced_while_it_is_compacted_holds_one_result() {
+    const REPLACES: i64 = 6;
+    for (kind, lake, tables, _keep) in lakes().await {
+        let name = format!("gold/{}", unique("replaced"));
+        small_appends(&tables, &name, 10).await;
+        let replacer = {
+            let (tables, name) = (tables.clone(), name.clone());
+            tokio::spawn(async move {
+                for round in 1..=REPLACES {
+                    let rows = batch(9, round, 6);
+                    tables
+                        .replace_all(&name, rows.schema(), vec![rows])
+                        .await
+                        .expect("replace");
+                }
+            })
+        };
+        let maintainer = {
+            let (tables, lake, name) = (tables.clone(), lake.clone(), name.clone());
+            tokio::spawn(async move {
+                for _ in 0..3 {
+                    // A compaction that lost to a replace is planned again or finds nothing
+                    // left to do: either is fine, an error is not.
+                    tables
+                        .maintain(lake.as_ref(), &name, &options(168))
+                        .await
+                        .expect("maintain");
+                }
+            })
+        };
+        replacer.await.expect("replacer");
+        maintainer.await.expect("maintainer");
+        let expected: Vec<i64> = (0..6).map(|r| 9_000_000 + REPLACES * 1_000 + r).collect();
+        assert_eq!(ids(&tables, &name).await, expected, "{kind}: the last result, once");
+    }
+}
+
 /// One maintainer per table: a live lease turns a second one away, an expired or unreadable
 /// one is taken over.
 #[tokio::test]

@@ -334,10 +334,7 @@ async fn an_old_lake_becomes_delta_tables_without_a_data_file_rewritten() {
             let dates = arrow_cast(batch.column(0));
             for (i, date) in dates.into_iter().enumerate() {
                 let hour = batch.column(1).as_primitive::<arrow_array::types::Int32Type>().value(i);
-                seen.insert(
-                    (date, hour),
-                    batch.column(2).as_primitive::<Int64Type>().value(i),
-                );
+                seen.insert((date, hour), batch.column(2).as_primitive::<Int64Type>().value(i));
                 with_position += batch.column(3).as_primitive::<Int64Type>().value(i);
             }
         }
