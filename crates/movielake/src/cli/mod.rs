@@ -99,7 +99,6 @@ enum Command {
     Maintain(maintain::MaintainArgs),
     /// Check every contract and print what each declares; exits non-zero on the first problem.
     Contracts,
-    /// Turn a lake written before silver and gold were Delta tables into Delta tables, in place.
     Migrate(migrate::MigrateArgs),
     /// Benchmarks (figures, not tests): see BENCHMARKS.md.
     Bench {
