@@ -97,6 +97,11 @@ pub struct RunManifest {
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
     pub duration_ms: u64,
+    /// Of `duration_ms`, the time spent committing the run's silver rows to their Delta tables,
+    /// lost races and retries included (event and TMDB runs: writing their data files too; a
+    /// file's conversion streams its files earlier). What the table format costs a run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_ms: Option<u64>,
     pub inputs: Vec<String>,
     pub outputs: Vec<Output>,
     pub counts: Counts,

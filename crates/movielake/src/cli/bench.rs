@@ -68,7 +68,7 @@ pub(super) async fn command(what: BenchCommand, state: &AppState) -> anyhow::Res
                 python,
                 workdir: workdir.clone(),
             };
-            let figures = run(&opts, &state.contracts, &|line| eprintln!("  {line}")).await?;
+            let (figures, latency) = run(&opts, &state.contracts, &|line| eprintln!("  {line}")).await?;
             let memory = std::process::Command::new(std::env::current_exe()?)
                 .args(["bench", "memory", "--events", "50000"])
                 .output()?;
@@ -85,6 +85,18 @@ pub(super) async fn command(what: BenchCommand, state: &AppState) -> anyhow::Res
                     f.per_second()
                 );
             }
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            println!(
+                "\nin process, per invocation of {batch_size} events ({} invocations): p50 {:.1} ms, p99 {:.1} ms; \
+                 of which the silver commit (data files + Delta commit, from the run manifests, {} runs): \
+                 p50 {:.1} ms, p99 {:.1} ms",
+                latency.invocation.count,
+                ms(latency.invocation.p50),
+                ms(latency.invocation.p99),
+                latency.commit.count,
+                ms(latency.commit.p50),
+                ms(latency.commit.p99),
+            );
             if let [n, secs, peak] = fields.as_slice() {
                 println!(
                     "\npeak memory (VmHWM) of a fresh process taking one batch of {n} events: {peak} MiB ({secs} s)"
@@ -172,7 +184,11 @@ impl Figure {
     }
 }
 
-pub async fn run(opts: &BenchOptions, contracts: &ContractSet, progress: &dyn Fn(&str)) -> anyhow::Result<Vec<Figure>> {
+pub async fn run(
+    opts: &BenchOptions,
+    contracts: &ContractSet,
+    progress: &dyn Fn(&str),
+) -> anyhow::Result<(Vec<Figure>, Latency)> {
     progress(&format!(
         "generating {} events in batches of {}",
         opts.events, opts.batch_size
@@ -182,9 +198,12 @@ pub async fn run(opts: &BenchOptions, contracts: &ContractSet, progress: &dyn Fn
 
     let dir = opts.workdir.join("in-process");
     let st = state(&dir, contracts);
+    let mut invocations = Vec::with_capacity(bodies.len());
     let started = Instant::now();
     for body in &bodies {
+        let one = Instant::now();
         call(&st, "ingest_watch_events", body).await?;
+        invocations.push(one.elapsed());
     }
     figures.push(Figure {
         name: "movielake in process (decode+validate+write)".into(),
@@ -192,6 +211,11 @@ pub async fn run(opts: &BenchOptions, contracts: &ContractSet, progress: &dyn Fn
         elapsed: started.elapsed(),
     });
     progress(&format!("in process: {:.0} events/s", figures[0].per_second()));
+    let commits = commit_times(&dir)?;
+    let latency = Latency {
+        invocation: Spread::of(invocations),
+        commit: Spread::of(commits),
+    };
 
     let dir = opts.workdir.join("http");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -220,7 +244,48 @@ pub async fn run(opts: &BenchOptions, contracts: &ContractSet, progress: &dyn Fn
         None => progress("DuckDB skipped: no Python with duckdb (create .venv: scripts/test.sh does)"),
         Some(python) => figures.extend(duckdb(python, opts, progress)?),
     }
-    Ok(figures)
+    Ok((figures, latency))
+}
+
+/// Per-invocation latencies of the in-process run.
+pub struct Latency {
+    /// Each invocation, end to end.
+    pub invocation: Spread,
+    /// Each invocation's silver commit (data files + Delta commit), as its run manifest records.
+    pub commit: Spread,
+}
+
+/// Median and 99th percentile of a set of durations.
+pub struct Spread {
+    pub count: usize,
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+impl Spread {
+    fn of(mut all: Vec<Duration>) -> Spread {
+        all.sort();
+        Spread {
+            count: all.len(),
+            p50: super::bench_commits::percentile(&all, 0.50),
+            p99: super::bench_commits::percentile(&all, 0.99),
+        }
+    }
+}
+
+/// `commit_ms` of every watch-events run manifest in the folder lake `dir`.
+fn commit_times(dir: &Path) -> anyhow::Result<Vec<Duration>> {
+    let mut found = Vec::new();
+    let runs = dir.join("ops/runs/watch_events");
+    for day in std::fs::read_dir(&runs).with_context(|| format!("reading {}", runs.display()))? {
+        for file in std::fs::read_dir(day?.path())? {
+            let path = file?.path();
+            let manifest: movielake_core::output::manifest::RunManifest =
+                serde_json::from_slice(&std::fs::read(&path)?).with_context(|| format!("{}", path.display()))?;
+            found.extend(manifest.commit_ms.map(Duration::from_millis));
+        }
+    }
+    Ok(found)
 }
 
 fn duckdb(python: &Path, opts: &BenchOptions, progress: &dyn Fn(&str)) -> anyhow::Result<Vec<Figure>> {

@@ -177,6 +177,7 @@ async fn apply(
     clock: Instant,
 ) -> Result<Outcome, BronzeToSilverError> {
     let all: Vec<&movielake_core::Contract> = contracts.iter().collect();
+    let committing = Instant::now();
     let versions = commit_plan(lake, tables, &all, &mut plan, Some(txn))
         .await
         .map_err(|e| match e {
@@ -203,7 +204,8 @@ async fn apply(
         ));
         versions.insert(movielake_core::sources::tmdb::movies::TABLE.to_string(), done.version);
     }
-    let (manifest, manifest_path) = write_manifest(lake, plan, versions, started_at, clock)
+    let commit = committing.elapsed();
+    let (manifest, manifest_path) = write_manifest(lake, plan, versions, Some(commit), started_at, clock)
         .await
         .map_err(BronzeToSilverError::Lake)?;
     Ok(Outcome::Done {

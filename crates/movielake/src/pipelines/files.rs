@@ -340,7 +340,10 @@ pub async fn convert(
         (Err(e), None) => return Err(e.into()),
     };
 
+    let committing = Instant::now();
     let versions = replace_snapshots(&tables, &contracts, kind.contracts(), date, &outputs).await?;
+    // The data files were streamed during the conversion: this is the commits alone.
+    let commit = committing.elapsed();
 
     let mut record_counts = Counts::default();
     let mut logs = vec![format!("{}: {}", bronze, kind.describe())];
@@ -357,6 +360,7 @@ pub async fn convert(
         started_at,
         finished_at: Utc::now(),
         duration_ms: clock.elapsed().as_millis() as u64,
+        commit_ms: Some(commit.as_millis() as u64),
         inputs: vec![bronze.to_string()],
         outputs,
         counts: record_counts,

@@ -71,6 +71,7 @@ pub async fn write_manifest(
     lake: &dyn Lake,
     plan: Plan,
     tables: silver_tables::TableVersions,
+    commit: Option<std::time::Duration>,
     started_at: DateTime<Utc>,
     clock: Instant,
 ) -> Result<(RunManifest, String), LakeError> {
@@ -92,6 +93,7 @@ pub async fn write_manifest(
         started_at,
         finished_at: Utc::now(),
         duration_ms: clock.elapsed().as_millis() as u64,
+        commit_ms: commit.map(|d| d.as_millis() as u64),
         inputs: plan.inputs,
         outputs,
         counts: plan.counts,

@@ -365,7 +365,7 @@ pub async fn pull(
     } else {
         logs.push("EVENTGRID_TOPIC_ENDPOINT is not set: pages landed, not announced".into());
     }
-    let (_, manifest_path) = write_manifest(lake, plan, Default::default(), started_at, clock).await?;
+    let (_, manifest_path) = write_manifest(lake, plan, Default::default(), None, started_at, clock).await?;
     // Lists that could not be read or announced come first: they name the bigger loss.
     let list_errors = errors.len();
     let detail_errors = done.errors.len();

@@ -96,7 +96,9 @@ pub async fn ingest(
         let mut plan = plan(contract, batch, fallback_time, &bronze, &buckets)?;
         // Silver first (an attempt that cannot commit leaves nothing a reader sees), then
         // quarantine, then the ledger: a ledger entry is a promise that the event is stored.
+        let committing = Instant::now();
         let versions = commit_plan(lake, tables, &[contract], &mut plan, batch_txn(batch).as_ref()).await?;
+        let commit = committing.elapsed();
         write_outputs(lake, &plan).await?;
         match cache.commit(lake, &loaded, &plan.ledger_updates).await {
             Ok(()) => {}
@@ -111,7 +113,7 @@ pub async fn ingest(
             Some(v) => format!("{table}: committed version {v}"),
             None => format!("{table}: already held this batch (an earlier attempt committed it)"),
         }));
-        let (manifest, manifest_path) = write_manifest(lake, plan, versions, started_at, clock).await?;
+        let (manifest, manifest_path) = write_manifest(lake, plan, versions, Some(commit), started_at, clock).await?;
         return Ok(Ingested {
             manifest,
             manifest_path,
@@ -196,7 +198,7 @@ pub async fn land_poison(
     if removed > 0 {
         logs.push(format!("{table}: {removed} row(s) of an earlier attempt deleted"));
     }
-    let (manifest, manifest_path) = write_manifest(lake, plan, Default::default(), started_at, clock).await?;
+    let (manifest, manifest_path) = write_manifest(lake, plan, Default::default(), None, started_at, clock).await?;
     Ok(Ingested {
         manifest,
         manifest_path,

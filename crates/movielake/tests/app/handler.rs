@@ -274,6 +274,11 @@ async fn ingests_a_string_wrapped_chunked_batch_and_is_idempotent() {
     assert_eq!(lines[0]["raw"], json!(bodies[1]), "raw kept exactly");
     assert_eq!(lines[0]["source"]["sequence_number"], json!(11));
     assert_eq!(lines[1]["stage"], json!("decode"));
+    // The manifest says what the commit cost, within the run's own time.
+    let manifest: Value = serde_json::from_slice(&std::fs::read(lake.join(&written[2])).unwrap()).unwrap();
+    let (commit, total) = (manifest["commit_ms"].as_u64(), manifest["duration_ms"].as_u64());
+    assert!(matches!((commit, total), (Some(c), Some(t)) if c <= t), "{manifest}");
+    assert_eq!(manifest["tables"], json!({"silver/events/watch": 1}));
 
     // The host retries the same batch: same names, same bytes, and it says so.
     let before: Vec<Vec<u8>> = written
