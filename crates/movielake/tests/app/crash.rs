@@ -10,51 +10,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use movielake::handler::AppState;
-use movielake::lake::{ETag, Lake, LakeError, LocalLake, Object, ObjectMeta, PutMode};
+use movielake::lake::{Lake, LocalLake};
 use movielake::tables::{TableLocation, Tables};
 
+use crate::faults::{Call, Fault, FaultyLake};
 use crate::handler::{event, host_request, post_to};
 use crate::watch_events::{contracts_dir, id, serve_state, silver_event_ids};
-
-/// Writes everything; after writing a silver data file it never returns.
-#[derive(Debug)]
-struct DiesAfterDataFile {
-    inner: LocalLake,
-    written: tokio::sync::mpsc::UnboundedSender<String>,
-}
-
-#[async_trait]
-impl Lake for DiesAfterDataFile {
-    async fn get(&self, path: &str) -> Result<Object, LakeError> {
-        self.inner.get(path).await
-    }
-    async fn put(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<ETag, LakeError> {
-        let etag = self.inner.put(path, bytes, mode).await?;
-        if path.starts_with("silver/") && path.ends_with(".parquet") {
-            let _ = self.written.send(path.to_string());
-            std::future::pending::<()>().await;
-        }
-        Ok(etag)
-    }
-    async fn get_range(&self, path: &str, range: std::ops::Range<u64>) -> Result<Bytes, LakeError> {
-        self.inner.get_range(path, range).await
-    }
-    async fn put_stream(&self, path: &str, chunks: movielake::lake::Chunks, mode: PutMode) -> Result<ETag, LakeError> {
-        self.inner.put_stream(path, chunks, mode).await
-    }
-    async fn delete(&self, path: &str) -> Result<(), LakeError> {
-        self.inner.delete(path).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, LakeError> {
-        self.inner.list(prefix).await
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-}
 
 fn state(lake: Arc<dyn Lake>) -> AppState {
     let contracts = movielake::config::load_contracts(Some(&contracts_dir())).expect("contracts");
@@ -95,11 +57,14 @@ async fn a_writer_killed_before_its_commit_leaves_the_table_unchanged_and_the_re
 
     // The next batch's writer dies right after writing its data file.
     let (written, mut seen) = tokio::sync::mpsc::unbounded_channel();
-    let dying = serve_state(state(Arc::new(DiesAfterDataFile {
-        inner: LocalLake::new(root),
-        written,
-    })))
-    .await;
+    let dies = FaultyLake::new(LocalLake::new(root), move |call, path| {
+        if call == Call::Put && path.starts_with("silver/") && path.ends_with(".parquet") {
+            Fault::FreezeAfter(written.clone())
+        } else {
+            Fault::Pass
+        }
+    });
+    let dying = serve_state(state(Arc::new(dies))).await;
     let request = host_request(&bodies(10, 4), 200);
     let (base, request_again) = (dying.base.clone(), request.clone());
     let killed = tokio::spawn(async move { post_to(&base, "ingest_watch_events", request_again, false).await });

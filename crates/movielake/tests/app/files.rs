@@ -17,6 +17,7 @@ use movielake_core::output::manifest::OutputKind;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::json;
 
+use crate::faults::{Call, Fault, FaultyLake, outage};
 use crate::handler::post_to;
 use crate::support::{Server, azurite_endpoint, unique};
 
@@ -181,53 +182,6 @@ async fn an_uploaded_imdb_file_is_converted_streamed_on_azurite() {
     uploaded_file_converts(Arc::new(lake), &server.url(""), &name).await;
 }
 
-/// A folder lake whose streamed writes into `silver/` fail as an outage would.
-#[derive(Debug)]
-struct SilverDown {
-    inner: LocalLake,
-}
-
-#[async_trait::async_trait]
-impl Lake for SilverDown {
-    async fn get(&self, path: &str) -> Result<movielake::lake::Object, movielake::lake::LakeError> {
-        self.inner.get(path).await
-    }
-    async fn get_range(&self, path: &str, range: std::ops::Range<u64>) -> Result<Bytes, movielake::lake::LakeError> {
-        self.inner.get_range(path, range).await
-    }
-    async fn put(
-        &self,
-        path: &str,
-        bytes: Bytes,
-        mode: PutMode,
-    ) -> Result<movielake::lake::ETag, movielake::lake::LakeError> {
-        self.inner.put(path, bytes, mode).await
-    }
-    async fn put_stream(
-        &self,
-        path: &str,
-        chunks: movielake::lake::Chunks,
-        mode: PutMode,
-    ) -> Result<movielake::lake::ETag, movielake::lake::LakeError> {
-        if path.starts_with("silver/") {
-            return Err(movielake::lake::LakeError::Transient {
-                path: path.into(),
-                message: "injected outage".into(),
-            });
-        }
-        self.inner.put_stream(path, chunks, mode).await
-    }
-    async fn delete(&self, path: &str) -> Result<(), movielake::lake::LakeError> {
-        self.inner.delete(path).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<movielake::lake::ObjectMeta>, movielake::lake::LakeError> {
-        self.inner.list(prefix).await
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-}
-
 async fn serve_in_process(lake: Arc<dyn Lake>) -> (String, tokio::sync::oneshot::Sender<()>) {
     let contracts_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts");
     let contracts = movielake::config::load_contracts(Some(&contracts_dir)).expect("contracts");
@@ -252,10 +206,15 @@ async fn a_storage_outage_while_writing_silver_fails_the_invocation_for_a_retry(
         .await
         .expect("upload");
 
-    let (base, _stop) = serve_in_process(Arc::new(SilverDown {
-        inner: LocalLake::new(dir.path()),
-    }))
-    .await;
+    // Streamed writes into silver fail as in an outage.
+    let silver_down = FaultyLake::new(LocalLake::new(dir.path()), |call, path| {
+        if call == Call::PutStream && path.starts_with("silver/") {
+            outage(path)
+        } else {
+            Fault::Pass
+        }
+    });
+    let (base, _stop) = serve_in_process(Arc::new(silver_down)).await;
     let (status, _, body) = post_to(&base, "bronze_to_silver", landed_event(bronze), false).await;
     assert_eq!(status, 500, "an outage must be retried, not skipped: {body}");
     assert!(

@@ -2,6 +2,7 @@
 //! every adapter, and the custom handler driven over real HTTP as the Functions host does.
 
 mod crash;
+mod faults;
 mod files;
 mod gold_refresh;
 mod handler;

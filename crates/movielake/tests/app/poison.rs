@@ -5,62 +5,27 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use movielake::handler::AppState;
-use movielake::lake::{ETag, Lake, LakeError, LocalLake, Object, ObjectMeta, PutMode};
+use movielake::lake::{Lake, LakeError, LocalLake};
 use serde_json::{Value, json};
 
+use crate::faults::{Fault, FaultyLake};
 use crate::handler::{event, files, host_request, post_to};
 use crate::watch_events::{InProcess, contracts_dir, id, quarantine_lines, serve_state, silver_event_ids};
 
 /// Fails every write under `prefix` after the first `allowed` of them, as an object that can
 /// never be written would (a bug, a policy, a full container).
-#[derive(Debug)]
-struct RefusesPrefix {
-    inner: LocalLake,
-    prefix: &'static str,
-    allowed: usize,
-    seen: AtomicUsize,
-}
-
-impl RefusesPrefix {
-    fn refuse(&self, path: &str) -> Result<(), LakeError> {
-        if path.starts_with(self.prefix) && self.seen.fetch_add(1, Ordering::SeqCst) >= self.allowed {
-            return Err(LakeError::Other {
+fn refusing(dir: &Path, prefix: &'static str, allowed: usize) -> Arc<FaultyLake> {
+    let seen = AtomicUsize::new(0);
+    Arc::new(FaultyLake::new(LocalLake::new(dir), move |call, path| {
+        if call.writes() && path.starts_with(prefix) && seen.fetch_add(1, Ordering::SeqCst) >= allowed {
+            return Fault::Fail(LakeError::Other {
                 path: path.into(),
                 message: "injected: this object can never be written".into(),
             });
         }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl Lake for RefusesPrefix {
-    async fn get(&self, path: &str) -> Result<Object, LakeError> {
-        self.inner.get(path).await
-    }
-    async fn put(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<ETag, LakeError> {
-        self.refuse(path)?;
-        self.inner.put(path, bytes, mode).await
-    }
-    async fn get_range(&self, path: &str, range: std::ops::Range<u64>) -> Result<Bytes, LakeError> {
-        self.inner.get_range(path, range).await
-    }
-    async fn put_stream(&self, path: &str, chunks: movielake::lake::Chunks, mode: PutMode) -> Result<ETag, LakeError> {
-        self.refuse(path)?;
-        self.inner.put_stream(path, chunks, mode).await
-    }
-    async fn delete(&self, path: &str) -> Result<(), LakeError> {
-        self.inner.delete(path).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, LakeError> {
-        self.inner.list(prefix).await
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
+        Fault::Pass
+    }))
 }
 
 async fn start(lake: Arc<dyn Lake>, poison_after: u32) -> InProcess {
@@ -109,13 +74,7 @@ async fn a_batch_that_always_fails_is_landed_whole_in_quarantine_after_the_set_a
 
 async fn a_batch_that_always_fails(prefix: &'static str, allowed: usize, committed: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let lake = Arc::new(RefusesPrefix {
-        inner: LocalLake::new(dir.path()),
-        prefix,
-        allowed,
-        seen: AtomicUsize::new(0),
-    });
-    let server = start(lake, 3).await;
+    let server = start(refusing(dir.path(), prefix, allowed), 3).await;
     let bodies = batch();
 
     for retry in 0..2 {
@@ -208,14 +167,7 @@ async fn a_batch_that_always_fails(prefix: &'static str, allowed: usize, committ
 
 #[tokio::test]
 async fn the_hosts_retry_count_alone_is_enough_and_zero_means_retry_forever() {
-    let refusing = |dir: &Path| {
-        Arc::new(RefusesPrefix {
-            inner: LocalLake::new(dir),
-            prefix: "silver/",
-            allowed: 0,
-            seen: AtomicUsize::new(0),
-        })
-    };
+    let refusing = |dir: &Path| refusing(dir, "silver/", 0);
     // An instance that never saw the earlier attempts still knows them from the host.
     let dir = tempfile::tempdir().unwrap();
     let server = start(refusing(dir.path()), 10).await;

@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use movielake::handler::{AppState, serve_on};
-use movielake::lake::{ETag, Lake, LakeError, LocalLake, Object, ObjectMeta, PutMode};
+use movielake::lake::{Lake, LocalLake, PutMode};
 use movielake::tables::{TableLocation, Tables};
 use serde_json::{Value, json};
 
+use crate::faults::{Call, Fault, FaultyLake, outage};
 use crate::handler::{files, post_to};
 
 const PAGE: &str = "bronze/tmdb/movie/popular/ingest_date=2024-02-01/run=20240201T060000Z-ab12/page=0001.json";
@@ -34,42 +34,15 @@ fn popular_page() -> Option<Vec<u8>> {
 
 /// A local lake that says it is a blob account (so BlobCreated URLs can name it), and that can
 /// fail every read as an outage would.
-#[derive(Debug)]
-struct TestLake {
-    inner: LocalLake,
-    describe: String,
-    reads_fail: bool,
-}
-
-#[async_trait]
-impl Lake for TestLake {
-    async fn get(&self, path: &str) -> Result<Object, LakeError> {
-        if self.reads_fail {
-            return Err(LakeError::Transient {
-                path: path.into(),
-                message: "injected outage".into(),
-            });
+fn test_lake(root: &Path, describe: &str, reads_fail: bool) -> FaultyLake {
+    FaultyLake::new(LocalLake::new(root), move |call, path| {
+        if reads_fail && call == Call::Get {
+            outage(path)
+        } else {
+            Fault::Pass
         }
-        self.inner.get(path).await
-    }
-    async fn put(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<ETag, LakeError> {
-        self.inner.put(path, bytes, mode).await
-    }
-    async fn get_range(&self, path: &str, range: std::ops::Range<u64>) -> Result<Bytes, LakeError> {
-        self.inner.get_range(path, range).await
-    }
-    async fn put_stream(&self, path: &str, chunks: movielake::lake::Chunks, mode: PutMode) -> Result<ETag, LakeError> {
-        self.inner.put_stream(path, chunks, mode).await
-    }
-    async fn delete(&self, path: &str) -> Result<(), movielake::lake::LakeError> {
-        self.inner.delete(path).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, LakeError> {
-        self.inner.list(prefix).await
-    }
-    fn describe(&self) -> String {
-        self.describe.clone()
-    }
+    })
+    .describing(describe)
 }
 
 struct InProcess {
@@ -77,7 +50,7 @@ struct InProcess {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-/// Serves `lake`, whose tables are in the local folder `root` (a [`TestLake`] says it is a blob
+/// Serves `lake`, whose tables are in the local folder `root` (a [`test_lake`] says it is a blob
 /// account, which its tables are not).
 async fn serve(lake: Arc<dyn Lake>, root: &Path) -> InProcess {
     let contracts_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts");
@@ -137,12 +110,8 @@ fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-async fn lake_with_page(root: &Path, describe: &str, page: &[u8]) -> Arc<TestLake> {
-    let lake = Arc::new(TestLake {
-        inner: LocalLake::new(root),
-        describe: describe.into(),
-        reads_fail: false,
-    });
+async fn lake_with_page(root: &Path, describe: &str, page: &[u8]) -> Arc<FaultyLake> {
+    let lake = Arc::new(test_lake(root, describe, false));
     lake.put(PAGE, Bytes::copy_from_slice(page), PutMode::Create)
         .await
         .expect("land the page");
@@ -251,11 +220,7 @@ async fn missing_objects_and_sidecars_are_skipped_and_an_outage_fails_for_a_retr
     assert_eq!((status, body.contains("not a TMDB list page")), (200, true), "{body}");
     assert!(files(dir.path(), "silver").is_empty());
 
-    let failing = Arc::new(TestLake {
-        inner: LocalLake::new(dir.path()),
-        describe: ACCOUNT.into(),
-        reads_fail: true,
-    });
+    let failing = Arc::new(test_lake(dir.path(), ACCOUNT, true));
     let server = serve(failing, dir.path()).await;
     let (status, body) = invoke(&server, &landed(PAGE), false).await;
     assert_eq!(status, 500, "storage down: the host must retry: {body}");
@@ -403,11 +368,7 @@ async fn the_movies_table_keeps_the_latest_sighting_whatever_the_processing_orde
     let mut results = Vec::new();
     for order in [[OLDER, NEWER], [NEWER, OLDER]] {
         let dir = tempfile::tempdir().unwrap();
-        let lake = Arc::new(TestLake {
-            inner: LocalLake::new(dir.path()),
-            describe: ACCOUNT.into(),
-            reads_fail: false,
-        });
+        let lake = Arc::new(test_lake(dir.path(), ACCOUNT, false));
         for (path, body) in [(OLDER, &older), (NEWER, &newer)] {
             lake.put(path, Bytes::from(body.clone()), PutMode::Create)
                 .await
@@ -456,11 +417,7 @@ async fn the_movies_table_keeps_the_latest_sighting_whatever_the_processing_orde
 #[tokio::test]
 async fn concurrent_pages_lose_no_movie() {
     let dir = tempfile::tempdir().unwrap();
-    let lake = Arc::new(TestLake {
-        inner: LocalLake::new(dir.path()),
-        describe: ACCOUNT.into(),
-        reads_fail: false,
-    });
+    let lake = Arc::new(test_lake(dir.path(), ACCOUNT, false));
     // Eight pages of one run, each with movies in every bucket, sharing movie 1000.
     let mut paths = Vec::new();
     for n in 1..=8u32 {

@@ -5,12 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use movielake::handler::{AppState, serve_on};
-use movielake::lake::{AzureAuth, AzureBlobLake, ETag, Lake, LakeError, LocalLake, Object, ObjectMeta, PutMode};
+use movielake::lake::{AzureAuth, AzureBlobLake, Lake, LocalLake};
 use serde_json::{Value, json};
 
+use crate::faults::{Fault, FaultyLake, outage};
 use crate::handler::{event, host_request, post_to};
 
 pub fn contracts_dir() -> PathBuf {
@@ -234,49 +233,15 @@ async fn a_batch_of_50_000_events() {
     assert_eq!(silver_event_ids(dir.path()).len(), 50_000);
 }
 
-/// Fails the n-th put once with a transient error, as storage would in the middle of a batch.
-#[derive(Debug)]
-struct FailingLake {
-    inner: LocalLake,
-    fail_at: usize,
-    puts: AtomicUsize,
-}
-
-#[async_trait]
-impl Lake for FailingLake {
-    async fn get(&self, path: &str) -> Result<Object, LakeError> {
-        self.inner.get(path).await
-    }
-    async fn put(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<ETag, LakeError> {
-        if self.puts.fetch_add(1, Ordering::SeqCst) == self.fail_at {
-            return Err(LakeError::Transient {
-                path: path.into(),
-                message: "injected outage".into(),
-            });
+/// Fails the `fail_at`-th write (counted in `puts`) once with a transient error, as storage
+/// would in the middle of a batch.
+fn failing_write(dir: &Path, fail_at: usize, puts: Arc<AtomicUsize>) -> Arc<FaultyLake> {
+    Arc::new(FaultyLake::new(LocalLake::new(dir), move |call, path| {
+        if call.writes() && puts.fetch_add(1, Ordering::SeqCst) == fail_at {
+            return outage(path);
         }
-        self.inner.put(path, bytes, mode).await
-    }
-    async fn get_range(&self, path: &str, range: std::ops::Range<u64>) -> Result<Bytes, LakeError> {
-        self.inner.get_range(path, range).await
-    }
-    async fn put_stream(&self, path: &str, chunks: movielake::lake::Chunks, mode: PutMode) -> Result<ETag, LakeError> {
-        if self.puts.fetch_add(1, Ordering::SeqCst) == self.fail_at {
-            return Err(LakeError::Transient {
-                path: path.into(),
-                message: "injected outage".into(),
-            });
-        }
-        self.inner.put_stream(path, chunks, mode).await
-    }
-    async fn delete(&self, path: &str) -> Result<(), movielake::lake::LakeError> {
-        self.inner.delete(path).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, LakeError> {
-        self.inner.list(prefix).await
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
+        Fault::Pass
+    }))
 }
 
 fn two_batches() -> (Vec<String>, Vec<String>) {
@@ -308,16 +273,17 @@ async fn a_storage_failure_at_any_write_then_a_replay_leaves_the_same_lake() {
     assert_eq!(silver_event_ids(clean.path()), vec![id(1), id(2), id(4), id(5)]);
 
     // Count the writes of batch b, then fail each one of them in turn.
-    let counting = Arc::new(FailingLake {
-        inner: LocalLake::new(tempfile::tempdir().unwrap().keep()),
-        fail_at: usize::MAX,
-        puts: AtomicUsize::new(0),
-    });
-    let server = serve(counting.clone()).await;
+    let puts = Arc::new(AtomicUsize::new(0));
+    let server = serve(failing_write(
+        tempfile::tempdir().unwrap().keep().as_path(),
+        usize::MAX,
+        puts.clone(),
+    ))
+    .await;
     ingest(&server, &a, 0).await;
-    let after_a = counting.puts.load(Ordering::SeqCst);
+    let after_a = puts.load(Ordering::SeqCst);
     ingest(&server, &b, 3).await;
-    let writes_of_b = counting.puts.load(Ordering::SeqCst) - after_a;
+    let writes_of_b = puts.load(Ordering::SeqCst) - after_a;
     assert!(
         writes_of_b >= 5,
         "bronze, 2 silver parts, ledger, manifest: {writes_of_b}"
@@ -325,12 +291,7 @@ async fn a_storage_failure_at_any_write_then_a_replay_leaves_the_same_lake() {
 
     for k in 0..writes_of_b {
         let dir = tempfile::tempdir().unwrap();
-        let lake = Arc::new(FailingLake {
-            inner: LocalLake::new(dir.path()),
-            fail_at: after_a + k,
-            puts: AtomicUsize::new(0),
-        });
-        let server = serve(lake).await;
+        let server = serve(failing_write(dir.path(), after_a + k, Arc::default())).await;
         assert_eq!(ingest(&server, &a, 0).await.0, 200);
         let (status, body) = ingest(&server, &b, 3).await;
         assert_eq!(
