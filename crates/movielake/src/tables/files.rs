@@ -15,7 +15,7 @@ use deltalake::TableProperty;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Add, StructType, Transaction};
+use deltalake::kernel::{Action, Add, Metadata, MetadataExt as _, StructType, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 
 use super::commit::{RetryPolicy, lost_race};
@@ -102,7 +102,12 @@ pub(super) async fn commit_files(
         {
             return Ok((Committed::AlreadyCommitted { txn_version: done }, current));
         }
-        let actions = actions(name, &current, commit)?;
+        let mut actions = actions(name, &current, commit)?;
+        if let Some(metadata) = evolved(name, &current, &commit.schema)? {
+            // The files carry a column the table does not name yet: name it in the same
+            // commit, or every reader would drop it.
+            actions.insert(0, Action::Metadata(metadata));
+        }
         let mut properties = CommitProperties::default()
             // Checkpoints and log cleanup are the maintenance run's job: an ingest commit
             // stays one small JSON write.
@@ -228,6 +233,29 @@ pub(super) async fn create_empty(
         Err(e) if lost_race(&e) => Err(Created::LostRace(e.to_string())),
         Err(e) => Err(Created::Failed(classify(name, e))),
     }
+}
+
+/// The table's metadata with the schema files written with `schema` need, when it differs
+/// from the table's (see [`super::schema::evolve`]).
+fn evolved(name: &str, table: &DeltaTable, schema: &SchemaRef) -> Result<Option<Metadata>, TableError> {
+    let invalid = |message: String| TableError::Invalid {
+        table: name.to_string(),
+        message,
+    };
+    let snapshot = table.snapshot().map_err(|e| classify(name, e))?;
+    let wanted: StructType = schema
+        .as_ref()
+        .try_into_kernel()
+        .map_err(|e| invalid(format!("schema not expressible in Delta: {e}")))?;
+    let Some(evolved) = super::schema::evolve(&snapshot.schema(), &wanted).map_err(invalid)? else {
+        return Ok(None);
+    };
+    snapshot
+        .metadata()
+        .clone()
+        .with_schema(&evolved)
+        .map(Some)
+        .map_err(|e| invalid(format!("schema change not recordable: {e}")))
 }
 
 /// The last version of `app_id` the table holds, if any.

@@ -10,6 +10,7 @@ mod files;
 mod location;
 pub mod maintain;
 pub mod migrate;
+mod schema;
 mod txns;
 
 use deltalake::DeltaTable;

@@ -247,6 +247,103 @@ async fn eight_writers_commit_twenty_five_times_each_to_one_table() {
     }
 }
 
+/// Writes `data` as one file of table `name` and commits it.
+async fn put_and_commit(
+    lake: &dyn Lake,
+    tables: &Tables,
+    name: &str,
+    file: &str,
+    data: &RecordBatch,
+) -> Result<Committed, movielake::tables::TableError> {
+    let bytes = parquet_bytes(data);
+    lake.put(&format!("{name}/{file}"), bytes.clone().into(), PutMode::Overwrite)
+        .await
+        .expect("data file");
+    let commit = FileCommit {
+        schema: data.schema(),
+        partition_by: Vec::new(),
+        files: vec![DataFile {
+            path: file.to_string(),
+            size: bytes.len() as u64,
+            rows: data.num_rows() as u64,
+            partition_values: Vec::new(),
+        }],
+        replace: Replace::Nothing,
+        txn: None,
+    };
+    tables.commit_files(name, &commit).await
+}
+
+/// `batch` with one more column, `note`, optional, with a value in every row.
+fn with_note(data: &RecordBatch, note: &str) -> RecordBatch {
+    let mut fields: Vec<Field> = data.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("note", DataType::Utf8, true));
+    let mut columns = data.columns().to_vec();
+    columns.push(Arc::new(StringArray::from(vec![note; data.num_rows()])));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+}
+
+/// A contract that gained an optional column: the commit that first writes it names it in the
+/// table's schema, so readers see its values (null in the older rows); a change that would
+/// break the rows already there (a column's type) is refused and commits nothing.
+#[tokio::test]
+async fn a_new_optional_column_is_named_by_the_commit_that_first_writes_it() {
+    for (kind, lake, tables, _keep) in lakes().await {
+        let name = format!("silver/{}", unique("evolve"));
+        put_and_commit(lake.as_ref(), &tables, &name, "a.parquet", &batch(1, 0, 3))
+            .await
+            .expect("first commit");
+        put_and_commit(
+            lake.as_ref(),
+            &tables,
+            &name,
+            "b.parquet",
+            &with_note(&batch(2, 0, 2), "new"),
+        )
+        .await
+        .expect("the commit with the new column");
+        let out = tables
+            .sql(&name, "SELECT count(*), count(note), min(note) FROM t")
+            .await
+            .expect("sql");
+        assert_eq!(out[0].column(0).as_primitive::<Int64Type>().value(0), 5, "{kind}");
+        assert_eq!(
+            out[0].column(1).as_primitive::<Int64Type>().value(0),
+            2,
+            "{kind}: the new column is read"
+        );
+        // Older writers (without the column) still commit: their rows read as null in it.
+        put_and_commit(lake.as_ref(), &tables, &name, "c.parquet", &batch(3, 0, 1))
+            .await
+            .expect("a file without the optional column");
+        let version = tables.open(&name).await.expect("open").version();
+
+        let data = batch(4, 0, 1);
+        let mut fields: Vec<Field> = data.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields[1] = Field::new("writer", DataType::Int64, false);
+        let mut columns = data.columns().to_vec();
+        columns[1] = Arc::new(Int64Array::from(vec![4]));
+        let retyped = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let refused = put_and_commit(lake.as_ref(), &tables, &name, "d.parquet", &retyped).await;
+        match refused {
+            Err(movielake::tables::TableError::Invalid { message, .. }) => {
+                assert!(
+                    message.contains("'writer'") && message.contains("new name"),
+                    "{kind}: {message}"
+                )
+            }
+            other => panic!("{kind}: a type change must be refused: {other:?}"),
+        }
+        assert_eq!(
+            tables.open(&name).await.expect("open").version(),
+            version,
+            "{kind}: nothing committed"
+        );
+        let out = tables.sql(&name, "SELECT count(*) FROM t").await.expect("sql");
+        assert_eq!(out[0].column(0).as_primitive::<Int64Type>().value(0), 6, "{kind}");
+    }
+}
+
 fn parquet_bytes(batch: &RecordBatch) -> Vec<u8> {
     let mut writer = parquet::arrow::ArrowWriter::try_new(Vec::new(), batch.schema(), None).expect("writer");
     writer.write(batch).expect("write");
