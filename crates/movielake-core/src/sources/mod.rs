@@ -4,4 +4,5 @@
 pub mod events;
 pub mod imdb;
 pub mod movies_dataset;
+pub mod sql;
 pub mod tmdb;
