@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of movielake, installing what the tests need first:
 #   - Azurite (the Azure Storage emulator, npm) in ./.tools, started here and stopped on exit;
+#   - PostgreSQL from Debian's packages (apt-get where missing), a throwaway cluster in
+#     ./.tools/postgres on a free port of 127.0.0.1, stopped and deleted on exit;
 #   - independent readers in ./.venv: pyarrow, the deltalake package, and DuckDB with its delta and
 #     azure extensions from PyPI packages (tests/requirements.txt; DuckDB downloads nothing).
 # Then: all Rust tests (unit, contract, property, snapshot, handler over HTTP, lake conformance
@@ -22,6 +24,11 @@ step "Azurite"
 scripts/azurite.sh start
 trap 'scripts/azurite.sh stop' EXIT
 export MOVIELAKE_TEST_AZURITE="http://127.0.0.1:${AZURITE_BLOB_PORT:-10000}/devstoreaccount1"
+
+step "PostgreSQL (Debian's package) for the SQL source's tests"
+MOVIELAKE_TEST_POSTGRES="$(scripts/postgres.sh start)"
+export MOVIELAKE_TEST_POSTGRES
+trap 'scripts/postgres.sh stop; scripts/azurite.sh stop' EXIT
 
 step "Rust tests"
 cargo test --workspace --locked

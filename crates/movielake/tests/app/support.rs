@@ -20,6 +20,23 @@ pub fn azurite_endpoint() -> Option<String> {
     }
 }
 
+/// The PostgreSQL server for tests, from `MOVIELAKE_TEST_POSTGRES`. Under CI its absence is a
+/// failure (scripts/test.sh starts one); elsewhere the PostgreSQL tests say why they skipped.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("MOVIELAKE_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("CI is set but MOVIELAKE_TEST_POSTGRES is not: scripts/test.sh must start PostgreSQL and export it")
+        }
+        _ => {
+            eprintln!(
+                "SKIPPED: PostgreSQL tests: set MOVIELAKE_TEST_POSTGRES (scripts/test.sh starts a server with scripts/postgres.sh)"
+            );
+            None
+        }
+    }
+}
+
 /// A unique prefix per test run, so runs against one Azurite never see each other's objects.
 pub fn unique(name: &str) -> String {
     let nanos = std::time::SystemTime::now()

@@ -1,0 +1,214 @@
+//! The SQL source port (issue 16): a dialect's database, asked for its ceiling and for the rows
+//! changed in a window (the text comes from `movielake_core::sources::sql`). Rows come back as
+//! JSON objects, every value as the database renders it, with their key and change time.
+//!
+//! Adapters: PostgreSQL (`tokio-postgres`). SQL Server and SQLite are still to come.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use movielake_core::sources::sql::watermark::{Accepted, Change, Watermark, Window};
+use movielake_core::sources::sql::{Dialect, SqlTable, UPDATED_AT};
+use serde_json::{Map, Value};
+
+/// One changed row: its identity for the watermark, and the row itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PulledRow {
+    pub change: Change,
+    pub row: Map<String, Value>,
+}
+
+/// Why a pull did not happen, by what the caller does next.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    /// The database cannot be reached or dropped the connection: retry later.
+    #[error("cannot reach the database: {0}")]
+    Unreachable(String),
+    /// The database refused the query (a table or column missing, a permission): a person
+    /// has to look; the hint says where.
+    #[error(
+        "the database refused the query: {0} (hint: are the tables those of the dialect's DDL, and may this login read them?)"
+    )]
+    Refused(String),
+    /// A row the pull cannot place (no key, no change time): nothing of the pull is landed.
+    #[error("{table}: a row without a usable {column}: {row}")]
+    Row { table: String, column: String, row: String },
+}
+
+#[async_trait]
+pub trait SqlSource: Send + Sync {
+    fn dialect(&self) -> Dialect;
+    /// The highest change time a pull may read up to now, `lag` behind the database's clock.
+    async fn ceiling(&self, lag: Duration) -> Result<DateTime<Utc>, SqlError>;
+    /// The rows of `table` whose change time is in `window`, in change then key order.
+    async fn changes(&self, table: &SqlTable, window: &Window) -> Result<Vec<PulledRow>, SqlError>;
+}
+
+/// One pull of `table` past `watermark`: the rows to land and the watermark to store once
+/// they are durable.
+pub struct Pulled {
+    pub rows: Vec<PulledRow>,
+    pub duplicates: usize,
+    pub next: Watermark,
+}
+
+pub async fn pull(
+    source: &dyn SqlSource,
+    table: &SqlTable,
+    watermark: &Watermark,
+    lag: Duration,
+    overlap: Duration,
+) -> Result<Pulled, SqlError> {
+    let ceiling = source.ceiling(lag).await?;
+    let window = watermark.window(ceiling, overlap);
+    let mut read = source.changes(table, &window).await?;
+    let changes: Vec<Change> = read.iter().map(|r| r.change.clone()).collect();
+    let Accepted {
+        fresh,
+        duplicates,
+        next,
+    } = watermark.accept(&window, &changes, overlap);
+    // `fresh` is ascending: take those rows out without cloning them.
+    let mut keep = fresh.into_iter().peekable();
+    let mut index = 0;
+    read.retain(|_| {
+        let kept = keep.peek() == Some(&index);
+        if kept {
+            keep.next();
+        }
+        index += 1;
+        kept
+    });
+    Ok(Pulled {
+        rows: read,
+        duplicates,
+        next,
+    })
+}
+
+/// PostgreSQL (Azure Database for PostgreSQL, or any 13+). The session runs in UTC so that
+/// timestamps render the same whoever configured the server.
+pub struct Postgres {
+    client: tokio_postgres::Client,
+}
+
+/// The lowest time PostgreSQL's `timestamptz` takes that every client library handles.
+fn pg_floor() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(-62_135_596_800, 0).unwrap_or(DateTime::<Utc>::MIN_UTC) // 0001-01-01
+}
+
+impl Postgres {
+    /// Connects with a libpq URL or key=value string (`postgres://user@host:port/db`).
+    pub async fn connect(url: &str) -> Result<Postgres, SqlError> {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| SqlError::Unreachable(e.to_string()))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "PostgreSQL connection ended");
+            }
+        });
+        client
+            .batch_execute("SET TIME ZONE 'UTC'")
+            .await
+            .map_err(|e| SqlError::Unreachable(e.to_string()))?;
+        Ok(Postgres { client })
+    }
+
+    /// Runs `sql` (several statements allowed): the DDL, tests' data.
+    pub async fn execute(&self, sql: &str) -> Result<(), SqlError> {
+        self.client.batch_execute(sql).await.map_err(refused)
+    }
+}
+
+fn refused(e: tokio_postgres::Error) -> SqlError {
+    match e.as_db_error() {
+        Some(db) if !e.is_closed() => SqlError::Refused(format!("{}: {}", db.severity(), db.message())),
+        _ => SqlError::Unreachable(e.to_string()),
+    }
+}
+
+#[async_trait]
+impl SqlSource for Postgres {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn ceiling(&self, lag: Duration) -> Result<DateTime<Utc>, SqlError> {
+        let lag = u32::try_from(lag.num_seconds().max(0)).unwrap_or(u32::MAX);
+        let row = self
+            .client
+            .query_one(&Dialect::Postgres.ceiling_sql(lag), &[])
+            .await
+            .map_err(refused)?;
+        row.try_get::<_, DateTime<Utc>>(0).map_err(refused)
+    }
+
+    async fn changes(&self, table: &SqlTable, window: &Window) -> Result<Vec<PulledRow>, SqlError> {
+        // Each row as PostgreSQL's own JSON: exact numerics, ISO timestamps, nulls kept.
+        let sql = format!(
+            "SELECT row_to_json(c)::text FROM ({}) c",
+            Dialect::Postgres.changes_sql(table)
+        );
+        let from = window.from.max(pg_floor());
+        let rows = self.client.query(&sql, &[&from, &window.to]).await.map_err(refused)?;
+        rows.iter()
+            .map(|r| {
+                let text: String = r.try_get(0).map_err(refused)?;
+                decode_row(table, &text)
+            })
+            .collect()
+    }
+}
+
+/// A row's JSON object and its identity: the key (text or number) and `updated_at`.
+fn decode_row(table: &SqlTable, text: &str) -> Result<PulledRow, SqlError> {
+    let bad = |column: &str| SqlError::Row {
+        table: table.name.to_string(),
+        column: column.to_string(),
+        row: text.chars().take(300).collect(),
+    };
+    let Ok(Value::Object(row)) = serde_json::from_str::<Value>(text) else {
+        return Err(bad("row"));
+    };
+    let key = match row.get(table.key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err(bad(table.key)),
+    };
+    let at = row
+        .get(UPDATED_AT)
+        .and_then(Value::as_str)
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| bad(UPDATED_AT))?;
+    Ok(PulledRow {
+        change: Change { key, at },
+        row,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use movielake_core::sources::sql::USERS;
+
+    use super::*;
+
+    #[test]
+    fn a_row_is_known_by_its_key_and_change_time_and_a_row_without_them_is_refused() {
+        let row = decode_row(
+            &USERS,
+            r#"{"user_id":"u1","email":"a@b","updated_at":"2024-05-01T10:00:00.123456+00:00","deleted_at":null}"#,
+        )
+        .expect("row");
+        assert_eq!(row.change.key, "u1");
+        assert_eq!(row.change.at.to_rfc3339(), "2024-05-01T10:00:00.123456+00:00");
+        assert_eq!(row.row["deleted_at"], Value::Null);
+        for bad in [
+            r#"{"email":"a@b","updated_at":"2024-05-01T10:00:00+00:00"}"#,
+            r#"{"user_id":"u1","updated_at":"yesterday"}"#,
+            r#"[1,2]"#,
+        ] {
+            assert!(matches!(decode_row(&USERS, bad), Err(SqlError::Row { .. })), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! The SQL source's incremental pulls on a real PostgreSQL (scripts/postgres.sh): the ways
+//! users of other tools lose rows, each against the server itself. Every test has a database
+//! of its own: the ceiling looks at the open transactions of the whole database, so tests
+//! sharing one would hold each other's pulls back.
+
+use chrono::Duration;
+use movielake::clients::sql::{Postgres, SqlSource, pull};
+use movielake_core::sources::sql::USERS;
+use movielake_core::sources::sql::watermark::Watermark;
+
+use crate::support::{postgres_url, unique};
+
+/// A fresh database holding the dialect's tables: a connection to it and its URL.
+async fn database(name: &str) -> Option<(Postgres, String)> {
+    let server = postgres_url()?;
+    let db = unique(name).replace('-', "_");
+    let admin = Postgres::connect(&server).await.expect("connect");
+    admin.execute(&format!("CREATE DATABASE {db}")).await.expect("database");
+    let base = server.rsplit_once('/').map_or(server.as_str(), |(base, _)| base);
+    let url = format!("{base}/{db}");
+    Some((session(&url).await, url))
+}
+
+/// A session on the database at `url` (a writer beside the puller), with the tables there.
+async fn session(url: &str) -> Postgres {
+    let db = Postgres::connect(url).await.expect("connect");
+    db.execute(movielake_core::sources::sql::Dialect::Postgres.ddl())
+        .await
+        .expect("ddl");
+    db
+}
+
+fn insert_user(id: &str, updated_at: &str) -> String {
+    format!("INSERT INTO users (user_id, email, updated_at) VALUES ('{id}', '{id}@example.com', {updated_at})")
+}
+
+fn keys(rows: &[movielake::clients::sql::PulledRow]) -> Vec<String> {
+    rows.iter().map(|r| r.change.key.clone()).collect()
+}
+
+#[tokio::test]
+async fn two_rows_with_one_updated_at_on_either_side_of_a_pull_are_both_landed_once() {
+    let Some((db, _)) = database("same_time").await else {
+        return;
+    };
+    let at = "now() - interval '10 seconds'";
+    db.execute(&insert_user("u1", at)).await.expect("u1");
+    let (lag, overlap) = (Duration::seconds(1), Duration::seconds(60));
+    let first = pull(&db, &USERS, &Watermark::default(), lag, overlap)
+        .await
+        .expect("pull");
+    assert_eq!(keys(&first.rows), ["u1"]);
+    // The second row carries exactly the first one's updated_at, committed after the pull.
+    db.execute("INSERT INTO users (user_id, email, updated_at) SELECT 'u2', 'u2@example.com', updated_at FROM users WHERE user_id = 'u1'")
+        .await
+        .expect("u2");
+    let second = pull(&db, &USERS, &first.next, lag, overlap).await.expect("pull");
+    assert_eq!(keys(&second.rows), ["u2"], "u2 landed, u1 not again");
+    assert_eq!(second.duplicates, 1, "u1 read again in the overlap and recognised");
+    let third = pull(&db, &USERS, &second.next, lag, overlap).await.expect("pull");
+    assert!(third.rows.is_empty());
+}
+
+/// A transaction stamps its row with `now()` (its start) and commits after a pull that read
+/// newer rows: with no lag and no overlap at all, the ceiling (the oldest open transaction's
+/// start) still keeps the pull from passing it.
+#[tokio::test]
+async fn a_long_transaction_committing_after_a_pull_with_an_older_updated_at_is_not_lost() {
+    let Some((db, url)) = database("long_txn").await else {
+        return;
+    };
+    let long = session(&url).await;
+    long.execute("BEGIN").await.expect("begin");
+    long.execute(&insert_user("late", "now()")).await.expect("late row");
+    // Time passes; another writer commits newer rows.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    db.execute(&insert_user("u1", "now()")).await.expect("u1");
+    let (lag, overlap) = (Duration::zero(), Duration::zero());
+    let first = pull(&db, &USERS, &Watermark::default(), lag, overlap)
+        .await
+        .expect("pull");
+    assert!(
+        first.rows.is_empty(),
+        "nothing past the open transaction's start: {:?}",
+        keys(&first.rows)
+    );
+    long.execute("COMMIT").await.expect("commit");
+    let second = pull(&db, &USERS, &first.next, lag, overlap).await.expect("pull");
+    assert_eq!(keys(&second.rows), ["late", "u1"], "both, in change order");
+    let third = pull(&db, &USERS, &second.next, lag, overlap).await.expect("pull");
+    assert!(third.rows.is_empty(), "{:?}", keys(&third.rows));
+}
+
+/// The same with the ceiling's transaction cap taken away (`lag` only): the late row is lost,
+/// which is what the cap is for.
+#[tokio::test]
+async fn without_the_transaction_cap_the_late_row_would_be_lost() {
+    let Some((db, url)) = database("no_cap").await else {
+        return;
+    };
+    let long = session(&url).await;
+    long.execute("BEGIN").await.expect("begin");
+    long.execute(&insert_user("late", "now()")).await.expect("late row");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    db.execute(&insert_user("u1", "now()")).await.expect("u1");
+    // A watermark as a lag-only ceiling would have left it: through the newest row.
+    let through = chrono::Utc::now();
+    let watermark = Watermark {
+        through: Some(through),
+        recent: Default::default(),
+    };
+    long.execute("COMMIT").await.expect("commit");
+    let after = pull(&db, &USERS, &watermark, Duration::zero(), Duration::zero())
+        .await
+        .expect("pull");
+    assert!(
+        !keys(&after.rows).contains(&"late".to_string()),
+        "{:?}",
+        keys(&after.rows)
+    );
+    assert!(db.ceiling(Duration::zero()).await.expect("ceiling") >= through);
+}
+
+#[tokio::test]
+async fn a_missing_table_is_refused_with_a_hint_not_taken_for_an_outage() {
+    let Some(url) = postgres_url() else { return };
+    let db = Postgres::connect(&url).await.expect("connect");
+    db.execute(&format!(
+        "CREATE SCHEMA {0}; SET search_path TO {0}",
+        unique("empty").replace('-', "_")
+    ))
+    .await
+    .expect("schema");
+    let e = pull(&db, &USERS, &Watermark::default(), Duration::zero(), Duration::zero())
+        .await
+        .err()
+        .expect("no table");
+    let text = e.to_string();
+    assert!(matches!(e, movielake::clients::sql::SqlError::Refused(_)), "{text}");
+    assert!(text.contains("users") && text.contains("hint"), "{text}");
+    let e = Postgres::connect("postgres://movielake@127.0.0.1:1/postgres")
+        .await
+        .err()
+        .expect("nothing there");
+    assert!(matches!(e, movielake::clients::sql::SqlError::Unreachable(_)), "{e}");
+}
