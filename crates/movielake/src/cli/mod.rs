@@ -17,6 +17,7 @@ mod gold;
 mod ingest;
 mod maintain;
 mod migrate;
+mod pull_sql;
 mod query;
 pub mod run;
 pub mod send;
@@ -100,6 +101,7 @@ enum Command {
     /// Check every contract and print what each declares; exits non-zero on the first problem.
     Contracts,
     Migrate(migrate::MigrateArgs),
+    PullSql(pull_sql::PullSqlArgs),
     /// Benchmarks (figures, not tests): see BENCHMARKS.md.
     Bench {
         #[command(subcommand)]
@@ -212,5 +214,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Contracts => contracts::command(&state),
         Command::Run(args) => run::command(&state, args).await,
         Command::Migrate(args) => migrate::command(&state, args).await,
+        Command::PullSql(args) => pull_sql::command(&state, args).await,
     }
 }

@@ -21,7 +21,9 @@ pub struct PulledRow {
 #[derive(Debug, thiserror::Error)]
 pub enum SqlError {
     /// The database cannot be reached or dropped the connection: retry later.
-    #[error("cannot reach the database: {0}")]
+    #[error(
+        "cannot reach the database: {0} (hint: is the server up, and the host, port and credentials of the URL right?)"
+    )]
     Unreachable(String),
     /// The database refused the query (a table or column missing, a permission): a person
     /// has to look; the hint says where.
@@ -101,7 +103,7 @@ impl Postgres {
     pub async fn connect(url: &str) -> Result<Postgres, SqlError> {
         let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
             .await
-            .map_err(|e| SqlError::Unreachable(e.to_string()))?;
+            .map_err(|e| SqlError::Unreachable(with_causes(&e)))?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::warn!(error = %e, "PostgreSQL connection ended");
@@ -123,8 +125,21 @@ impl Postgres {
 fn refused(e: tokio_postgres::Error) -> SqlError {
     match e.as_db_error() {
         Some(db) if !e.is_closed() => SqlError::Refused(format!("{}: {}", db.severity(), db.message())),
-        _ => SqlError::Unreachable(e.to_string()),
+        _ => SqlError::Unreachable(with_causes(&e)),
     }
+}
+
+/// `error connecting to server: Connection refused (os error 111)`: the library's message
+/// alone does not say why.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 #[async_trait]

@@ -9,6 +9,7 @@ pub mod files;
 pub mod gold;
 pub mod ledger;
 pub mod silver_tables;
+pub mod sql_pull;
 pub mod tmdb_lists;
 pub mod tmdb_movies;
 pub mod watch_events;

@@ -144,3 +144,96 @@ async fn a_missing_table_is_refused_with_a_hint_not_taken_for_an_outage() {
         .expect("nothing there");
     assert!(matches!(e, movielake::clients::sql::SqlError::Unreachable(_)), "{e}");
 }
+
+/// The whole pull on a real server into a folder lake: rows in bronze as PostgreSQL rendered
+/// them, the watermark stored, a second pull landing nothing, a change landing only itself.
+#[tokio::test]
+async fn a_pull_lands_the_changed_rows_in_bronze_and_stores_its_watermark() {
+    use movielake::lake::{Lake, LocalLake};
+    use movielake::pipelines::sql_pull::{PullSettings, pull_table, watermark_path};
+
+    let Some((db, _)) = database("to_bronze").await else {
+        return;
+    };
+    db.execute(&insert_user("u1", "now() - interval '1 minute'"))
+        .await
+        .expect("u1");
+    db.execute("UPDATE users SET country = 'FR' WHERE user_id = 'u1'")
+        .await
+        .expect("no-op for updated_at");
+    db.execute(&insert_user("u2", "now() - interval '30 seconds'"))
+        .await
+        .expect("u2");
+    let dir = tempfile::tempdir().unwrap();
+    let lake = LocalLake::new(dir.path());
+    let settings = PullSettings {
+        lag: Duration::seconds(1),
+        overlap: Duration::minutes(5),
+    };
+    let first = pull_table(&lake, &db, "platform", &USERS, settings)
+        .await
+        .expect("pull");
+    assert_eq!((first.rows, first.duplicates), (2, 0));
+    let bronze = first.bronze.expect("bronze object");
+    let text = String::from_utf8(lake.get(&bronze).await.expect("bronze").bytes.to_vec()).unwrap();
+    let rows: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["user_id"], "u1");
+    assert_eq!(rows[0]["country"], "FR");
+    assert_eq!(rows[0]["deleted_at"], serde_json::Value::Null);
+    assert!(lake.get(&watermark_path("platform", &USERS)).await.is_ok());
+
+    let again = pull_table(&lake, &db, "platform", &USERS, settings)
+        .await
+        .expect("pull");
+    assert_eq!((again.rows, again.duplicates, again.bronze), (0, 2, None));
+    db.execute(
+        "UPDATE users SET display_name = 'Ann', updated_at = now() - interval '10 seconds' WHERE user_id = 'u2'",
+    )
+    .await
+    .expect("update");
+    let change = pull_table(&lake, &db, "platform", &USERS, settings)
+        .await
+        .expect("pull");
+    assert_eq!(
+        (change.rows, change.duplicates),
+        (1, 1),
+        "u2's new version only; u1 re-read in the overlap"
+    );
+}
+
+/// `movielake pull-sql` as a user runs it: the binary against the server, twice.
+#[tokio::test]
+async fn the_pull_sql_command_lands_rows_and_a_second_run_lands_nothing() {
+    let Some((db, url)) = database("cli").await else {
+        return;
+    };
+    db.execute(&insert_user("u1", "now() - interval '1 minute'"))
+        .await
+        .expect("u1");
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_movielake"))
+            .args(["--lake", dir.path().to_str().unwrap(), "pull-sql", "--table", "users"])
+            .env("MOVIELAKE_SQL_DATABASE", &url)
+            .output()
+            .expect("run")
+    };
+    let first = run();
+    let out = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        out.contains("users: 1 new row(s), 0 already landed") && out.contains("bronze bronze/sql/platform/users/"),
+        "{out}"
+    );
+    let second = run();
+    let out = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        out.contains("users: 0 new row(s), 1 already landed") && !out.contains("bronze "),
+        "{out}"
+    );
+}

@@ -1,0 +1,286 @@
+//! One incremental pull of a SQL table (issue 16): read past the table's watermark, land the
+//! new rows in bronze (create-only JSON lines, the rows as the database rendered them), then
+//! advance the watermark with a compare-and-swap. The watermark moves only after bronze is
+//! durable: a pull that dies in between is read again by the next one, whose re-read rows
+//! silver recognises by key and change time.
+
+use chrono::{DateTime, Duration, Utc};
+use movielake_core::sources::sql::SqlTable;
+use movielake_core::sources::sql::watermark::Watermark;
+
+use crate::clients::sql::{SqlError, SqlSource, pull};
+use crate::lake::{ETag, Lake, LakeError, PutMode};
+
+/// How far behind the database's clock a pull stays, and how much it reads again.
+#[derive(Debug, Clone, Copy)]
+pub struct PullSettings {
+    pub lag: Duration,
+    pub overlap: Duration,
+}
+
+impl Default for PullSettings {
+    fn default() -> Self {
+        // The lag covers writers' clocks and short transactions; the overlap, transactions the
+        // ceiling cannot see (a login without pg_read_all_stats).
+        PullSettings {
+            lag: Duration::seconds(5),
+            overlap: Duration::minutes(15),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error(transparent)]
+    Source(#[from] SqlError),
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    /// Another pull of the same table advanced the watermark first: this pull's rows are in
+    /// bronze, and the next pull starts from the other one's watermark.
+    #[error("{0}: another pull of this table moved the watermark first; run again")]
+    Raced(String),
+    #[error(
+        "{path}: unreadable watermark ({message}); fix or delete it (the next pull then reads the table from the start)"
+    )]
+    Watermark { path: String, message: String },
+}
+
+/// What one pull did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pulled {
+    pub table: String,
+    pub rows: usize,
+    pub duplicates: usize,
+    /// The bronze object of the rows (none when nothing changed).
+    pub bronze: Option<String>,
+    pub through: Option<DateTime<Utc>>,
+}
+
+/// Where a source's table keeps its watermark.
+pub fn watermark_path(source: &str, table: &SqlTable) -> String {
+    format!("ops/watermarks/sql/{source}/{}.json", table.name)
+}
+
+async fn load(lake: &dyn Lake, path: &str) -> Result<(Watermark, Option<ETag>), PullError> {
+    match lake.get(path).await {
+        Ok(object) => serde_json::from_slice(&object.bytes)
+            .map(|w| (w, Some(object.etag)))
+            .map_err(|e| PullError::Watermark {
+                path: path.to_string(),
+                message: e.to_string(),
+            }),
+        Err(LakeError::NotFound { .. }) => Ok((Watermark::default(), None)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Pulls `table` of the database `source` (named `name` in the lake) once.
+pub async fn pull_table(
+    lake: &dyn Lake,
+    db: &dyn SqlSource,
+    source: &str,
+    table: &SqlTable,
+    settings: PullSettings,
+) -> Result<Pulled, PullError> {
+    let path = watermark_path(source, table);
+    let (watermark, etag) = load(lake, &path).await?;
+    let pulled = pull(db, table, &watermark, settings.lag, settings.overlap).await?;
+    let through = pulled.next.through;
+    let mut bronze = None;
+    if !pulled.rows.is_empty() {
+        let mut body = Vec::new();
+        for row in &pulled.rows {
+            // A map of JSON values always serialises.
+            serde_json::to_writer(&mut body, &row.row).map_err(|e| PullError::Watermark {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            body.push(b'\n');
+        }
+        let object = bronze_path(source, table, through.unwrap_or_default(), &body);
+        match lake.put(&object, body.into(), PutMode::Create).await {
+            Ok(_) | Err(LakeError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        bronze = Some(object);
+    }
+    let bytes = serde_json::to_vec_pretty(&pulled.next).map_err(|e| PullError::Watermark {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let mode = etag.map_or(PutMode::Create, PutMode::IfMatch);
+    match lake.put(&path, bytes.into(), mode).await {
+        Ok(_) => {}
+        Err(LakeError::AlreadyExists { .. } | LakeError::PreconditionFailed { .. }) => {
+            return Err(PullError::Raced(path));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Pulled {
+        table: table.name.to_string(),
+        rows: pulled.rows.len(),
+        duplicates: pulled.duplicates,
+        bronze,
+        through,
+    })
+}
+
+/// `bronze/sql/<source>/<table>/ingest_date=…/pull-<ceiling>-<hash>.jsonl`: the same rows read
+/// up to the same ceiling land at the same name.
+fn bronze_path(source: &str, table: &SqlTable, through: DateTime<Utc>, body: &[u8]) -> String {
+    format!(
+        "bronze/sql/{source}/{}/ingest_date={}/pull-{}-{:016x}.jsonl",
+        table.name,
+        through.format("%Y-%m-%d"),
+        through.format("%Y%m%dT%H%M%S%.6fZ"),
+        xxhash_rust::xxh3::xxh3_64(body)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use movielake_core::sources::sql::watermark::{Change, Window};
+    use movielake_core::sources::sql::{Dialect, USERS};
+    use serde_json::json;
+
+    use super::*;
+    use crate::clients::sql::PulledRow;
+    use crate::lake::LocalLake;
+
+    /// A table in memory: rows (key, seconds) and a clock; reads what is in the window.
+    struct Memory {
+        rows: Mutex<Vec<(String, i64)>>,
+        now: Mutex<i64>,
+        /// Another puller: while this one reads, it rewrites the watermark in this folder lake.
+        rival: Option<std::path::PathBuf>,
+    }
+
+    impl Memory {
+        fn new(rows: &[(&str, i64)], now: i64) -> Memory {
+            Memory {
+                rows: Mutex::new(rows.iter().map(|(k, s)| (k.to_string(), *s)).collect()),
+                now: Mutex::new(now),
+                rival: None,
+            }
+        }
+    }
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp(1_714_557_600 + seconds, 0).expect("time")
+    }
+
+    #[async_trait]
+    impl SqlSource for Memory {
+        fn dialect(&self) -> Dialect {
+            Dialect::Postgres
+        }
+        async fn ceiling(&self, lag: Duration) -> Result<DateTime<Utc>, SqlError> {
+            Ok(at(*self.now.lock().expect("lock")) - lag)
+        }
+        async fn changes(&self, _: &SqlTable, window: &Window) -> Result<Vec<PulledRow>, SqlError> {
+            if let Some(dir) = &self.rival {
+                let other = Watermark::default();
+                LocalLake::new(dir)
+                    .put(
+                        &watermark_path("platform", &USERS),
+                        serde_json::to_vec(&other).expect("json").into(),
+                        PutMode::Overwrite,
+                    )
+                    .await
+                    .expect("rival");
+            }
+            let mut rows: Vec<PulledRow> = self
+                .rows
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter(|(_, s)| at(*s) >= window.from && at(*s) <= window.to)
+                .map(|(k, s)| PulledRow {
+                    change: Change {
+                        key: k.clone(),
+                        at: at(*s),
+                    },
+                    row: json!({"user_id": k, "updated_at": at(*s).to_rfc3339()})
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                })
+                .collect();
+            rows.sort_by(|a, b| (a.change.at, &a.change.key).cmp(&(b.change.at, &b.change.key)));
+            Ok(rows)
+        }
+    }
+
+    #[tokio::test]
+    async fn rows_land_in_bronze_before_the_watermark_moves_and_a_repeat_lands_nothing() {
+        let dir = tempfile::tempdir().expect("dir");
+        let lake = LocalLake::new(dir.path());
+        let db = Memory::new(&[("u1", 10), ("u2", 20)], 30);
+        let settings = PullSettings {
+            lag: Duration::seconds(5),
+            overlap: Duration::seconds(60),
+        };
+        let first = pull_table(&lake, &db, "platform", &USERS, settings)
+            .await
+            .expect("pull");
+        assert_eq!((first.rows, first.duplicates, first.through), (2, 0, Some(at(25))));
+        let bronze = first.bronze.expect("bronze");
+        assert!(
+            bronze.starts_with("bronze/sql/platform/users/ingest_date=2024-05-01/pull-20240501T100025"),
+            "{bronze}"
+        );
+        let text = String::from_utf8(lake.get(&bronze).await.expect("bronze").bytes.to_vec()).expect("utf-8");
+        assert_eq!(text.lines().count(), 2);
+
+        let again = pull_table(&lake, &db, "platform", &USERS, settings)
+            .await
+            .expect("pull");
+        assert_eq!((again.rows, again.duplicates, again.bronze), (0, 2, None));
+
+        db.rows.lock().expect("lock").push(("u3".into(), 12)); // committed late, stamped early
+        *db.now.lock().expect("lock") = 40;
+        let late = pull_table(&lake, &db, "platform", &USERS, settings)
+            .await
+            .expect("pull");
+        assert_eq!((late.rows, late.duplicates), (1, 2));
+        let stored: Watermark =
+            serde_json::from_slice(&lake.get(&watermark_path("platform", &USERS)).await.expect("wm").bytes)
+                .expect("json");
+        assert_eq!(stored.through, Some(at(35)));
+    }
+
+    #[tokio::test]
+    async fn a_watermark_moved_by_another_pull_is_a_race_not_an_overwrite() {
+        let dir = tempfile::tempdir().expect("dir");
+        let lake = LocalLake::new(dir.path());
+        let settings = PullSettings::default();
+        pull_table(&lake, &Memory::new(&[("u1", 10)], 30), "platform", &USERS, settings)
+            .await
+            .expect("first pull");
+        let mut racing = Memory::new(&[("u1", 10), ("u2", 20)], 40);
+        racing.rival = Some(dir.path().to_path_buf());
+        let e = pull_table(&lake, &racing, "platform", &USERS, settings)
+            .await
+            .expect_err("the rival moved it");
+        assert!(matches!(e, PullError::Raced(_)), "{e}");
+        let stored: Watermark =
+            serde_json::from_slice(&lake.get(&watermark_path("platform", &USERS)).await.expect("wm").bytes)
+                .expect("json");
+        assert_eq!(stored, Watermark::default(), "the rival's watermark stands");
+
+        lake.put(
+            &watermark_path("platform", &USERS),
+            b"not json".to_vec().into(),
+            PutMode::Overwrite,
+        )
+        .await
+        .expect("corrupt");
+        let e = pull_table(&lake, &Memory::new(&[], 50), "platform", &USERS, settings)
+            .await
+            .expect_err("unreadable");
+        assert!(e.to_string().contains("fix or delete it"), "{e}");
+    }
+}
