@@ -6,11 +6,12 @@ use movielake_core::sources::sql::{SqlTable, TABLES};
 
 use crate::clients::sql::Postgres;
 use crate::handler::AppState;
-use crate::pipelines::sql_pull::{PullSettings, pull_table};
+use crate::pipelines::sql_pull::{PullSettings, Sink, pull_table};
 
-/// Pull what changed in the platform's SQL database since the last pull (users, subscriptions)
-/// and land it in bronze (`bronze/sql/<source>/<table>/…jsonl`), then move each table's
-/// watermark (`ops/watermarks/sql/<source>/<table>.json`). Safe to run again at any time: rows
+/// Pull what changed in the platform's SQL database since the last pull (users, subscriptions):
+/// land it in bronze (`bronze/sql/<source>/<table>/…jsonl`), check it against the contracts
+/// sql_users and sql_subscriptions into silver (`silver/sql/<table>`, one row per version) and
+/// quarantine, then move each table's watermark (`ops/watermarks/sql/<source>/<table>.json`). Safe to run again at any time: rows
 /// already landed are recognised by key and change time.
 ///
 /// Reads up to the database's clock minus --lag-seconds (on PostgreSQL, never past the start
@@ -63,8 +64,13 @@ pub(super) async fn command(state: &AppState, args: PullSqlArgs) -> anyhow::Resu
         lag: chrono::Duration::seconds(i64::from(args.lag_seconds)),
         overlap: chrono::Duration::seconds(i64::from(args.overlap_seconds)),
     };
+    let sink = Sink {
+        lake: state.lake.as_ref(),
+        tables: &state.tables,
+        contracts: &state.contracts,
+    };
     for table in &tables {
-        let pulled = pull_table(state.lake.as_ref(), &db, &args.source, table, settings).await?;
+        let pulled = pull_table(&sink, &db, &args.source, table, settings).await?;
         println!(
             "{}: {} new row(s), {} already landed; read through {}{}",
             pulled.table,
@@ -73,6 +79,13 @@ pub(super) async fn command(state: &AppState, args: PullSqlArgs) -> anyhow::Resu
             pulled.through.map_or_else(|| "-".to_string(), |t| t.to_rfc3339()),
             pulled.bronze.map(|b| format!("; bronze {b}")).unwrap_or_default()
         );
+        if let Some(manifest) = pulled.manifest {
+            let c = &pulled.counts;
+            println!(
+                "  in {}: silver {}, quarantined {}, versions already in silver {}; manifest {manifest}",
+                c.records_in, c.silver, c.quarantined, c.duplicates_dropped
+            );
+        }
     }
     Ok(())
 }

@@ -1,15 +1,28 @@
 //! One incremental pull of a SQL table (issue 16): read past the table's watermark, land the
-//! new rows in bronze (create-only JSON lines, the rows as the database rendered them), then
-//! advance the watermark with a compare-and-swap. The watermark moves only after bronze is
-//! durable: a pull that dies in between is read again by the next one, whose re-read rows
-//! silver recognises by key and change time.
+//! new rows in bronze (create-only JSON lines, the rows as the database rendered them), check
+//! them against the table's contract (`sql_<table>`) into silver (one row per version: a MERGE
+//! that inserts the versions the table does not hold yet) and quarantine, write the run
+//! manifest, then advance the watermark with a compare-and-swap. The watermark moves only
+//! after all that is durable: a pull that dies in between is read again by the next one, and
+//! silver recognises the versions it already holds by key and change time.
+
+use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
+use movielake_core::ContractSet;
+use movielake_core::output::manifest::{Counts, Output, OutputKind, RunManifest};
+use movielake_core::output::naming::{quarantine_part, silver_table, stable_id};
+use movielake_core::output::silver::{Lineage, accepted_batch};
+use movielake_core::routing::quarantine::{SourcePointer, encode_jsonl};
+use movielake_core::routing::route::{RunContext, SourceRecord, route};
 use movielake_core::sources::sql::SqlTable;
 use movielake_core::sources::sql::watermark::Watermark;
 
 use crate::clients::sql::{SqlError, SqlSource, pull};
 use crate::lake::{ETag, Lake, LakeError, PutMode};
+use crate::tables::{TableError, Tables};
+
+pub const PIPELINE: &str = "sql_pull";
 
 /// How far behind the database's clock a pull stays, and how much it reads again.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +48,13 @@ pub enum PullError {
     Source(#[from] SqlError),
     #[error(transparent)]
     Lake(#[from] LakeError),
+    #[error(transparent)]
+    Table(#[from] TableError),
+    /// The contract `sql_<table>` is not in the contract set.
+    #[error("no contract {0} (contracts/{0}.toml): the pull's rows cannot be checked")]
+    NoContract(String),
+    #[error("{0}: cannot encode the silver rows: {1}")]
+    Encode(String, String),
     /// Another pull of the same table advanced the watermark first: this pull's rows are in
     /// bronze, and the next pull starts from the other one's watermark.
     #[error("{0}: another pull of this table moved the watermark first; run again")]
@@ -54,6 +74,16 @@ pub struct Pulled {
     /// The bronze object of the rows (none when nothing changed).
     pub bronze: Option<String>,
     pub through: Option<DateTime<Utc>>,
+    /// Where the pull's rows went (none when nothing changed).
+    pub counts: Counts,
+    pub manifest: Option<String>,
+}
+
+/// Where a pull writes: the lake, its tables, and the contracts the rows are checked against.
+pub struct Sink<'a> {
+    pub lake: &'a dyn Lake,
+    pub tables: &'a Tables,
+    pub contracts: &'a ContractSet,
 }
 
 /// Where a source's table keeps its watermark.
@@ -74,19 +104,27 @@ async fn load(lake: &dyn Lake, path: &str) -> Result<(Watermark, Option<ETag>), 
     }
 }
 
-/// Pulls `table` of the database `source` (named `name` in the lake) once.
+/// Pulls `table` of the database named `source` in the lake once.
 pub async fn pull_table(
-    lake: &dyn Lake,
+    sink: &Sink<'_>,
     db: &dyn SqlSource,
     source: &str,
     table: &SqlTable,
     settings: PullSettings,
 ) -> Result<Pulled, PullError> {
+    let (lake, started_at, clock) = (sink.lake, Utc::now(), Instant::now());
+    let contract_name = format!("sql_{}", table.name);
+    let contract = sink
+        .contracts
+        .get(&contract_name)
+        .ok_or_else(|| PullError::NoContract(contract_name.clone()))?;
     let path = watermark_path(source, table);
     let (watermark, etag) = load(lake, &path).await?;
     let pulled = pull(db, table, &watermark, settings.lag, settings.overlap).await?;
     let through = pulled.next.through;
     let mut bronze = None;
+    let mut counts = Counts::default();
+    let mut manifest = None;
     if !pulled.rows.is_empty() {
         let mut body = Vec::new();
         for row in &pulled.rows {
@@ -98,10 +136,37 @@ pub async fn pull_table(
             body.push(b'\n');
         }
         let object = bronze_path(source, table, through.unwrap_or_default(), &body);
-        match lake.put(&object, body.into(), PutMode::Create).await {
+        let size = body.len() as u64;
+        match lake.put(&object, body.clone().into(), PutMode::Create).await {
             Ok(_) | Err(LakeError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),
         }
+        let at = through.unwrap_or(started_at);
+        let mut outputs = vec![Output {
+            path: object.clone(),
+            kind: OutputKind::Bronze,
+            rows: Some(pulled.rows.len() as u64),
+            bytes: size,
+        }];
+        let committing = Instant::now();
+        let (c, version) = to_silver(sink, contract, &object, &body, at, &mut outputs).await?;
+        counts = c;
+        let run = RunManifest {
+            run_id: stable_id(&object),
+            pipeline: PIPELINE.to_string(),
+            binary_version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at,
+            finished_at: Utc::now(),
+            duration_ms: clock.elapsed().as_millis() as u64,
+            commit_ms: Some(committing.elapsed().as_millis() as u64),
+            inputs: vec![format!("{source}/{}", table.name)],
+            outputs,
+            counts: counts.clone(),
+            contracts: [(contract.name.clone(), contract.version)].into(),
+            poison: None,
+            tables: [(silver_table(contract), version)].into(),
+        };
+        manifest = Some(super::put_manifest(lake, &run, at.date_naive()).await?);
         bronze = Some(object);
     }
     let bytes = serde_json::to_vec_pretty(&pulled.next).map_err(|e| PullError::Watermark {
@@ -122,7 +187,77 @@ pub async fn pull_table(
         duplicates: pulled.duplicates,
         bronze,
         through,
+        counts,
+        manifest,
     })
+}
+
+/// Checks the bronze object's rows against `contract`: the valid versions go into the silver
+/// table unless it holds them already (counted as duplicates then), the others to quarantine
+/// with every reason. Returns the counts and the table version the insert made.
+async fn to_silver(
+    sink: &Sink<'_>,
+    contract: &movielake_core::Contract,
+    object: &str,
+    body: &[u8],
+    at: DateTime<Utc>,
+    outputs: &mut Vec<Output>,
+) -> Result<(Counts, Option<u64>), PullError> {
+    let ctx = RunContext {
+        run_id: stable_id(object),
+        ingested_at: at,
+    };
+    let records = body
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .enumerate()
+        .map(|(i, line)| {
+            SourceRecord::json(
+                String::from_utf8_lossy(line),
+                SourcePointer {
+                    object: object.to_string(),
+                    line: Some(i as u64 + 1),
+                    ..Default::default()
+                },
+            )
+        });
+    let routed = route(contract, records, &ctx);
+    let mut counts = Counts::of(&routed);
+    let table = silver_table(contract);
+    let mut version = None;
+    if !routed.silver.is_empty() {
+        let rows: Vec<_> = routed.silver.iter().collect();
+        let lineage = Lineage {
+            ingested_at: at,
+            run_id: &ctx.run_id,
+        };
+        let batch =
+            accepted_batch(contract, &rows, &lineage).map_err(|e| PullError::Encode(table.clone(), e.to_string()))?;
+        let key: Vec<&str> = contract
+            .key
+            .iter()
+            .filter_map(|&i| contract.columns.get(i).map(|c| c.name.as_str()))
+            .collect();
+        let merged = sink.tables.merge(&table, batch, &key, "false").await?;
+        let inserted = merged.inserted as u64;
+        // Versions the table already held (an earlier attempt of this pull committed them).
+        counts.duplicates_dropped += counts.silver.saturating_sub(inserted);
+        counts.silver = inserted;
+        // The rows are in the table's log (manifest `tables`), not in objects of their own.
+        version = merged.version;
+    }
+    if !routed.quarantine.is_empty() {
+        let path = quarantine_part(contract, at.date_naive(), &ctx.run_id);
+        let bytes = encode_jsonl(&routed.quarantine);
+        outputs.push(Output {
+            path: path.clone(),
+            kind: OutputKind::Quarantine,
+            rows: Some(routed.quarantine.len() as u64),
+            bytes: bytes.len() as u64,
+        });
+        sink.lake.put(&path, bytes.into(), PutMode::Overwrite).await?;
+    }
+    Ok((counts, version))
 }
 
 /// `bronze/sql/<source>/<table>/ingest_date=…/pull-<ceiling>-<hash>.jsonl`: the same rows read
@@ -149,6 +284,19 @@ mod tests {
     use super::*;
     use crate::clients::sql::PulledRow;
     use crate::lake::LocalLake;
+    use crate::tables::TableLocation;
+
+    /// The sink of a folder lake `$lake` (a `LocalLake` named so), with its tables and the
+    /// built-in contracts.
+    macro_rules! sink {
+        ($lake:ident) => {
+            Sink {
+                lake: &$lake,
+                tables: &Tables::new(TableLocation::for_lake(&$lake.describe(), None).expect("tables")),
+                contracts: &crate::config::load_contracts(None).expect("contracts"),
+            }
+        };
+    }
 
     /// A table in memory: rows (key, seconds) and a clock; reads what is in the window.
     struct Memory {
@@ -203,10 +351,15 @@ mod tests {
                         key: k.clone(),
                         at: at(*s),
                     },
-                    row: json!({"user_id": k, "updated_at": at(*s).to_rfc3339()})
-                        .as_object()
-                        .cloned()
-                        .unwrap_or_default(),
+                    row: json!({
+                        "user_id": k,
+                        "email": format!("{k}@example.com"),
+                        "created_at": at(0).to_rfc3339(),
+                        "updated_at": at(*s).to_rfc3339(),
+                    })
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
                 })
                 .collect();
             rows.sort_by(|a, b| (a.change.at, &a.change.key).cmp(&(b.change.at, &b.change.key)));
@@ -223,10 +376,12 @@ mod tests {
             lag: Duration::seconds(5),
             overlap: Duration::seconds(60),
         };
-        let first = pull_table(&lake, &db, "platform", &USERS, settings)
+        let first = pull_table(&sink!(lake), &db, "platform", &USERS, settings)
             .await
             .expect("pull");
         assert_eq!((first.rows, first.duplicates, first.through), (2, 0, Some(at(25))));
+        assert_eq!((first.counts.records_in, first.counts.silver), (2, 2));
+        assert!(first.manifest.is_some());
         let bronze = first.bronze.expect("bronze");
         assert!(
             bronze.starts_with("bronze/sql/platform/users/ingest_date=2024-05-01/pull-20240501T100025"),
@@ -235,14 +390,14 @@ mod tests {
         let text = String::from_utf8(lake.get(&bronze).await.expect("bronze").bytes.to_vec()).expect("utf-8");
         assert_eq!(text.lines().count(), 2);
 
-        let again = pull_table(&lake, &db, "platform", &USERS, settings)
+        let again = pull_table(&sink!(lake), &db, "platform", &USERS, settings)
             .await
             .expect("pull");
         assert_eq!((again.rows, again.duplicates, again.bronze), (0, 2, None));
 
         db.rows.lock().expect("lock").push(("u3".into(), 12)); // committed late, stamped early
         *db.now.lock().expect("lock") = 40;
-        let late = pull_table(&lake, &db, "platform", &USERS, settings)
+        let late = pull_table(&sink!(lake), &db, "platform", &USERS, settings)
             .await
             .expect("pull");
         assert_eq!((late.rows, late.duplicates), (1, 2));
@@ -257,12 +412,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let lake = LocalLake::new(dir.path());
         let settings = PullSettings::default();
-        pull_table(&lake, &Memory::new(&[("u1", 10)], 30), "platform", &USERS, settings)
-            .await
-            .expect("first pull");
+        pull_table(
+            &sink!(lake),
+            &Memory::new(&[("u1", 10)], 30),
+            "platform",
+            &USERS,
+            settings,
+        )
+        .await
+        .expect("first pull");
         let mut racing = Memory::new(&[("u1", 10), ("u2", 20)], 40);
         racing.rival = Some(dir.path().to_path_buf());
-        let e = pull_table(&lake, &racing, "platform", &USERS, settings)
+        let e = pull_table(&sink!(lake), &racing, "platform", &USERS, settings)
             .await
             .expect_err("the rival moved it");
         assert!(matches!(e, PullError::Raced(_)), "{e}");
@@ -278,7 +439,7 @@ mod tests {
         )
         .await
         .expect("corrupt");
-        let e = pull_table(&lake, &Memory::new(&[], 50), "platform", &USERS, settings)
+        let e = pull_table(&sink!(lake), &Memory::new(&[], 50), "platform", &USERS, settings)
             .await
             .expect_err("unreadable");
         assert!(e.to_string().contains("fix or delete it"), "{e}");

@@ -27,5 +27,5 @@ pub async fn commit(tables: &Tables, updates: &BTreeMap<String, Vec<MovieRow>>) 
     }
     let refs: Vec<&MovieRow> = rows.iter().collect();
     let source = batch(&refs).map_err(|e| MoviesError::Encode(e.to_string()))?;
-    Ok(tables.merge(TABLE, source, "movie_id", NEWER).await?)
+    Ok(tables.merge(TABLE, source, &["movie_id"], NEWER).await?)
 }

@@ -194,7 +194,7 @@ pub(super) async fn merge(
     retry: &RetryPolicy,
     name: &str,
     source: RecordBatch,
-    key: &str,
+    key: &[&str],
     newer: &str,
 ) -> Result<Merged, TableError> {
     use deltalake::datafusion::prelude::SessionContext;
@@ -224,8 +224,13 @@ pub(super) async fn merge(
             .with_create_checkpoint(false)
             .with_cleanup_expired_logs(Some(false));
         let quoted = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
+        let on = key
+            .iter()
+            .map(|k| format!("t.{0} = s.{0}", quoted(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
         let merged = table
-            .merge(frame, format!("t.{} = s.{}", quoted(key), quoted(key)))
+            .merge(frame, on)
             .with_source_alias("s")
             .with_target_alias("t")
             .with_commit_properties(properties)

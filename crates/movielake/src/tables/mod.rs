@@ -159,9 +159,16 @@ impl Tables {
         Ok(done.is_some_and(|v| v >= txn.version))
     }
 
-    /// Upserts `source` by `key`, replacing a row only when `newer` holds (SQL over `s.` source
-    /// and `t.` target columns); see [`Merged`].
-    pub async fn merge(&self, name: &str, source: RecordBatch, key: &str, newer: &str) -> Result<Merged, TableError> {
+    /// Upserts `source` by `key` (one column or several), replacing a row only when `newer`
+    /// holds (SQL over `s.` source and `t.` target columns; `false`: insert what is not there
+    /// yet, never replace); see [`Merged`].
+    pub async fn merge(
+        &self,
+        name: &str,
+        source: RecordBatch,
+        key: &[&str],
+        newer: &str,
+    ) -> Result<Merged, TableError> {
         commit::merge(&self.location, &self.retry, name, source, key, newer).await
     }
 

@@ -409,7 +409,7 @@ async fn an_old_lake_becomes_delta_tables_without_a_data_file_rewritten() {
                 .merge(
                     movies::TABLE,
                     movies::batch(&[&later]).unwrap(),
-                    "movie_id",
+                    &["movie_id"],
                     movies::NEWER,
                 )
                 .await

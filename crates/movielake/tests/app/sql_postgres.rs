@@ -150,7 +150,8 @@ async fn a_missing_table_is_refused_with_a_hint_not_taken_for_an_outage() {
 #[tokio::test]
 async fn a_pull_lands_the_changed_rows_in_bronze_and_stores_its_watermark() {
     use movielake::lake::{Lake, LocalLake};
-    use movielake::pipelines::sql_pull::{PullSettings, pull_table, watermark_path};
+    use movielake::pipelines::sql_pull::{PullSettings, Sink, pull_table, watermark_path};
+    use movielake::tables::{TableLocation, Tables};
 
     let Some((db, _)) = database("to_bronze").await else {
         return;
@@ -166,11 +167,18 @@ async fn a_pull_lands_the_changed_rows_in_bronze_and_stores_its_watermark() {
         .expect("u2");
     let dir = tempfile::tempdir().unwrap();
     let lake = LocalLake::new(dir.path());
+    let tables = Tables::new(TableLocation::for_lake(dir.path().to_str().unwrap(), None).unwrap());
+    let contracts = movielake::config::load_contracts(Some(&crate::watch_events::contracts_dir())).expect("contracts");
+    let sink = Sink {
+        lake: &lake,
+        tables: &tables,
+        contracts: &contracts,
+    };
     let settings = PullSettings {
         lag: Duration::seconds(1),
         overlap: Duration::minutes(5),
     };
-    let first = pull_table(&lake, &db, "platform", &USERS, settings)
+    let first = pull_table(&sink, &db, "platform", &USERS, settings)
         .await
         .expect("pull");
     assert_eq!((first.rows, first.duplicates), (2, 0));
@@ -183,7 +191,7 @@ async fn a_pull_lands_the_changed_rows_in_bronze_and_stores_its_watermark() {
     assert_eq!(rows[0]["deleted_at"], serde_json::Value::Null);
     assert!(lake.get(&watermark_path("platform", &USERS)).await.is_ok());
 
-    let again = pull_table(&lake, &db, "platform", &USERS, settings)
+    let again = pull_table(&sink, &db, "platform", &USERS, settings)
         .await
         .expect("pull");
     assert_eq!((again.rows, again.duplicates, again.bronze), (0, 2, None));
@@ -192,7 +200,7 @@ async fn a_pull_lands_the_changed_rows_in_bronze_and_stores_its_watermark() {
     )
     .await
     .expect("update");
-    let change = pull_table(&lake, &db, "platform", &USERS, settings)
+    let change = pull_table(&sink, &db, "platform", &USERS, settings)
         .await
         .expect("pull");
     assert_eq!(
@@ -200,6 +208,72 @@ async fn a_pull_lands_the_changed_rows_in_bronze_and_stores_its_watermark() {
         (1, 1),
         "u2's new version only; u1 re-read in the overlap"
     );
+
+    // Silver holds every version once: u1, u2 and u2's new version.
+    assert_eq!((first.counts.silver, change.counts.silver), (2, 1));
+    let out = tables
+        .sql(
+            "silver/sql/users",
+            "SELECT user_id, count(*) AS versions FROM t GROUP BY user_id ORDER BY user_id",
+        )
+        .await
+        .expect("sql");
+    let text = format!("{out:?}");
+    let counts: Vec<(String, i64)> = out
+        .iter()
+        .flat_map(|b| {
+            let ids = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow_array::StringArray>()
+                .expect("ids")
+                .clone();
+            let n = b
+                .column(1)
+                .as_any()
+                .downcast_ref::<arrow_array::Int64Array>()
+                .expect("n")
+                .clone();
+            (0..b.num_rows()).map(move |i| (ids.value(i).to_string(), n.value(i)))
+        })
+        .collect();
+    assert_eq!(counts, [("u1".to_string(), 1), ("u2".to_string(), 2)], "{text}");
+
+    // A row the contract refuses goes to quarantine with its reason; the counts add up.
+    db.execute(
+        "INSERT INTO users (user_id, email, updated_at) VALUES ('u3', 'not-an-email', now() - interval '5 seconds')",
+    )
+    .await
+    .expect("u3");
+    let bad = pull_table(&sink, &db, "platform", &USERS, settings)
+        .await
+        .expect("pull");
+    let c = &bad.counts;
+    assert_eq!((c.records_in, c.silver, c.quarantined), (1, 0, 1), "{c:?}");
+    assert_eq!(c.records_in, c.silver + c.quarantined + c.duplicates_dropped);
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &lake
+            .get(bad.manifest.as_deref().expect("manifest"))
+            .await
+            .expect("manifest")
+            .bytes,
+    )
+    .unwrap();
+    let quarantine = manifest["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .find(|o| o["kind"] == "quarantine")
+        .expect("a quarantine output");
+    let line = String::from_utf8(
+        lake.get(quarantine["path"].as_str().unwrap())
+            .await
+            .expect("q")
+            .bytes
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(line.contains("not-an-email") && line.contains("\"regex\""), "{line}");
 }
 
 /// `movielake pull-sql` as a user runs it: the binary against the server, twice.
