@@ -10,6 +10,7 @@ pub mod gold;
 pub mod ledger;
 pub mod silver_tables;
 pub mod sql_pull;
+pub mod sql_scd;
 pub mod tmdb_lists;
 pub mod tmdb_movies;
 pub mod watch_events;

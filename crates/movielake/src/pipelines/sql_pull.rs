@@ -6,10 +6,12 @@
 //! after all that is durable: a pull that dies in between is read again by the next one, and
 //! silver recognises the versions it already holds by key and change time.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 use movielake_core::ContractSet;
+use movielake_core::contract::value::Value;
 use movielake_core::output::manifest::{Counts, Output, OutputKind, RunManifest};
 use movielake_core::output::naming::{quarantine_part, silver_table, stable_id};
 use movielake_core::output::silver::{Lineage, accepted_batch};
@@ -149,7 +151,7 @@ pub async fn pull_table(
             bytes: size,
         }];
         let committing = Instant::now();
-        let (c, version) = to_silver(sink, contract, &object, &body, at, &mut outputs).await?;
+        let (c, versions) = to_silver(sink, contract, &object, &body, at, &mut outputs).await?;
         counts = c;
         let run = RunManifest {
             run_id: stable_id(&object),
@@ -164,7 +166,7 @@ pub async fn pull_table(
             counts: counts.clone(),
             contracts: [(contract.name.clone(), contract.version)].into(),
             poison: None,
-            tables: [(silver_table(contract), version)].into(),
+            tables: versions,
         };
         manifest = Some(super::put_manifest(lake, &run, at.date_naive()).await?);
         bronze = Some(object);
@@ -202,7 +204,7 @@ async fn to_silver(
     body: &[u8],
     at: DateTime<Utc>,
     outputs: &mut Vec<Output>,
-) -> Result<(Counts, Option<u64>), PullError> {
+) -> Result<(Counts, BTreeMap<String, Option<u64>>), PullError> {
     let ctx = RunContext {
         run_id: stable_id(object),
         ingested_at: at,
@@ -225,6 +227,7 @@ async fn to_silver(
     let mut counts = Counts::of(&routed);
     let table = silver_table(contract);
     let mut version = None;
+    let mut scd = Vec::new();
     if !routed.silver.is_empty() {
         let rows: Vec<_> = routed.silver.iter().collect();
         let lineage = Lineage {
@@ -245,6 +248,21 @@ async fn to_silver(
         counts.silver = inserted;
         // The rows are in the table's log (manifest `tables`), not in objects of their own.
         version = merged.version;
+        if inserted > 0 {
+            let keys = rows
+                .iter()
+                .filter_map(|a| match contract.key.first().and_then(|&i| a.row.values.get(i)) {
+                    Some(Value::String(k)) => Some(k.clone()),
+                    Some(Value::Int64(k)) => Some(k.to_string()),
+                    _ => None,
+                })
+                .collect();
+            let refreshed = super::sql_scd::refresh(sink.tables, contract, &keys).await?;
+            scd = vec![
+                (super::sql_scd::history_table(contract), refreshed.history),
+                (super::sql_scd::current_table(contract), refreshed.current),
+            ];
+        }
     }
     if !routed.quarantine.is_empty() {
         let path = quarantine_part(contract, at.date_naive(), &ctx.run_id);
@@ -257,7 +275,9 @@ async fn to_silver(
         });
         sink.lake.put(&path, bytes.into(), PutMode::Overwrite).await?;
     }
-    Ok((counts, version))
+    let mut versions: BTreeMap<String, Option<u64>> = scd.into_iter().collect();
+    versions.insert(table, version);
+    Ok((counts, versions))
 }
 
 /// `bronze/sql/<source>/<table>/ingest_date=…/pull-<ceiling>-<hash>.jsonl`: the same rows read
@@ -405,6 +425,73 @@ mod tests {
             serde_json::from_slice(&lake.get(&watermark_path("platform", &USERS)).await.expect("wm").bytes)
                 .expect("json");
         assert_eq!(stored.through, Some(at(35)));
+    }
+
+    /// (valid_from, valid_to) seconds of each history row, in order.
+    async fn history(tables: &Tables) -> Vec<(i64, Option<i64>)> {
+        use deltalake::arrow::array::{Array, AsArray};
+        use deltalake::arrow::datatypes::TimestampMicrosecondType;
+        let out = tables
+            .sql(
+                "silver/sql/users_history",
+                "SELECT valid_from, valid_to FROM t ORDER BY valid_from",
+            )
+            .await
+            .expect("history");
+        let seconds = |micros: i64| micros / 1_000_000 - 1_714_557_600;
+        out.iter()
+            .flat_map(|b| {
+                let (from, to) = (
+                    b.column(0).as_primitive::<TimestampMicrosecondType>().clone(),
+                    b.column(1).as_primitive::<TimestampMicrosecondType>().clone(),
+                );
+                (0..b.num_rows()).map(move |i| (seconds(from.value(i)), (!to.is_null(i)).then(|| seconds(to.value(i)))))
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_late_version_is_slotted_into_the_history_where_it_belongs() {
+        let dir = tempfile::tempdir().expect("dir");
+        let lake = LocalLake::new(dir.path());
+        let tables = Tables::new(TableLocation::for_lake(&lake.describe(), None).expect("tables"));
+        let contracts = crate::config::load_contracts(None).expect("contracts");
+        let sink = Sink {
+            lake: &lake,
+            tables: &tables,
+            contracts: &contracts,
+        };
+        let settings = PullSettings {
+            lag: Duration::zero(),
+            overlap: Duration::seconds(60),
+        };
+        let db = Memory::new(&[("u1", 10), ("u1", 30)], 40);
+        pull_table(&sink, &db, "platform", &USERS, settings)
+            .await
+            .expect("pull");
+        assert_eq!(history(&tables).await, [(10, Some(30)), (30, None)]);
+        db.rows.lock().expect("lock").push(("u1".into(), 20));
+        *db.now.lock().expect("lock") = 50;
+        let late = pull_table(&sink, &db, "platform", &USERS, settings)
+            .await
+            .expect("pull");
+        assert_eq!((late.rows, late.counts.silver), (1, 1));
+        assert_eq!(history(&tables).await, [(10, Some(20)), (20, Some(30)), (30, None)]);
+        let current = tables
+            .sql(
+                "silver/sql/users_current",
+                "SELECT count(*) AS n, count(*) FILTER (WHERE updated_at = to_timestamp_seconds(1714557630)) AS latest FROM t",
+            )
+            .await
+            .expect("current");
+        let n = |c: usize| {
+            current[0]
+                .column(c)
+                .as_any()
+                .downcast_ref::<deltalake::arrow::array::Int64Array>()
+                .map(|a| a.value(0))
+        };
+        assert_eq!((n(0), n(1)), (Some(1), Some(1)), "one current row: the version of 30 s");
     }
 
     #[tokio::test]

@@ -239,6 +239,37 @@ async fn a_pull_lands_the_changed_rows_in_bronze_and_stores_its_watermark() {
         .collect();
     assert_eq!(counts, [("u1".to_string(), 1), ("u2".to_string(), 2)], "{text}");
 
+    // History (SCD2): u2's first version ends where its second begins; current (SCD1): the
+    // latest version of each user.
+    let out = tables
+        .sql(
+            "silver/sql/users_history",
+            "SELECT user_id, CAST(valid_to = lead(valid_from) OVER (PARTITION BY user_id ORDER BY valid_from) AS VARCHAR) AS chained, \
+             CAST(valid_to IS NULL AS VARCHAR) AS open FROM t ORDER BY user_id, valid_from",
+        )
+        .await
+        .expect("history");
+    assert_eq!(
+        strings(&out),
+        [
+            vec!["u1".to_string(), String::new(), "true".into()],
+            vec!["u2".into(), "true".into(), "false".into()],
+            vec!["u2".into(), String::new(), "true".into()],
+        ],
+        "u2's versions chain; only the last is open"
+    );
+    let out = tables
+        .sql(
+            "silver/sql/users_current",
+            "SELECT user_id, display_name FROM t ORDER BY user_id",
+        )
+        .await
+        .expect("current");
+    assert_eq!(
+        strings(&out),
+        [vec!["u1".to_string(), String::new()], vec!["u2".into(), "Ann".into()]]
+    );
+
     // A row the contract refuses goes to quarantine with its reason; the counts add up.
     db.execute(
         "INSERT INTO users (user_id, email, updated_at) VALUES ('u3', 'not-an-email', now() - interval '5 seconds')",
@@ -310,4 +341,31 @@ async fn the_pull_sql_command_lands_rows_and_a_second_run_lands_nothing() {
         out.contains("users: 0 new row(s), 1 already landed") && !out.contains("bronze "),
         "{out}"
     );
+}
+
+/// Every row of string columns as strings ("" for null).
+fn strings(batches: &[arrow_array::RecordBatch]) -> Vec<Vec<String>> {
+    use arrow_array::Array;
+    let mut rows = Vec::new();
+    for b in batches {
+        for i in 0..b.num_rows() {
+            rows.push(
+                b.columns()
+                    .iter()
+                    .map(|c| {
+                        let c = c
+                            .as_any()
+                            .downcast_ref::<arrow_array::StringArray>()
+                            .expect("a string column");
+                        if c.is_null(i) {
+                            String::new()
+                        } else {
+                            c.value(i).to_string()
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    rows
 }
