@@ -72,6 +72,8 @@ NOT_SET = {
     "TMDB_BASE_URL": "defaults to TMDB's public API; only tests point it at a stand-in server",
     "TMDB_LISTS": "defaults to ./tmdb_lists.toml, shipped in the package (scripts/package.sh), else the "
                   "copy built into the binary",
+    "MOVIELAKE_SQL_DATABASE": "read by the CLI command pull-sql only; no Function pulls the SQL database yet "
+                              "(issue 16: the pull_subscriptions timer, with TLS and an Entra token, is not built)",
 }
 MUST_NOT_SET = {"MOVIELAKE_LAKE_SAS"}
 # Not supported on Flex Consumption (runtime and content come from functionAppConfig).
