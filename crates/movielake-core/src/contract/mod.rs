@@ -111,6 +111,9 @@ pub struct Contract {
     pub partition_by: Vec<usize>,
     pub unknown_fields: UnknownFields,
     pub rules: Vec<RowRule>,
+    /// For tables kept with history (SCD type 2): the columns whose change opens a new
+    /// version; a change to any other column updates the open one. Empty: every column.
+    pub track_history: Vec<usize>,
     /// Where it was loaded from, for messages.
     pub file: String,
 }
@@ -187,6 +190,7 @@ impl Contract {
         };
         let key = resolve(&raw.key, "key")?;
         let partition_by = resolve(&raw.partition_by, "partition_by")?;
+        let track_history = resolve(&raw.track_history, "track_history")?;
         for &p in &partition_by {
             if columns[p].ty.is_list() {
                 return Err(at(
@@ -226,6 +230,7 @@ impl Contract {
             partition_by,
             unknown_fields: raw.unknown_fields,
             rules,
+            track_history,
             file: file.to_string(),
         })
     }
@@ -281,6 +286,8 @@ struct RawContract {
     key: Spanned<Vec<String>>,
     #[serde(default = "empty_list")]
     partition_by: Spanned<Vec<String>>,
+    #[serde(default = "empty_list")]
+    track_history: Spanned<Vec<String>>,
     #[serde(default)]
     unknown_fields: UnknownFields,
     #[serde(default)]

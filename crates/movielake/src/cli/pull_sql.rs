@@ -10,8 +10,10 @@ use crate::pipelines::sql_pull::{PullSettings, Sink, pull_table};
 
 /// Pull what changed in the platform's SQL database since the last pull (users, subscriptions):
 /// land it in bronze (`bronze/sql/<source>/<table>/…jsonl`), check it against the contracts
-/// sql_users and sql_subscriptions into silver (`silver/sql/<table>`, one row per version) and
-/// quarantine, then move each table's watermark (`ops/watermarks/sql/<source>/<table>.json`). Safe to run again at any time: rows
+/// sql_users and sql_subscriptions into silver and quarantine, then move each table's
+/// watermark (`ops/watermarks/sql/<source>/<table>.json`). Silver: `silver/sql/<table>_changes`
+/// (every version), `silver/sql/<table>` (current state, deleted keys flagged) and
+/// `silver/sql/<table>_history` (valid_from/valid_to). Safe to run again at any time: rows
 /// already landed are recognised by key and change time.
 ///
 /// Reads up to the database's clock minus --lag-seconds (on PostgreSQL, never past the start
@@ -36,6 +38,14 @@ pub struct PullSqlArgs {
     /// How much before the last pull's ceiling each pull reads again (changes committed late).
     #[arg(long, default_value_t = 900)]
     overlap_seconds: u32,
+    /// How often a pull also reads every key to find rows deleted outright (hard deletes),
+    /// in hours since the last such comparison; 0: every pull. A full scan of the key column:
+    /// keep it rare on big tables.
+    #[arg(long, default_value_t = 24, conflicts_with = "no_key_check")]
+    key_check_hours: u32,
+    /// Never compare keys (hard deletes are then not seen; soft deletes, `deleted_at`, are).
+    #[arg(long)]
+    no_key_check: bool,
 }
 
 pub(super) async fn command(state: &AppState, args: PullSqlArgs) -> anyhow::Result<()> {
@@ -63,6 +73,7 @@ pub(super) async fn command(state: &AppState, args: PullSqlArgs) -> anyhow::Resu
     let settings = PullSettings {
         lag: chrono::Duration::seconds(i64::from(args.lag_seconds)),
         overlap: chrono::Duration::seconds(i64::from(args.overlap_seconds)),
+        key_check: (!args.no_key_check).then(|| chrono::Duration::hours(i64::from(args.key_check_hours))),
     };
     let sink = Sink {
         lake: state.lake.as_ref(),
@@ -79,6 +90,9 @@ pub(super) async fn command(state: &AppState, args: PullSqlArgs) -> anyhow::Resu
             pulled.through.map_or_else(|| "-".to_string(), |t| t.to_rfc3339()),
             pulled.bronze.map(|b| format!("; bronze {b}")).unwrap_or_default()
         );
+        if let Some(gone) = pulled.deleted {
+            println!("  keys compared: {gone} deleted outright since the last comparison");
+        }
         if let Some(manifest) = pulled.manifest {
             let c = &pulled.counts;
             println!(

@@ -43,6 +43,8 @@ pub trait SqlSource: Send + Sync {
     async fn ceiling(&self, lag: Duration) -> Result<DateTime<Utc>, SqlError>;
     /// The rows of `table` whose change time is in `window`, in change then key order.
     async fn changes(&self, table: &SqlTable, window: &Window) -> Result<Vec<PulledRow>, SqlError>;
+    /// Every key `table` holds now, as text (a full key comparison).
+    async fn keys(&self, table: &SqlTable) -> Result<Vec<String>, SqlError>;
 }
 
 /// One pull of `table` past `watermark`: the rows to land and the watermark to store once
@@ -171,6 +173,14 @@ impl SqlSource for Postgres {
                 let text: String = r.try_get(0).map_err(refused)?;
                 decode_row(table, &text)
             })
+            .collect()
+    }
+
+    async fn keys(&self, table: &SqlTable) -> Result<Vec<String>, SqlError> {
+        let sql = format!("SELECT k::text FROM ({}) AS c(k)", Dialect::Postgres.keys_sql(table));
+        let rows = self.client.query(&sql, &[]).await.map_err(refused)?;
+        rows.iter()
+            .map(|r| r.try_get::<_, String>(0).map_err(refused))
             .collect()
     }
 }

@@ -6,23 +6,28 @@
 //! after all that is durable: a pull that dies in between is read again by the next one, and
 //! silver recognises the versions it already holds by key and change time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
+use deltalake::arrow::array::{Array, AsArray, Int64Array, RecordBatch};
+use deltalake::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use movielake_core::ContractSet;
+use movielake_core::contract::validate::{Reason, Rejection, Stage};
 use movielake_core::contract::value::Value;
 use movielake_core::output::manifest::{Counts, Output, OutputKind, RunManifest};
-use movielake_core::output::naming::{quarantine_part, silver_table, stable_id};
-use movielake_core::output::silver::{Lineage, accepted_batch};
+use movielake_core::output::naming::{quarantine_part, stable_id};
+use movielake_core::output::silver::{EncodeError, Lineage, SOURCE_OBJECT, accepted_batch};
 use movielake_core::routing::quarantine::{SourcePointer, encode_jsonl};
-use movielake_core::routing::route::{RunContext, SourceRecord, route};
+use movielake_core::routing::route::{Accepted, RunContext, SourceRecord, quarantine, route};
 use movielake_core::sources::sql::SqlTable;
 use movielake_core::sources::sql::watermark::Watermark;
 
+use super::sql_scd;
 use crate::clients::sql::{SqlError, SqlSource, pull};
 use crate::lake::{ETag, Lake, LakeError, PutMode};
-use crate::tables::{TableError, Tables};
+use crate::tables::{TableError, Tables, Upsert};
 
 pub const PIPELINE: &str = "sql_pull";
 
@@ -31,6 +36,9 @@ pub const PIPELINE: &str = "sql_pull";
 pub struct PullSettings {
     pub lag: Duration,
     pub overlap: Duration,
+    /// How often a pull also compares every key with silver's to find hard deletes (a
+    /// deleted row leaves nothing to read changes from). `None`: never; zero: every pull.
+    pub key_check: Option<Duration>,
 }
 
 impl Default for PullSettings {
@@ -40,6 +48,7 @@ impl Default for PullSettings {
         PullSettings {
             lag: Duration::seconds(5),
             overlap: Duration::minutes(15),
+            key_check: Some(Duration::hours(24)),
         }
     }
 }
@@ -79,6 +88,8 @@ pub struct Pulled {
     /// Where the pull's rows went (none when nothing changed).
     pub counts: Counts,
     pub manifest: Option<String>,
+    /// Keys a full key comparison found deleted (`None`: no comparison this pull).
+    pub deleted: Option<usize>,
 }
 
 /// Where a pull writes: the lake, its tables, and the contracts the rows are checked against.
@@ -171,7 +182,19 @@ pub async fn pull_table(
         manifest = Some(super::put_manifest(lake, &run, at.date_naive()).await?);
         bronze = Some(object);
     }
-    let bytes = serde_json::to_vec_pretty(&pulled.next).map_err(|e| PullError::Watermark {
+    let mut next = pulled.next;
+    let due = settings.key_check.is_some_and(|every| {
+        watermark
+            .keys_checked_at
+            .is_none_or(|last| through.is_none_or(|t| t - last >= every))
+    });
+    let mut deleted = None;
+    if due {
+        let (checked_at, gone) = check_keys(sink, db, source, table, contract).await?;
+        next.keys_checked_at = Some(checked_at);
+        deleted = Some(gone);
+    }
+    let bytes = serde_json::to_vec_pretty(&next).map_err(|e| PullError::Watermark {
         path: path.clone(),
         message: e.to_string(),
     })?;
@@ -191,12 +214,106 @@ pub async fn pull_table(
         through,
         counts,
         manifest,
+        deleted,
     })
 }
 
-/// Checks the bronze object's rows against `contract`: the valid versions go into the silver
-/// table unless it holds them already (counted as duplicates then), the others to quarantine
-/// with every reason. Returns the counts and the table version the insert made.
+/// Compares every key the database holds with the keys silver's current state has alive: a
+/// key silver has and the database no longer has was deleted outright. Each is landed in
+/// bronze (the comparison's finding, with the database's time), recorded in the table's
+/// deletes table, and its history closed. Returns the comparison's time and the keys found.
+async fn check_keys(
+    sink: &Sink<'_>,
+    db: &dyn SqlSource,
+    source: &str,
+    table: &SqlTable,
+    contract: &movielake_core::Contract,
+) -> Result<(DateTime<Utc>, usize), PullError> {
+    // The database's clock before the keys are read: a key gone from the read was gone then
+    // or soon after, and every version of it already pulled is older.
+    let checked_at = db.ceiling(Duration::zero()).await?;
+    let present: std::collections::HashSet<String> = db.keys(table).await?.into_iter().collect();
+    let key = sql_scd::key_column(contract)?;
+    let current = sql_scd::current_table(contract);
+    let alive = sql_scd::read(
+        sink.tables,
+        &current,
+        &format!("SELECT CAST(\"{key}\" AS VARCHAR) FROM t WHERE NOT is_deleted"),
+    )
+    .await?;
+    let mut gone = BTreeSet::new();
+    if let Some(batch) = alive {
+        let keys = batch
+            .column(0)
+            .as_string_opt::<i32>()
+            .ok_or_else(|| PullError::Encode(current.clone(), "keys are not text".into()))?;
+        gone.extend(
+            (0..keys.len())
+                .filter(|&i| !keys.is_null(i) && !present.contains(keys.value(i)))
+                .map(|i| keys.value(i).to_string()),
+        );
+    }
+    if gone.is_empty() {
+        return Ok((checked_at, 0));
+    }
+    let mut body = Vec::new();
+    for k in &gone {
+        let line =
+            serde_json::json!({ (table.key): k, "deleted_at": checked_at.to_rfc3339(), "found_by": "key comparison" });
+        body.extend_from_slice(line.to_string().as_bytes());
+        body.push(b'\n');
+    }
+    let object = format!(
+        "bronze/sql/{source}/{}/ingest_date={}/deletes-{}-{:016x}.jsonl",
+        table.name,
+        checked_at.format("%Y-%m-%d"),
+        checked_at.format("%Y%m%dT%H%M%S%.6fZ"),
+        xxhash_rust::xxh3::xxh3_64(&body)
+    );
+    match sink.lake.put(&object, body.into(), PutMode::Create).await {
+        Ok(_) | Err(LakeError::AlreadyExists { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let micros = checked_at.timestamp_micros();
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new(&key, DataType::Utf8, false),
+            Field::new(
+                sql_scd::DELETED_AT,
+                DataType::Timestamp(deltalake::arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+            Field::new(SOURCE_OBJECT, DataType::Utf8, false),
+        ])),
+        vec![
+            Arc::new(deltalake::arrow::array::StringArray::from_iter_values(gone.iter())),
+            Arc::new(
+                deltalake::arrow::array::TimestampMicrosecondArray::from_iter_values(gone.iter().map(|_| micros))
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(deltalake::arrow::array::StringArray::from_iter_values(
+                gone.iter().map(|_| object.as_str()),
+            )),
+        ],
+    )
+    .map_err(|e| PullError::Encode(sql_scd::deletes_table(contract), e.to_string()))?;
+    sink.tables
+        .merge(
+            &sql_scd::deletes_table(contract),
+            batch,
+            &[&key, sql_scd::DELETED_AT],
+            Upsert::InsertNew,
+        )
+        .await?;
+    sql_scd::refresh(sink.tables, contract, &gone).await?;
+    Ok((checked_at, gone.len()))
+}
+
+/// Checks the bronze object's rows against `contract`: the valid versions go into the change
+/// log unless it holds them already (an exact repeat is counted as a duplicate; a different row
+/// with the same key and change time is a conflict, quarantined at stage `dedupe`), the others
+/// to quarantine with every reason; then the history and current state of the touched keys
+/// are recomputed. Returns the counts and the table versions committed.
 async fn to_silver(
     sink: &Sink<'_>,
     contract: &movielake_core::Contract,
@@ -209,59 +326,113 @@ async fn to_silver(
         run_id: stable_id(object),
         ingested_at: at,
     };
-    let records = body
-        .split(|b| *b == b'\n')
-        .filter(|line| !line.is_empty())
-        .enumerate()
-        .map(|(i, line)| {
-            SourceRecord::json(
-                String::from_utf8_lossy(line),
-                SourcePointer {
-                    object: object.to_string(),
-                    line: Some(i as u64 + 1),
-                    ..Default::default()
-                },
-            )
-        });
-    let routed = route(contract, records, &ctx);
+    let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').filter(|line| !line.is_empty()).collect();
+    let record = |i: usize| {
+        SourceRecord::json(
+            String::from_utf8_lossy(lines.get(i).copied().unwrap_or_default()),
+            SourcePointer {
+                object: object.to_string(),
+                line: Some(i as u64 + 1),
+                ..Default::default()
+            },
+        )
+    };
+    let mut routed = route(contract, (0..lines.len()).map(record), &ctx);
     let mut counts = Counts::of(&routed);
-    let table = silver_table(contract);
-    let mut version = None;
-    let mut scd = Vec::new();
+    let changes = sql_scd::changes_table(contract);
+    let mut versions = BTreeMap::new();
     if !routed.silver.is_empty() {
-        let rows: Vec<_> = routed.silver.iter().collect();
-        let lineage = Lineage {
-            ingested_at: at,
-            run_id: &ctx.run_id,
+        let key = sql_scd::key_column(contract)?;
+        let identity = |a: &Accepted| -> Option<(String, i64)> {
+            let k = match contract.key.first().and_then(|&i| a.row.values.get(i)) {
+                Some(Value::String(k)) => k.clone(),
+                Some(Value::Int64(k)) => k.to_string(),
+                _ => return None,
+            };
+            match contract.key.get(1).and_then(|&i| a.row.values.get(i)) {
+                Some(Value::Timestamp(t)) => Some((k, t.timestamp_micros())),
+                _ => None,
+            }
         };
-        let batch =
-            accepted_batch(contract, &rows, &lineage).map_err(|e| PullError::Encode(table.clone(), e.to_string()))?;
-        let key: Vec<&str> = contract
-            .key
+        let touched: BTreeSet<String> = routed
+            .silver
             .iter()
-            .filter_map(|&i| contract.columns.get(i).map(|c| c.name.as_str()))
+            .filter_map(|a| identity(a).map(|(k, _)| k))
             .collect();
-        let merged = sink.tables.merge(&table, batch, &key, "false").await?;
-        let inserted = merged.inserted as u64;
-        // Versions the table already held (an earlier attempt of this pull committed them).
-        counts.duplicates_dropped += counts.silver.saturating_sub(inserted);
-        counts.silver = inserted;
-        // The rows are in the table's log (manifest `tables`), not in objects of their own.
-        version = merged.version;
-        if inserted > 0 {
-            let keys = rows
+        // What the change log holds for these keys: (key, change time) -> digest.
+        let held: HashMap<(String, i64), i64> = match sql_scd::read(
+            sink.tables,
+            &changes,
+            &format!(
+                "SELECT CAST(\"{key}\" AS VARCHAR) AS k, CAST(updated_at AS BIGINT) AS at, {d} AS d FROM t WHERE {f}",
+                d = sql_scd::DIGEST,
+                f = sql_scd::key_filter("", &key, &touched)
+            ),
+        )
+        .await?
+        {
+            Some(batch) => held_digests(&batch).map_err(|e| PullError::Encode(changes.clone(), e))?,
+            None => HashMap::new(),
+        };
+        let mut fresh = Vec::new();
+        for accepted in std::mem::take(&mut routed.silver) {
+            let digest = accepted.body_hash as i64;
+            match identity(&accepted).and_then(|id| held.get(&id).copied()) {
+                None => fresh.push(accepted),
+                Some(d) if d == digest => counts.duplicates_dropped += 1,
+                Some(_) => {
+                    let line = accepted.pointer.line.unwrap_or(1).saturating_sub(1) as usize;
+                    let rejection = Rejection {
+                        stage: Stage::Dedupe,
+                        reasons: vec![Reason::new(
+                            "conflicting_version",
+                            None,
+                            "the change log already holds a different row with this key and change time \
+                             (two writes in one instant?): the first one landed is kept"
+                                .to_string(),
+                        )],
+                    };
+                    routed
+                        .quarantine
+                        .push(quarantine(contract, &ctx, record(line), rejection));
+                }
+            }
+        }
+        counts.silver = fresh.len() as u64;
+        let conflicts = routed.quarantine.len() as u64 - counts.quarantined;
+        counts.quarantined += conflicts;
+        if conflicts > 0 {
+            *counts
+                .quarantined_by_rule
+                .entry("conflicting_version".into())
+                .or_default() += conflicts;
+        }
+        if !fresh.is_empty() {
+            let rows: Vec<_> = fresh.iter().collect();
+            let lineage = Lineage {
+                ingested_at: at,
+                run_id: &ctx.run_id,
+            };
+            let batch = accepted_batch(contract, &rows, &lineage)
+                .and_then(|b| with_digest(b, fresh.iter().map(|a| a.body_hash as i64)))
+                .map_err(|e| PullError::Encode(changes.clone(), e.to_string()))?;
+            let key_columns: Vec<&str> = contract
+                .key
                 .iter()
-                .filter_map(|a| match contract.key.first().and_then(|&i| a.row.values.get(i)) {
-                    Some(Value::String(k)) => Some(k.clone()),
-                    Some(Value::Int64(k)) => Some(k.to_string()),
-                    _ => None,
-                })
+                .filter_map(|&i| contract.columns.get(i).map(|c| c.name.as_str()))
                 .collect();
-            let refreshed = super::sql_scd::refresh(sink.tables, contract, &keys).await?;
-            scd = vec![
-                (super::sql_scd::history_table(contract), refreshed.history),
-                (super::sql_scd::current_table(contract), refreshed.current),
-            ];
+            let merged = sink
+                .tables
+                .merge(&changes, batch, &key_columns, Upsert::InsertNew)
+                .await?;
+            // A rival pull committed some of them in between: they are repeats.
+            counts.duplicates_dropped += counts.silver.saturating_sub(merged.inserted as u64);
+            counts.silver = merged.inserted as u64;
+            versions.insert(changes.clone(), merged.version);
+            let keys = fresh.iter().filter_map(|a| identity(a).map(|(k, _)| k)).collect();
+            let refreshed = sql_scd::refresh(sink.tables, contract, &keys).await?;
+            versions.insert(sql_scd::history_table(contract), refreshed.history);
+            versions.insert(sql_scd::current_table(contract), refreshed.current);
         }
     }
     if !routed.quarantine.is_empty() {
@@ -275,9 +446,32 @@ async fn to_silver(
         });
         sink.lake.put(&path, bytes.into(), PutMode::Overwrite).await?;
     }
-    let mut versions: BTreeMap<String, Option<u64>> = scd.into_iter().collect();
-    versions.insert(table, version);
     Ok((counts, versions))
+}
+
+/// `(key, change time in µs) -> digest` from the change log's rows.
+fn held_digests(batch: &RecordBatch) -> Result<HashMap<(String, i64), i64>, String> {
+    let (Some(k), Some(at), Some(d)) = (
+        batch.column(0).as_string_opt::<i32>(),
+        batch.column(1).as_primitive_opt::<Int64Type>(),
+        batch.column(2).as_primitive_opt::<Int64Type>(),
+    ) else {
+        return Err(format!("unexpected change log columns: {:?}", batch.schema()));
+    };
+    Ok((0..batch.num_rows())
+        .filter(|&i| !k.is_null(i) && !at.is_null(i))
+        .map(|i| ((k.value(i).to_string(), at.value(i)), d.value(i)))
+        .collect())
+}
+
+/// The batch with the rows' digests appended as `_digest`.
+fn with_digest(batch: RecordBatch, digests: impl Iterator<Item = i64>) -> Result<RecordBatch, EncodeError> {
+    let schema = batch.schema();
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(sql_scd::DIGEST, DataType::Int64, false));
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(Int64Array::from_iter_values(digests)));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(EncodeError::from)
 }
 
 /// `bronze/sql/<source>/<table>/ingest_date=…/pull-<ceiling>-<hash>.jsonl`: the same rows read
@@ -374,6 +568,7 @@ mod tests {
                     row: json!({
                         "user_id": k,
                         "email": format!("{k}@example.com"),
+                        "display_name": format!("as of {s}"),
                         "created_at": at(0).to_rfc3339(),
                         "updated_at": at(*s).to_rfc3339(),
                     })
@@ -385,6 +580,9 @@ mod tests {
             rows.sort_by(|a, b| (a.change.at, &a.change.key).cmp(&(b.change.at, &b.change.key)));
             Ok(rows)
         }
+        async fn keys(&self, _: &SqlTable) -> Result<Vec<String>, SqlError> {
+            Ok(self.rows.lock().expect("lock").iter().map(|(k, _)| k.clone()).collect())
+        }
     }
 
     #[tokio::test]
@@ -395,6 +593,7 @@ mod tests {
         let settings = PullSettings {
             lag: Duration::seconds(5),
             overlap: Duration::seconds(60),
+            key_check: None,
         };
         let first = pull_table(&sink!(lake), &db, "platform", &USERS, settings)
             .await
@@ -464,6 +663,7 @@ mod tests {
         let settings = PullSettings {
             lag: Duration::zero(),
             overlap: Duration::seconds(60),
+            key_check: None,
         };
         let db = Memory::new(&[("u1", 10), ("u1", 30)], 40);
         pull_table(&sink, &db, "platform", &USERS, settings)
@@ -479,7 +679,7 @@ mod tests {
         assert_eq!(history(&tables).await, [(10, Some(20)), (20, Some(30)), (30, None)]);
         let current = tables
             .sql(
-                "silver/sql/users_current",
+                "silver/sql/users",
                 "SELECT count(*) AS n, count(*) FILTER (WHERE updated_at = to_timestamp_seconds(1714557630)) AS latest FROM t",
             )
             .await

@@ -1,33 +1,100 @@
-//! The current state (SCD1) and the history (SCD2) of a SQL table, kept from its version table
-//! (`silver/sql/<table>`: one row per key and `updated_at`) after each pull:
-//! - `silver/sql/<table>_history`: every version with `valid_from` (its `updated_at`) and
-//!   `valid_to` (the next version's `updated_at`; null for the current one), the half-open
-//!   interval `[valid_from, valid_to)` an event at time T is matched against;
-//! - `silver/sql/<table>_current`: each key's latest version.
+//! The tables a SQL table's pulls keep in silver (issue 16), all Delta:
+//! - `silver/sql/<table>_changes`: the change log, one row per key and change time as the pulls
+//!   read it (with `_digest`, the row's hash, to tell a repeat from a conflicting version);
+//! - `silver/sql/<table>_deletes`: hard deletes found by comparing keys (key, `deleted_at`);
+//! - `silver/sql/<table>_history`: SCD type 2, `valid_from`/`valid_to` (half-open, source
+//!   change times) and `is_current`;
+//! - `silver/sql/<table>`: SCD type 1, each key's latest state, `is_deleted` set for a
+//!   deleted key (soft: `deleted_at` set; hard: a key comparison found it gone).
 //!
-//! Both are recomputed for the keys a pull touched, from all of their versions, so a version
-//! that arrives late (older than one already landed) is slotted in where it belongs and its
-//! neighbour's `valid_to` corrected. Each is one MERGE commit.
+//! History and current state are recomputed after each pull for the keys it touched, from all
+//! of their changes and deletes, by `movielake_core::sources::sql::scd` (its property test
+//! holds the rules), and written with one MERGE each that rewrites exactly those keys' rows.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
-use deltalake::arrow::compute::concat_batches;
-use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMicrosecondArray, UInt32Array,
+};
+use deltalake::arrow::compute::{concat_batches, take};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, TimeUnit, TimestampMicrosecondType};
+use deltalake::arrow::row::{RowConverter, SortField};
 use movielake_core::Contract;
 use movielake_core::output::naming::silver_table;
+use movielake_core::sources::sql::scd::{Version, chain, current};
 
-use crate::tables::{TableError, Tables};
+use crate::tables::{TableError, Tables, Upsert};
 
-/// Above this many touched keys a refresh recomputes every key (one scan, no giant IN list).
+/// Above this many touched keys a refresh reads every key (one scan, no giant IN list).
 const KEY_LIST_LIMIT: usize = 10_000;
+/// The change time every SQL table's contract has, and its soft-delete column where it has one.
+pub const UPDATED_AT: &str = "updated_at";
+pub const DELETED_AT: &str = "deleted_at";
+/// The change log's hash of the row as read.
+pub const DIGEST: &str = "_digest";
 
-/// The history and current tables of a version table.
+pub fn changes_table(contract: &Contract) -> String {
+    format!("{}_changes", silver_table(contract))
+}
+
+pub fn deletes_table(contract: &Contract) -> String {
+    format!("{}_deletes", silver_table(contract))
+}
+
 pub fn history_table(contract: &Contract) -> String {
     format!("{}_history", silver_table(contract))
 }
 
 pub fn current_table(contract: &Contract) -> String {
-    format!("{}_current", silver_table(contract))
+    silver_table(contract)
+}
+
+/// The business key: the contract's first key column (the second is the change time).
+pub fn key_column(contract: &Contract) -> Result<String, TableError> {
+    contract
+        .key
+        .first()
+        .and_then(|&i| contract.columns.get(i))
+        .map(|c| c.name.clone())
+        .ok_or_else(|| TableError::Invalid {
+            table: silver_table(contract),
+            message: "a SQL table's contract needs its primary key first in `key`".into(),
+        })
+}
+
+fn quoted(c: &str) -> String {
+    format!("\"{}\"", c.replace('"', "\"\""))
+}
+
+/// `WHERE <key> IN (…)` over `keys` (empty above [`KEY_LIST_LIMIT`]: every key).
+pub fn key_filter(alias: &str, key: &str, keys: &BTreeSet<String>) -> String {
+    if keys.len() > KEY_LIST_LIMIT {
+        return "true".into();
+    }
+    let list: Vec<String> = keys.iter().map(|k| format!("'{}'", k.replace('\'', "''"))).collect();
+    format!("{alias}{} IN ({})", quoted(key), list.join(", "))
+}
+
+/// The rows of `sql` over table `name`, as one batch; `None` when the table does not exist yet
+/// or the query found nothing.
+pub async fn read(tables: &Tables, name: &str, sql: &str) -> Result<Option<RecordBatch>, TableError> {
+    if tables.open(name).await?.version().is_none() {
+        return Ok(None);
+    }
+    let batches = tables.sql(name, sql).await?;
+    let Some(first) = batches.first() else {
+        return Ok(None);
+    };
+    let batch = concat_batches(&first.schema(), &batches).map_err(|e| invalid(name, &e))?;
+    Ok((batch.num_rows() > 0).then_some(batch))
+}
+
+fn invalid(table: &str, e: &dyn std::fmt::Display) -> TableError {
+    TableError::Invalid {
+        table: table.to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// The Delta versions the refresh committed (`None`: nothing changed in that table).
@@ -37,64 +104,202 @@ pub struct Refreshed {
     pub current: Option<u64>,
 }
 
-/// Recomputes history and current state for `keys` (values of the contract's first key
-/// column, the business key).
+/// Recomputes the history and the current state of `keys` from their changes and deletes.
 pub async fn refresh(tables: &Tables, contract: &Contract, keys: &BTreeSet<String>) -> Result<Refreshed, TableError> {
-    let versions = silver_table(contract);
-    let invalid = |message: String| TableError::Invalid {
-        table: versions.clone(),
-        message,
-    };
-    let key = contract
-        .key
-        .first()
-        .and_then(|&i| contract.columns.get(i))
-        .map(|c| c.name.clone())
-        .ok_or_else(|| invalid("a SQL table's contract needs its primary key first in `key`".into()))?;
     if keys.is_empty() {
         return Ok(Refreshed::default());
     }
-    let quoted = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
-    let filter = if keys.len() > KEY_LIST_LIMIT {
-        String::new()
-    } else {
-        let list: Vec<String> = keys.iter().map(|k| format!("'{}'", k.replace('\'', "''"))).collect();
-        format!("WHERE {} IN ({})", quoted(&key), list.join(", "))
+    let key = key_column(contract)?;
+    let changes_name = changes_table(contract);
+    let filter = key_filter("", &key, keys);
+    let Some(changes) = read(
+        tables,
+        &changes_name,
+        &format!("SELECT * FROM t WHERE {filter} ORDER BY {}, {UPDATED_AT}", quoted(&key)),
+    )
+    .await?
+    else {
+        return Ok(Refreshed::default());
     };
-    let history_sql = format!(
-        "SELECT *, updated_at AS valid_from, \
-         LEAD(updated_at) OVER (PARTITION BY {k} ORDER BY updated_at) AS valid_to FROM t {filter}",
-        k = quoted(&key)
-    );
-    let history = one_batch(tables.sql(&versions, &history_sql).await?).map_err(invalid)?;
-    let current_sql = format!("SELECT * EXCLUDE (valid_from, valid_to) FROM ({history_sql}) WHERE valid_to IS NULL");
-    let current = one_batch(tables.sql(&versions, &current_sql).await?).map_err(invalid)?;
-    let mut refreshed = Refreshed::default();
-    if let Some(batch) = history {
-        refreshed.history = tables
-            .merge(
-                &history_table(contract),
-                batch,
-                &[&key, "valid_from"],
-                "t.valid_to IS DISTINCT FROM s.valid_to",
-            )
-            .await?
-            .version;
-    }
-    if let Some(batch) = current {
-        refreshed.current = tables
-            .merge(&current_table(contract), batch, &[&key], "s.updated_at > t.updated_at")
-            .await?
-            .version;
-    }
-    Ok(refreshed)
+    let deletes = read(
+        tables,
+        &deletes_table(contract),
+        &format!("SELECT {k}, {DELETED_AT} FROM t WHERE {filter}", k = quoted(&key)),
+    )
+    .await?;
+    let bad = |e: &dyn std::fmt::Display| invalid(&changes_name, e);
+
+    let versions = versions(contract, &key, &changes, deletes.as_ref()).map_err(|e| bad(&e))?;
+    let n = changes.num_rows();
+    let intervals = chain(versions.clone());
+    let latest = current(versions, |i| i < n);
+
+    // History: the rows the intervals show, with their bounds.
+    let rows = UInt32Array::from_iter_values(intervals.iter().map(|i| i.index as u32));
+    let micros = |t: chrono::DateTime<chrono::Utc>| t.timestamp_micros();
+    let history = with_columns(
+        &changes,
+        &rows,
+        vec![
+            (
+                "valid_from",
+                timestamps(intervals.iter().map(|i| Some(micros(i.valid_from)))),
+            ),
+            ("valid_to", timestamps(intervals.iter().map(|i| i.valid_to.map(micros)))),
+            (
+                "is_current",
+                Arc::new(BooleanArray::from_iter(intervals.iter().map(|i| Some(i.is_current())))),
+            ),
+        ],
+    )
+    .map_err(|e| bad(&e))?;
+    // Current: each key's latest values, flagged when the key is deleted.
+    let latest: Vec<_> = latest.into_iter().filter(|c| c.values.is_some()).collect();
+    let rows = UInt32Array::from_iter_values(latest.iter().filter_map(|c| c.values.map(|i| i as u32)));
+    let current_batch = with_columns(
+        &changes,
+        &rows,
+        vec![
+            (
+                "is_deleted",
+                Arc::new(BooleanArray::from_iter(latest.iter().map(|c| Some(c.deleted)))),
+            ),
+            ("changed_at", timestamps(latest.iter().map(|c| Some(micros(c.at))))),
+        ],
+    )
+    .map_err(|e| bad(&e))?;
+
+    let scope = key_filter("t.", &key, keys);
+    let history = tables
+        .merge(
+            &history_table(contract),
+            history,
+            &[&key, "valid_from"],
+            Upsert::Rewrite { scope: &scope },
+        )
+        .await?
+        .version;
+    let current = tables
+        .merge(
+            &current_table(contract),
+            current_batch,
+            &[&key],
+            Upsert::Rewrite { scope: &scope },
+        )
+        .await?
+        .version;
+    Ok(Refreshed { history, current })
 }
 
-/// The query's batches as one (`None` when it found no row).
-fn one_batch(batches: Vec<RecordBatch>) -> Result<Option<RecordBatch>, String> {
-    let Some(first) = batches.first() else {
-        return Ok(None);
+/// The change log's rows (index = row) and the deletes (index = rows + i) as versions.
+fn versions(
+    contract: &Contract,
+    key: &str,
+    changes: &RecordBatch,
+    deletes: Option<&RecordBatch>,
+) -> Result<Vec<Version>, String> {
+    let keys = strings(changes, key)?;
+    let at = times(changes, UPDATED_AT)?;
+    let soft = match changes.schema().index_of(DELETED_AT) {
+        Ok(_) => Some(times(changes, DELETED_AT)?),
+        Err(_) => None,
     };
-    let batch = concat_batches(&first.schema(), &batches).map_err(|e| e.to_string())?;
-    Ok((batch.num_rows() > 0).then_some(batch))
+    // Tracked columns: those the contract names, else every column but the key and change time.
+    let tracked: Vec<&str> = if contract.track_history.is_empty() {
+        contract
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !contract.key.contains(i))
+            .map(|(_, c)| c.name.as_str())
+            .collect()
+    } else {
+        contract
+            .track_history
+            .iter()
+            .filter_map(|&i| contract.columns.get(i).map(|c| c.name.as_str()))
+            .collect()
+    };
+    let arrays: Vec<ArrayRef> = tracked
+        .iter()
+        .filter_map(|c| changes.column_by_name(c).cloned())
+        .collect();
+    let converter = RowConverter::new(arrays.iter().map(|a| SortField::new(a.data_type().clone())).collect())
+        .map_err(|e| e.to_string())?;
+    let encoded = converter.convert_columns(&arrays).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(changes.num_rows());
+    for i in 0..changes.num_rows() {
+        let (Some(k), Some(at)) = (keys.get(i).cloned().flatten(), at.get(i).copied().flatten()) else {
+            return Err(format!("row {i}: no {key} or {UPDATED_AT}"));
+        };
+        out.push(Version {
+            key: k,
+            at,
+            deleted: soft.as_ref().is_some_and(|s| s.get(i).copied().flatten().is_some()),
+            tracked: xxhash_rust::xxh3::xxh3_64(encoded.row(i).as_ref()),
+            index: i,
+        });
+    }
+    if let Some(deletes) = deletes {
+        let (keys, at) = (strings(deletes, key)?, times(deletes, DELETED_AT)?);
+        for (i, (k, at)) in keys.into_iter().zip(at).enumerate() {
+            if let (Some(key), Some(at)) = (k, at) {
+                out.push(Version {
+                    key,
+                    at,
+                    deleted: true,
+                    tracked: 0,
+                    index: changes.num_rows() + i,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn strings(batch: &RecordBatch, column: &str) -> Result<Vec<Option<String>>, String> {
+    let array = batch.column_by_name(column).ok_or(format!("no column {column}"))?;
+    let text = deltalake::arrow::compute::cast(array, &DataType::Utf8).map_err(|e| e.to_string())?;
+    let text = text.as_string::<i32>();
+    Ok((0..text.len())
+        .map(|i| (!text.is_null(i)).then(|| text.value(i).to_string()))
+        .collect())
+}
+
+fn times(batch: &RecordBatch, column: &str) -> Result<Vec<Option<chrono::DateTime<chrono::Utc>>>, String> {
+    let array = batch.column_by_name(column).ok_or(format!("no column {column}"))?;
+    let micros = deltalake::arrow::compute::cast(array, &DataType::Timestamp(TimeUnit::Microsecond, None))
+        .map_err(|e| e.to_string())?;
+    let micros = micros.as_primitive::<TimestampMicrosecondType>();
+    Ok((0..micros.len())
+        .map(|i| {
+            (!micros.is_null(i))
+                .then(|| chrono::DateTime::from_timestamp_micros(micros.value(i)))
+                .flatten()
+        })
+        .collect())
+}
+
+fn timestamps(values: impl Iterator<Item = Option<i64>>) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from_iter(values).with_timezone("UTC"))
+}
+
+/// `rows` of `batch`, with `extra` columns appended.
+fn with_columns(
+    batch: &RecordBatch,
+    rows: &UInt32Array,
+    extra: Vec<(&str, ArrayRef)>,
+) -> Result<RecordBatch, deltalake::arrow::error::ArrowError> {
+    let schema = batch.schema();
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut columns: Vec<ArrayRef> = batch
+        .columns()
+        .iter()
+        .map(|c| take(c.as_ref(), rows, None))
+        .collect::<Result<_, _>>()?;
+    for (name, array) in extra {
+        fields.push(Field::new(name, array.data_type().clone(), true));
+        columns.push(array);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }

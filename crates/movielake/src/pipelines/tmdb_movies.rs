@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use movielake_core::sources::tmdb::movies::{MovieRow, NEWER, TABLE, batch, latest};
 
-use crate::tables::{Merged, TableError, Tables};
+use crate::tables::{Merged, TableError, Tables, Upsert};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MoviesError {
@@ -27,5 +27,7 @@ pub async fn commit(tables: &Tables, updates: &BTreeMap<String, Vec<MovieRow>>) 
     }
     let refs: Vec<&MovieRow> = rows.iter().collect();
     let source = batch(&refs).map_err(|e| MoviesError::Encode(e.to_string()))?;
-    Ok(tables.merge(TABLE, source, &["movie_id"], NEWER).await?)
+    Ok(tables
+        .merge(TABLE, source, &["movie_id"], Upsert::ReplaceWhen(NEWER))
+        .await?)
 }

@@ -182,20 +182,34 @@ pub(super) async fn replace_all(
 pub struct Merged {
     pub inserted: usize,
     pub updated: usize,
+    pub deleted: usize,
     /// The table version committed (`None`: nothing changed, nothing committed).
     pub version: Option<u64>,
 }
 
-/// Upserts `source` into the table by `key`: a row whose key is not there is inserted; a row
-/// whose key is there replaces it when `newer` (SQL over `s.` source and `t.` target columns)
-/// holds. The table is created, empty, with the source's schema if it is not there.
+/// What a merge does with rows whose key the table holds already. Rows whose key it does not
+/// hold are always inserted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upsert<'a> {
+    /// Never replace: the table keeps what it has (an insert-only log).
+    InsertNew,
+    /// Replace the row when this condition (SQL over `s.` source and `t.` target columns)
+    /// holds.
+    ReplaceWhen(&'a str),
+    /// Make the rows matching `scope` (SQL over `t.` columns) exactly the source: replace
+    /// those that differ, delete those the source no longer has. A recomputed slice of a table.
+    Rewrite { scope: &'a str },
+}
+
+/// Upserts `source` into the table by `key` (see [`Upsert`]). The table is created, empty,
+/// with the source's schema if it is not there.
 pub(super) async fn merge(
     location: &TableLocation,
     retry: &RetryPolicy,
     name: &str,
     source: RecordBatch,
     key: &[&str],
-    newer: &str,
+    upsert: Upsert<'_>,
 ) -> Result<Merged, TableError> {
     use deltalake::datafusion::prelude::SessionContext;
     let invalid = |e: &dyn std::fmt::Display| TableError::Invalid {
@@ -229,6 +243,16 @@ pub(super) async fn merge(
             .map(|k| format!("t.{0} = s.{0}", quoted(k)))
             .collect::<Vec<_>>()
             .join(" AND ");
+        let differs = columns
+            .iter()
+            .map(|c| format!("(t.{0} IS DISTINCT FROM s.{0})", quoted(c)))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let newer = match upsert {
+            Upsert::InsertNew => "false",
+            Upsert::ReplaceWhen(newer) => newer,
+            Upsert::Rewrite { .. } => &differs,
+        };
         let merged = table
             .merge(frame, on)
             .with_source_alias("s")
@@ -245,6 +269,10 @@ pub(super) async fn merge(
                         .iter()
                         .fold(insert, |i, c| i.set(quoted(c), format!("s.{}", quoted(c))))
                 })
+            })
+            .and_then(|m| match upsert {
+                Upsert::Rewrite { scope } => m.when_not_matched_by_source_delete(|d| d.predicate(scope)),
+                _ => Ok(m),
             });
         let merged = match merged {
             Ok(builder) => builder.await,
@@ -252,10 +280,14 @@ pub(super) async fn merge(
         };
         match merged {
             Ok((after, metrics)) => {
-                let changed = metrics.num_target_rows_inserted + metrics.num_target_rows_updated > 0;
+                let changed = metrics.num_target_rows_inserted
+                    + metrics.num_target_rows_updated
+                    + metrics.num_target_rows_deleted
+                    > 0;
                 return Ok(Merged {
                     inserted: metrics.num_target_rows_inserted,
                     updated: metrics.num_target_rows_updated,
+                    deleted: metrics.num_target_rows_deleted,
                     version: if changed { after.version() } else { None },
                 });
             }

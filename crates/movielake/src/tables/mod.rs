@@ -16,7 +16,7 @@ mod txns;
 use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
 
-pub use commit::{Committed, Merged, RetryPolicy};
+pub use commit::{Committed, Merged, RetryPolicy, Upsert};
 pub use files::{DataFile, FileCommit, PartitionValues, Replace};
 pub use location::TableLocation;
 
@@ -159,17 +159,16 @@ impl Tables {
         Ok(done.is_some_and(|v| v >= txn.version))
     }
 
-    /// Upserts `source` by `key` (one column or several), replacing a row only when `newer`
-    /// holds (SQL over `s.` source and `t.` target columns; `false`: insert what is not there
-    /// yet, never replace); see [`Merged`].
+    /// Upserts `source` by `key` (one column or several) in one commit: new keys are
+    /// inserted, known ones handled as `upsert` says; see [`Merged`].
     pub async fn merge(
         &self,
         name: &str,
         source: RecordBatch,
         key: &[&str],
-        newer: &str,
+        upsert: Upsert<'_>,
     ) -> Result<Merged, TableError> {
-        commit::merge(&self.location, &self.retry, name, source, key, newer).await
+        commit::merge(&self.location, &self.retry, name, source, key, upsert).await
     }
 
     /// Deletes the rows matching `predicate` (SQL over the table's columns) in one commit;

@@ -11,6 +11,7 @@ mod lake_conformance;
 mod maintain;
 mod migrate;
 mod poison;
+mod sql_lifecycle;
 mod sql_postgres;
 mod support;
 mod tables;

@@ -410,7 +410,7 @@ async fn an_old_lake_becomes_delta_tables_without_a_data_file_rewritten() {
                     movies::TABLE,
                     movies::batch(&[&later]).unwrap(),
                     &["movie_id"],
-                    movies::NEWER,
+                    movielake::tables::Upsert::ReplaceWhen(movies::NEWER),
                 )
                 .await
                 .expect("merge");

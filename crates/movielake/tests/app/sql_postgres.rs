@@ -11,7 +11,7 @@ use movielake_core::sources::sql::watermark::Watermark;
 use crate::support::{postgres_url, unique};
 
 /// A fresh database holding the dialect's tables: a connection to it and its URL.
-async fn database(name: &str) -> Option<(Postgres, String)> {
+pub(crate) async fn database(name: &str) -> Option<(Postgres, String)> {
     let server = postgres_url()?;
     let db = unique(name).replace('-', "_");
     let admin = Postgres::connect(&server).await.expect("connect");
@@ -22,7 +22,7 @@ async fn database(name: &str) -> Option<(Postgres, String)> {
 }
 
 /// A session on the database at `url` (a writer beside the puller), with the tables there.
-async fn session(url: &str) -> Postgres {
+pub(crate) async fn session(url: &str) -> Postgres {
     let db = Postgres::connect(url).await.expect("connect");
     db.execute(movielake_core::sources::sql::Dialect::Postgres.ddl())
         .await
@@ -30,7 +30,7 @@ async fn session(url: &str) -> Postgres {
     db
 }
 
-fn insert_user(id: &str, updated_at: &str) -> String {
+pub(crate) fn insert_user(id: &str, updated_at: &str) -> String {
     format!("INSERT INTO users (user_id, email, updated_at) VALUES ('{id}', '{id}@example.com', {updated_at})")
 }
 
@@ -107,7 +107,7 @@ async fn without_the_transaction_cap_the_late_row_would_be_lost() {
     let through = chrono::Utc::now();
     let watermark = Watermark {
         through: Some(through),
-        recent: Default::default(),
+        ..Default::default()
     };
     long.execute("COMMIT").await.expect("commit");
     let after = pull(&db, &USERS, &watermark, Duration::zero(), Duration::zero())
@@ -177,6 +177,7 @@ async fn a_pull_lands_the_changed_rows_in_bronze_and_stores_its_watermark() {
     let settings = PullSettings {
         lag: Duration::seconds(1),
         overlap: Duration::minutes(5),
+        key_check: None,
     };
     let first = pull_table(&sink, &db, "platform", &USERS, settings)
         .await
@@ -213,7 +214,7 @@ async fn a_pull_lands_the_changed_rows_in_bronze_and_stores_its_watermark() {
     assert_eq!((first.counts.silver, change.counts.silver), (2, 1));
     let out = tables
         .sql(
-            "silver/sql/users",
+            "silver/sql/users_changes",
             "SELECT user_id, count(*) AS versions FROM t GROUP BY user_id ORDER BY user_id",
         )
         .await
@@ -260,7 +261,7 @@ async fn a_pull_lands_the_changed_rows_in_bronze_and_stores_its_watermark() {
     );
     let out = tables
         .sql(
-            "silver/sql/users_current",
+            "silver/sql/users",
             "SELECT user_id, display_name FROM t ORDER BY user_id",
         )
         .await
@@ -344,7 +345,7 @@ async fn the_pull_sql_command_lands_rows_and_a_second_run_lands_nothing() {
 }
 
 /// Every row of string columns as strings ("" for null).
-fn strings(batches: &[arrow_array::RecordBatch]) -> Vec<Vec<String>> {
+pub(crate) fn strings(batches: &[arrow_array::RecordBatch]) -> Vec<Vec<String>> {
     use arrow_array::Array;
     let mut rows = Vec::new();
     for b in batches {

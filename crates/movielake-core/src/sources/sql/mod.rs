@@ -16,6 +16,7 @@
 //!   that a change committed late is still seen; re-read rows are recognised by key and change
 //!   time and dropped.
 
+pub mod scd;
 pub mod watermark;
 
 /// A source table: its name, primary key and columns, in the order every dialect selects them.
@@ -116,6 +117,16 @@ impl Dialect {
                 "SELECT {columns} FROM {name} WHERE {UPDATED_AT} >= ?1 AND {UPDATED_AT} <= ?2 \
                  ORDER BY {UPDATED_AT}, {key}"
             ),
+        }
+    }
+
+    /// Every key of `table` now: a full key comparison finds the keys deleted outright (a hard
+    /// delete leaves no row to read changes from).
+    pub fn keys_sql(self, table: &SqlTable) -> String {
+        let (name, key) = (table.name, table.key);
+        match self {
+            Dialect::SqlServer => format!("SELECT {key} FROM dbo.{name}"),
+            Dialect::Postgres | Dialect::Sqlite => format!("SELECT {key} FROM {name}"),
         }
     }
 

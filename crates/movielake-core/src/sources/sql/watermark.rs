@@ -31,6 +31,10 @@ pub struct Watermark {
     /// duplicates.
     #[serde(default)]
     pub recent: BTreeSet<Change>,
+    /// When the last full key comparison (which finds hard deletes) read the table's keys,
+    /// by the database's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys_checked_at: Option<DateTime<Utc>>,
 }
 
 /// The change times one pull reads, both ends inclusive.
@@ -97,6 +101,7 @@ impl Watermark {
             next: Watermark {
                 through: Some(through),
                 recent,
+                keys_checked_at: self.keys_checked_at,
             },
         }
     }
