@@ -20,6 +20,7 @@ mod migrate;
 mod pull_sql;
 mod query;
 pub mod run;
+pub mod run_sql;
 pub mod send;
 mod serve;
 pub mod status;
@@ -170,8 +171,10 @@ pub fn init_tracing(serve: bool) {
     // delta-kernel logs an ERROR for every table it is asked about that does not exist yet
     // ("No files in log segment"): for us that is an empty table, not a failure. delta-rs
     // logs every lost commit race: the table layer retries those itself and reports the
-    // ones it gives up on.
-    let quiet = "buoyant_kernel::snapshot=off,deltalake_core::kernel::transaction=off";
+    // ones it gives up on. Its MERGE warns on every run that a metric of the scan is missing
+    // (it derives the value itself): noise for whoever reads the output.
+    let quiet = "buoyant_kernel::snapshot=off,deltalake_core::kernel::transaction=off,\
+                 deltalake_core::operations::merge=error";
     let default = if serve {
         format!("info,{quiet}")
     } else {

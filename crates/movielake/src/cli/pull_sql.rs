@@ -4,7 +4,7 @@
 use anyhow::{Context, bail};
 use movielake_core::sources::sql::{SqlTable, TABLES};
 
-use crate::clients::sql::Postgres;
+use crate::clients::sql::{Postgres, SqlSource, Sqlite};
 use crate::handler::AppState;
 use crate::pipelines::sql_pull::{PullSettings, Sink, pull_table};
 
@@ -19,11 +19,13 @@ use crate::pipelines::sql_pull::{PullSettings, Sink, pull_table};
 /// Reads up to the database's clock minus --lag-seconds (on PostgreSQL, never past the start
 /// of the oldest open transaction) and re-reads --overlap-seconds before the last pull.
 ///
-/// Example: movielake pull-sql --database postgres://reader@127.0.0.1:5432/platform
+/// Examples:
+///   movielake pull-sql --database postgres://reader@127.0.0.1:5432/platform
+///   movielake pull-sql --database sqlite:platform.db --table subscriptions
 #[derive(Debug, clap::Args)]
 pub struct PullSqlArgs {
-    /// The database: `postgres://user[:password]@host:port/db` (PostgreSQL). SQL Server and
-    /// SQLite are not built yet.
+    /// The database: `postgres://user[:password]@host:port/db` (PostgreSQL) or
+    /// `sqlite:path/to/file.db` (SQLite). SQL Server is not built yet.
     #[arg(long, env = "MOVIELAKE_SQL_DATABASE", hide_env_values = true)]
     database: String,
     /// Name of the source in the lake's paths.
@@ -63,13 +65,24 @@ pub(super) async fn command(state: &AppState, args: PullSqlArgs) -> anyhow::Resu
             })
             .collect::<anyhow::Result<_>>()?
     };
-    let Some(scheme) = args.database.split_once("://").map(|(s, _)| s) else {
-        bail!("--database must be a URL like postgres://user@host:5432/db");
+    let db: Box<dyn SqlSource> = match args.database.split_once(':') {
+        Some(("postgres" | "postgresql", _)) => Box::new(Postgres::connect(&args.database).await?),
+        Some(("sqlite", path)) => {
+            let path = std::path::Path::new(path.trim_start_matches("//"));
+            if !path.is_file() {
+                bail!(
+                    "no SQLite database at {} (hint: sqlite:relative/path.db or sqlite:///absolute/path.db)",
+                    path.display()
+                );
+            }
+            Box::new(Sqlite::open(path).await?)
+        }
+        Some(("sqlserver" | "mssql", _)) => {
+            bail!("SQL Server is not supported yet: PostgreSQL (postgres://…) and SQLite (sqlite:…) are")
+        }
+        _ => bail!("--database must be postgres://user@host:5432/db or sqlite:path/to/file.db"),
     };
-    if !matches!(scheme, "postgres" | "postgresql") {
-        bail!("{scheme}:// databases are not supported yet: PostgreSQL only for now (postgres://…)");
-    }
-    let db = Postgres::connect(&args.database).await?;
+    let db = db.as_ref();
     let settings = PullSettings {
         lag: chrono::Duration::seconds(i64::from(args.lag_seconds)),
         overlap: chrono::Duration::seconds(i64::from(args.overlap_seconds)),
@@ -81,7 +94,7 @@ pub(super) async fn command(state: &AppState, args: PullSqlArgs) -> anyhow::Resu
         contracts: &state.contracts,
     };
     for table in &tables {
-        let pulled = pull_table(&sink, &db, &args.source, table, settings).await?;
+        let pulled = pull_table(&sink, db, &args.source, table, settings).await?;
         println!(
             "{}: {} new row(s), {} already landed; read through {}{}",
             pulled.table,

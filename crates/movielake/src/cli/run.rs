@@ -3,7 +3,8 @@
 //! invocations over HTTP, so the run exercises exactly the path Azure does. Then the TMDB flow
 //! (the real API with TMDB_API_TOKEN, else the local stand-in, [`tmdb_local`]): it invokes
 //! `pull_tmdb_lists` and hands every landed page to `bronze_to_silver` over the same host-shaped
-//! HTTP contract. Then files are ingested and gold is built.
+//! HTTP contract. Then files are ingested, a sample SQLite database of users and subscriptions
+//! is pulled before and after a round of changes ([`super::run_sql`]), and gold is built.
 
 use std::path::PathBuf;
 
@@ -47,6 +48,9 @@ pub struct RunArgs {
     /// Movies in the generated movies_metadata.csv.
     #[arg(long, default_value_t = 300)]
     movies: usize,
+    /// Users in the sample SQLite database of users and subscriptions.
+    #[arg(long, default_value_t = 200)]
+    users: usize,
 }
 
 pub(super) async fn command(state: &AppState, args: RunArgs) -> anyhow::Result<()> {
@@ -58,6 +62,7 @@ pub(super) async fn command(state: &AppState, args: RunArgs) -> anyhow::Result<(
         batch_size,
         files,
         movies,
+        users,
     } = args;
     eprintln!(
         "movielake run: {events} watch events (seed {seed}) into {}",
@@ -100,6 +105,19 @@ pub(super) async fn command(state: &AppState, args: RunArgs) -> anyhow::Result<(
         files
     };
     let files_balanced = ingest_files(state, &files, date).await?;
+    // The platform's SQL database: a sample SQLite one, pulled, changed, pulled again.
+    std::fs::create_dir_all(&generated)?;
+    let started = std::time::Instant::now();
+    let sql = super::run_sql::run_sql(state, &generated, users, seed, &|line| eprintln!("  {line}")).await?;
+    print_counts(
+        &format!(
+            "sql (users, subscriptions): {} pulls in {:.1?}",
+            sql.pulls,
+            started.elapsed()
+        ),
+        &sql.counts,
+    );
+    super::run_sql::print_history(&sql);
     let _ = std::fs::remove_dir_all(&generated);
     let models = Some(PathBuf::from("gold")).filter(|d| d.is_dir());
     build_gold(state, models.as_deref(), 5).await?;
@@ -108,7 +126,7 @@ pub(super) async fn command(state: &AppState, args: RunArgs) -> anyhow::Result<(
         state.lake.describe()
     );
     anyhow::ensure!(
-        summary.counts.balanced() && tmdb.counts.balanced() && files_balanced,
+        summary.counts.balanced() && tmdb.counts.balanced() && files_balanced && sql.counts.balanced(),
         "records were lost: the counts do not add up"
     );
     Ok(())

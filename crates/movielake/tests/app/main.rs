@@ -13,6 +13,7 @@ mod migrate;
 mod poison;
 mod sql_lifecycle;
 mod sql_postgres;
+mod sql_sqlite;
 mod support;
 mod tables;
 mod tmdb;

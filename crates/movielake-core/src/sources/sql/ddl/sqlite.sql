@@ -18,7 +18,7 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     status          TEXT NOT NULL CHECK (status IN ('trial', 'active', 'past_due', 'cancelled')),
     started_at      TEXT NOT NULL,
     ends_at         TEXT,
-    monthly_price   TEXT NOT NULL,
+    monthly_price   NUMERIC NOT NULL,
     currency        TEXT NOT NULL,
     updated_at      TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );

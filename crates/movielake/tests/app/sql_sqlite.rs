@@ -1,0 +1,81 @@
+//! The SQL source with no server: `movielake run`'s SQLite demo and `pull-sql` on a SQLite file.
+
+use std::sync::Arc;
+
+use movielake::clients::sql::{SqlSource, Sqlite};
+use movielake::handler::AppState;
+use movielake::lake::{Lake, LocalLake};
+use movielake::tables::{TableLocation, Tables};
+use movielake_core::sources::sql::{Dialect, sample};
+
+/// The demo `movielake run` prints: after the round of changes, user-000001's subscription
+/// has two intervals (standard or basic, then premium), the first closed where the second opens.
+#[tokio::test]
+async fn the_run_demo_shows_a_users_subscription_history_after_a_round_of_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake: Arc<dyn Lake> = Arc::new(LocalLake::new(dir.path().join("lake")));
+    let contracts = movielake::config::load_contracts(Some(&crate::watch_events::contracts_dir())).expect("contracts");
+    let tables = Tables::new(TableLocation::for_lake(&lake.describe(), None).expect("tables"));
+    let state = AppState::new(lake, contracts, chrono::Duration::hours(24)).with_tables(tables);
+    let demo = movielake::cli::run_sql::run_sql(&state, dir.path(), 50, 42, &|_| {})
+        .await
+        .expect("demo");
+    assert!(demo.counts.balanced(), "{:?}", demo.counts);
+    assert_eq!(demo.pulls, 4);
+    let plans: Vec<(&str, &str)> = demo.history.iter().map(|r| (r[1].as_str(), r[4].as_str())).collect();
+    assert_eq!(plans.len(), 2, "{:?}", demo.history);
+    assert_ne!(plans[0].0, "premium", "{:?}", demo.history);
+    assert_eq!(plans[1], ("premium", "(current)"));
+    assert_eq!(
+        demo.history[0][4], demo.history[1][3],
+        "closed where the next one opens"
+    );
+    // The deleted user is flagged; the late change landed.
+    let users = state
+        .tables
+        .sql(
+            "silver/sql/users",
+            "SELECT user_id, CAST(is_deleted AS VARCHAR) AS deleted, display_name FROM t \
+             WHERE user_id IN ('user-000003', 'user-000004') ORDER BY user_id",
+        )
+        .await
+        .expect("users");
+    let rows = crate::sql_postgres::strings(&users);
+    assert_eq!(rows[0][..2], ["user-000003".to_string(), "true".into()]);
+    assert_eq!(rows[1][2], "Late Lovelace", "the change committed late is not lost");
+}
+
+#[tokio::test]
+async fn pull_sql_reads_a_sqlite_file_and_explains_a_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("platform.db");
+    let db = Sqlite::open(&path).await.expect("open");
+    db.execute(Dialect::Sqlite.ddl()).await.expect("ddl");
+    let now = db.ceiling(chrono::Duration::zero()).await.expect("clock");
+    db.execute_all(sample::seed_sql(Dialect::Sqlite, 20, 3, now))
+        .await
+        .expect("seed");
+    let run = |database: String| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_movielake"))
+            .args(["--lake", dir.path().join("lake").to_str().unwrap(), "pull-sql"])
+            .args(["--database", &database, "--lag-seconds", "0"])
+            .output()
+            .expect("run")
+    };
+    let out = run(format!("sqlite:{}", path.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("users: 20 new row(s)") && stdout.contains("subscriptions: 27 new row(s)"),
+        "{stdout}"
+    );
+    let missing = run(format!("sqlite:{}", dir.path().join("nope.db").display()));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success());
+    assert!(
+        stderr.contains("no SQLite database at") && stderr.contains("hint"),
+        "{stderr}"
+    );
+    let unknown = run("mysql://x".into());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("postgres://"));
+}
