@@ -40,6 +40,9 @@ Content: column types, the contracts' rules holding, no duplicate keys, both rea
 values, gold equal to DuckDB's aggregates of silver, each IMDb TSV (read by DuckDB itself) equal
 to the latest snapshot of its silver table. Exits non-zero with a list of what failed.
 """
+import csv
+import gzip
+import io
 import json
 import os
 import pathlib
@@ -149,7 +152,8 @@ class Lake:
         return info.size if info.type == pafs.FileType.File else None
 
     def read(self, path: str) -> bytes:
-        with self.fs.open_input_stream(self.base + path) as f:
+        """The object's bytes as stored (pyarrow would gunzip a `.gz` name by default)."""
+        with self.fs.open_input_stream(self.base + path, compression=None) as f:
             return f.read()
 
     def parquet_rows(self, path: str) -> int:
@@ -293,11 +297,18 @@ def main(lake: Lake, imdb_sources: pathlib.Path | None = None) -> int:
             if size is None:
                 continue
             check(size == out["bytes"], f"{out['path']}: {size} bytes, manifest says {out['bytes']}")
-            if out["kind"] == "bronze" and out["path"].endswith(".jsonl"):
-                # SQL pulls: one JSON object per row read.
-                lines = [json.loads(line) for line in lake.read(out["path"]).decode().splitlines()]
-                check(len(lines) == out["rows"] == c["records_in"],
-                      f"{out['path']}: {len(lines)} rows, manifest says {out['rows']}, records_in {c['records_in']}")
+            if out["kind"] == "bronze" and out["path"].endswith(".csv.gz"):
+                # SQL pulls: gzipped CSV with a header, read by Python's own csv module, and a
+                # sidecar that agrees with it.
+                text = gzip.decompress(lake.read(out["path"])).decode()
+                rows = list(csv.DictReader(io.StringIO(text, newline="")))
+                check(len(rows) == out["rows"] == c["records_in"],
+                      f"{out['path']}: {len(rows)} rows, manifest says {out['rows']}, records_in {c['records_in']}")
+                sidecar = json.loads(lake.read(out["path"].rsplit("/", 1)[0] + "/_extract.json"))
+                check(sidecar["rows"] == len(rows) and sidecar["csv_bytes"] == len(text.encode()),
+                      f"{out['path']}: the sidecar says {sidecar['rows']} rows, {sidecar['csv_bytes']} bytes")
+                check(not any(w in json.dumps(sidecar).lower() for w in ("password", "postgresql://")),
+                      f"{out['path']}: the sidecar must not hold credentials")
             elif out["kind"] == "bronze" and not out["path"].endswith(".parquet"):
                 json.loads(lake.read(out["path"]))  # a TMDB page lands verbatim: still JSON
             elif out["kind"] == "bronze":

@@ -9,7 +9,7 @@ use crate::handler::AppState;
 use crate::pipelines::sql_pull::{PullSettings, Sink, pull_table};
 
 /// Pull what changed in the platform's SQL database since the last pull (users, subscriptions):
-/// land it in bronze (`bronze/sql/<source>/<table>/…jsonl`), check it against the contracts
+/// land it in bronze (`bronze/sql/<table>/extract_date=…/run=…/part-00001.csv.gz` and a sidecar), check it against the contracts
 /// sql_users and sql_subscriptions into silver and quarantine, then move each table's
 /// watermark (`ops/watermarks/sql/<source>/<table>.json`). Silver: `silver/sql/<table>_changes`
 /// (every version), `silver/sql/<table>` (current state, deleted keys flagged) and

@@ -1,5 +1,6 @@
 //! One incremental pull of a SQL table (issue 16): read past the table's watermark, land the
-//! new rows in bronze (create-only JSON lines, the rows as the database rendered them), check
+//! new rows in bronze (create-only gzipped CSV and a sidecar, the rows as the database rendered
+//! them: `movielake_core::sources::sql::bronze`), check
 //! them against the table's contract (`sql_<table>`) into silver (one row per version: a MERGE
 //! that inserts the versions the table does not hold yet) and quarantine, write the run
 //! manifest, then advance the watermark with a compare-and-swap. The watermark moves only
@@ -21,8 +22,8 @@ use movielake_core::output::naming::{quarantine_part, stable_id};
 use movielake_core::output::silver::{EncodeError, Lineage, SOURCE_OBJECT, accepted_batch};
 use movielake_core::routing::quarantine::{SourcePointer, encode_jsonl};
 use movielake_core::routing::route::{Accepted, RunContext, SourceRecord, quarantine, route};
-use movielake_core::sources::sql::SqlTable;
 use movielake_core::sources::sql::watermark::Watermark;
+use movielake_core::sources::sql::{SqlTable, bronze};
 
 use super::sql_scd;
 use crate::clients::sql::{SqlError, SqlSource, pull};
@@ -139,20 +140,34 @@ pub async fn pull_table(
     let mut counts = Counts::default();
     let mut manifest = None;
     if !pulled.rows.is_empty() {
+        let rows = || pulled.rows.iter().map(|r| &r.row);
+        let columns = bronze::columns(table, rows());
+        let csv = bronze::csv(&columns, rows());
+        let to = through.unwrap_or(pulled.window.to);
+        let dir = bronze::run_dir(table.name, to, &csv);
+        let sidecar = bronze::Sidecar {
+            source: source.to_string(),
+            table: table.name.to_string(),
+            dialect: bronze::dialect_name(db.dialect()).to_string(),
+            kind: "changes".into(),
+            query: db.dialect().changes_sql(table),
+            from: Some(pulled.window.from),
+            to: pulled.window.to,
+            rows: pulled.rows.len() as u64,
+            columns,
+            file: bronze::PART.into(),
+            csv_bytes: csv.len() as u64,
+        };
+        let object = format!("{dir}/{}", bronze::PART);
+        let size = land(lake, &object, bronze::gzip(&csv)).await?;
+        land(lake, &format!("{dir}/{}", bronze::SIDECAR), sidecar_bytes(&sidecar)).await?;
+        // The contract reads each row as the JSON object the adapter decoded: the same
+        // values as the CSV line, with their JSON types.
         let mut body = Vec::new();
-        for row in &pulled.rows {
+        for row in rows() {
             // A map of JSON values always serialises.
-            serde_json::to_writer(&mut body, &row.row).map_err(|e| PullError::Watermark {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+            serde_json::to_writer(&mut body, row).map_err(|e| PullError::Encode(object.clone(), e.to_string()))?;
             body.push(b'\n');
-        }
-        let object = bronze_path(source, table, through.unwrap_or_default(), &body);
-        let size = body.len() as u64;
-        match lake.put(&object, body.clone().into(), PutMode::Create).await {
-            Ok(_) | Err(LakeError::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e.into()),
         }
         let at = through.unwrap_or(started_at);
         let mut outputs = vec![Output {
@@ -256,24 +271,40 @@ async fn check_keys(
     if gone.is_empty() {
         return Ok((checked_at, 0));
     }
-    let mut body = Vec::new();
-    for k in &gone {
-        let line =
-            serde_json::json!({ (table.key): k, "deleted_at": checked_at.to_rfc3339(), "found_by": "key comparison" });
-        body.extend_from_slice(line.to_string().as_bytes());
-        body.push(b'\n');
-    }
-    let object = format!(
-        "bronze/sql/{source}/{}/ingest_date={}/deletes-{}-{:016x}.jsonl",
-        table.name,
-        checked_at.format("%Y-%m-%d"),
-        checked_at.format("%Y%m%dT%H%M%S%.6fZ"),
-        xxhash_rust::xxh3::xxh3_64(&body)
-    );
-    match sink.lake.put(&object, body.into(), PutMode::Create).await {
-        Ok(_) | Err(LakeError::AlreadyExists { .. }) => {}
-        Err(e) => return Err(e.into()),
-    }
+    // The finding lands in bronze like a pull's rows: the keys, the time, and how.
+    let rows: Vec<serde_json::Map<String, serde_json::Value>> = gone
+        .iter()
+        .map(|k| {
+            let mut row = serde_json::Map::new();
+            row.insert(table.key.to_string(), k.as_str().into());
+            row.insert(sql_scd::DELETED_AT.to_string(), checked_at.to_rfc3339().into());
+            row
+        })
+        .collect();
+    let columns = vec![table.key.to_string(), sql_scd::DELETED_AT.to_string()];
+    let csv = bronze::csv(&columns, &rows);
+    let dir = bronze::run_dir(table.name, checked_at, &csv);
+    let sidecar = bronze::Sidecar {
+        source: source.to_string(),
+        table: table.name.to_string(),
+        dialect: bronze::dialect_name(db.dialect()).to_string(),
+        kind: "keys".into(),
+        query: db.dialect().keys_sql(table),
+        from: None,
+        to: checked_at,
+        rows: rows.len() as u64,
+        columns,
+        file: bronze::DELETES.into(),
+        csv_bytes: csv.len() as u64,
+    };
+    let object = format!("{dir}/{}", bronze::DELETES);
+    land(sink.lake, &object, bronze::gzip(&csv)).await?;
+    land(
+        sink.lake,
+        &format!("{dir}/{}", bronze::SIDECAR),
+        sidecar_bytes(&sidecar),
+    )
+    .await?;
     let micros = checked_at.timestamp_micros();
     let batch = RecordBatch::try_new(
         Arc::new(Schema::new(vec![
@@ -332,7 +363,8 @@ async fn to_silver(
             String::from_utf8_lossy(lines.get(i).copied().unwrap_or_default()),
             SourcePointer {
                 object: object.to_string(),
-                line: Some(i as u64 + 1),
+                // The CSV's line: its header is line 1.
+                line: Some(i as u64 + 2),
                 ..Default::default()
             },
         )
@@ -381,7 +413,7 @@ async fn to_silver(
                 None => fresh.push(accepted),
                 Some(d) if d == digest => counts.duplicates_dropped += 1,
                 Some(_) => {
-                    let line = accepted.pointer.line.unwrap_or(1).saturating_sub(1) as usize;
+                    let line = accepted.pointer.line.unwrap_or(2).saturating_sub(2) as usize;
                     let rejection = Rejection {
                         stage: Stage::Dedupe,
                         reasons: vec![Reason::new(
@@ -474,16 +506,19 @@ fn with_digest(batch: RecordBatch, digests: impl Iterator<Item = i64>) -> Result
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(EncodeError::from)
 }
 
-/// `bronze/sql/<source>/<table>/ingest_date=…/pull-<ceiling>-<hash>.jsonl`: the same rows read
-/// up to the same ceiling land at the same name.
-fn bronze_path(source: &str, table: &SqlTable, through: DateTime<Utc>, body: &[u8]) -> String {
-    format!(
-        "bronze/sql/{source}/{}/ingest_date={}/pull-{}-{:016x}.jsonl",
-        table.name,
-        through.format("%Y-%m-%d"),
-        through.format("%Y%m%dT%H%M%S%.6fZ"),
-        xxhash_rust::xxh3::xxh3_64(body)
-    )
+/// Writes a bronze object create-only: already there means an earlier try of the same pull
+/// wrote the same bytes (the name holds their hash). Returns its size.
+async fn land(lake: &dyn Lake, object: &str, bytes: Vec<u8>) -> Result<u64, PullError> {
+    let size = bytes.len() as u64;
+    match lake.put(object, bytes.into(), PutMode::Create).await {
+        Ok(_) | Err(LakeError::AlreadyExists { .. }) => Ok(size),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn sidecar_bytes(sidecar: &bronze::Sidecar) -> Vec<u8> {
+    // Strings, numbers and times only: serialising cannot fail.
+    serde_json::to_vec_pretty(sidecar).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -603,11 +638,26 @@ mod tests {
         assert!(first.manifest.is_some());
         let bronze = first.bronze.expect("bronze");
         assert!(
-            bronze.starts_with("bronze/sql/platform/users/ingest_date=2024-05-01/pull-20240501T100025"),
+            bronze.starts_with("bronze/sql/users/extract_date=2024-05-01/run=20240501T100025")
+                && bronze.ends_with("/part-00001.csv.gz"),
             "{bronze}"
         );
-        let text = String::from_utf8(lake.get(&bronze).await.expect("bronze").bytes.to_vec()).expect("utf-8");
-        assert_eq!(text.lines().count(), 2);
+        let gz = lake.get(&bronze).await.expect("bronze").bytes;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text).expect("gzip");
+        assert_eq!(text.lines().count(), 3, "a header and two rows: {text}");
+        assert!(text.starts_with("user_id,email,"), "{text}");
+        let sidecar = bronze.replace("part-00001.csv.gz", "_extract.json");
+        let sidecar: serde_json::Value =
+            serde_json::from_slice(&lake.get(&sidecar).await.expect("sidecar").bytes).expect("json");
+        assert_eq!(sidecar["rows"], 2);
+        assert_eq!(sidecar["to"], "2024-05-01T10:00:25Z");
+        assert!(
+            sidecar["query"]
+                .as_str()
+                .is_some_and(|q| q.starts_with("SELECT user_id")),
+            "{sidecar}"
+        );
 
         let again = pull_table(&sink!(lake), &db, "platform", &USERS, settings)
             .await

@@ -157,12 +157,11 @@ async fn a_hard_delete_is_found_by_the_key_comparison_and_a_reinserted_key_comes
         ]
     );
     // The comparison's finding is in bronze beside the pulled rows.
-    let listed = lake
-        .lake
-        .list("bronze/sql/platform/subscriptions/")
-        .await
-        .expect("list");
-    assert!(listed.iter().any(|o| o.path.contains("/deletes-")), "{listed:?}");
+    let listed = lake.lake.list("bronze/sql/subscriptions/").await.expect("list");
+    assert!(
+        listed.iter().any(|o| o.path.ends_with("/deletes-00001.csv.gz")),
+        "{listed:?}"
+    );
     // Found again by the next comparison: still one delete.
     let again = pull_table(&lake.sink(), &db, "platform", &SUBSCRIPTIONS, every_pull())
         .await

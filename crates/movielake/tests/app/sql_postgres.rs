@@ -184,12 +184,27 @@ async fn a_pull_lands_the_changed_rows_in_bronze_and_stores_its_watermark() {
         .expect("pull");
     assert_eq!((first.rows, first.duplicates), (2, 0));
     let bronze = first.bronze.expect("bronze object");
-    let text = String::from_utf8(lake.get(&bronze).await.expect("bronze").bytes.to_vec()).unwrap();
-    let rows: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // Gzipped CSV with the source's column names and text forms; NULL is an empty field.
+    let gz = lake.get(&bronze).await.expect("bronze").bytes;
+    let mut reader = csv::Reader::from_reader(flate2::read::GzDecoder::new(&gz[..]));
+    let header = reader.headers().expect("header").clone();
+    assert_eq!(
+        header.iter().take(3).collect::<Vec<_>>(),
+        ["user_id", "email", "display_name"]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
     assert_eq!(rows.len(), 2);
-    assert_eq!(rows[0]["user_id"], "u1");
-    assert_eq!(rows[0]["country"], "FR");
-    assert_eq!(rows[0]["deleted_at"], serde_json::Value::Null);
+    let field = |row: &csv::StringRecord, name: &str| {
+        let i = header.iter().position(|h| h == name).expect("column");
+        row[i].to_string()
+    };
+    assert_eq!(field(&rows[0], "user_id"), "u1");
+    assert_eq!(field(&rows[0], "country"), "FR");
+    assert_eq!(field(&rows[0], "deleted_at"), "");
+    assert!(
+        field(&rows[0], "updated_at").starts_with("20"),
+        "PostgreSQL's text form of a timestamptz"
+    );
     assert!(lake.get(&watermark_path("platform", &USERS)).await.is_ok());
 
     let again = pull_table(&sink, &db, "platform", &USERS, settings)
@@ -333,7 +348,7 @@ async fn the_pull_sql_command_lands_rows_and_a_second_run_lands_nothing() {
         String::from_utf8_lossy(&first.stderr)
     );
     assert!(
-        out.contains("users: 1 new row(s), 0 already landed") && out.contains("bronze bronze/sql/platform/users/"),
+        out.contains("users: 1 new row(s), 0 already landed") && out.contains("bronze bronze/sql/users/extract_date="),
         "{out}"
     );
     let second = run();

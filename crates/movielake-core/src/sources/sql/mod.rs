@@ -16,6 +16,7 @@
 //!   that a change committed late is still seen; re-read rows are recognised by key and change
 //!   time and dropped.
 
+pub mod bronze;
 pub mod sample;
 pub mod scd;
 pub mod watermark;

@@ -57,6 +57,8 @@ pub trait SqlSource: Send + Sync {
 /// One pull of `table` past `watermark`: the rows to land and the watermark to store once
 /// they are durable.
 pub struct Pulled {
+    /// The window read: the sidecar records it beside the rows.
+    pub window: Window,
     pub rows: Vec<PulledRow>,
     pub duplicates: usize,
     pub next: Watermark,
@@ -90,6 +92,7 @@ pub async fn pull(
         kept
     });
     Ok(Pulled {
+        window,
         rows: read,
         duplicates,
         next,
