@@ -30,6 +30,9 @@ resource "azurerm_function_app_flex_consumption" "app" {
   storage_authentication_type       = "UserAssignedIdentity"
   storage_user_assigned_identity_id = azurerm_user_assigned_identity.app.id
 
+  # Outbound through the platform's network to reach the SQL database (null: none).
+  virtual_network_subnet_id = var.function_subnet_id
+
   https_only                                     = true
   public_network_access_enabled                  = true
   webdeploy_publish_basic_authentication_enabled = false

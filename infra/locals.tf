@@ -33,6 +33,8 @@ locals {
   # The Functions the code has: one folder per Function in functions/, each served by the
   # handler (scripts/check_infra.sh checks that the two agree). Settings and Event Grid
   # subscriptions of a Function are declared below but only exist once its folder does.
+  sql_login = var.sql_login != "" ? var.sql_login : azurerm_user_assigned_identity.app.name
+
   functions = toset([for f in fileset("${path.module}/../functions", "*/function.json") : dirname(f)])
 
   # ---------------------------------------------------------------------------------------------
@@ -94,6 +96,13 @@ locals {
     }
     # Event Grid trigger: no setting of its own.
     bronze_to_silver = {}
+    pull_subscriptions = {
+      # Timer schedule (%PULL_SUBSCRIPTIONS_SCHEDULE% in function.json, NCRONTAB in UTC).
+      PULL_SUBSCRIPTIONS_SCHEDULE = var.pull_subscriptions_schedule
+      # The database, without a password: the Function's identity is its login (docs/deploy.md).
+      # Empty when var.sql_server is: the Function then says there is nothing to pull.
+      MOVIELAKE_SQL_DATABASE = var.sql_server == "" ? "" : "${var.sql_dialect}://${local.sql_login}@${var.sql_server}:${var.sql_port}/${var.sql_database}?sslmode=require"
+    }
     maintain_tables = {
       # Timer schedule (%MAINTAIN_TABLES_SCHEDULE% in function.json, NCRONTAB in UTC).
       MAINTAIN_TABLES_SCHEDULE = var.maintain_tables_schedule

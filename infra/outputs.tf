@@ -97,3 +97,8 @@ output "log_analytics_workspace_id" {
   description = "Workspace (customer) id of Log Analytics, for `az monitor log-analytics query -w <this>`."
   value       = azurerm_log_analytics_workspace.main.workspace_id
 }
+
+output "app_identity_name" {
+  description = "The user-assigned identity's name: the database role or user pull_subscriptions logs in as (docs/deploy.md, step 3b)."
+  value       = azurerm_user_assigned_identity.app.name
+}

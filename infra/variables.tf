@@ -426,3 +426,61 @@ variable "log_retention_days" {
     error_message = "log_retention_days must be between 30 and 730."
   }
 }
+
+# ---------------------------------------------------------------------------------------------
+# The platform's SQL database (the pull_subscriptions Function, see README "The SQL source").
+# The database is the platform's: this configuration does not create it. Leave sql_server empty
+# and the Function runs, says there is nothing to pull, and succeeds.
+# ---------------------------------------------------------------------------------------------
+
+variable "pull_subscriptions_schedule" {
+  description = "NCRONTAB schedule (six fields, UTC) of pull_subscriptions: PULL_SUBSCRIPTIONS_SCHEDULE. Default: every 15 minutes."
+  type        = string
+  default     = "0 */15 * * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.pull_subscriptions_schedule))) == 6
+    error_message = "pull_subscriptions_schedule must be a six-field NCRONTAB expression: second minute hour day month weekday."
+  }
+}
+
+variable "sql_dialect" {
+  description = "The database's dialect. Only postgres is built (SQL Server / Azure SQL is not yet: see issue 16's note)."
+  type        = string
+  default     = "postgres"
+
+  validation {
+    condition     = contains(["postgres"], var.sql_dialect)
+    error_message = "sql_dialect must be postgres: the SQL Server dialect is not built yet."
+  }
+}
+
+variable "sql_server" {
+  description = "The database server's host name (e.g. myserver.postgres.database.azure.com); empty: no SQL source."
+  type        = string
+  default     = ""
+}
+
+variable "sql_port" {
+  description = "The database server's port."
+  type        = number
+  default     = 5432
+}
+
+variable "sql_database" {
+  description = "The database holding the users and subscriptions tables."
+  type        = string
+  default     = "platform"
+}
+
+variable "sql_login" {
+  description = "The database role the Function logs in as: the Entra principal created in the database (docs/deploy.md). Empty: the app's user-assigned identity's name."
+  type        = string
+  default     = ""
+}
+
+variable "function_subnet_id" {
+  description = "A subnet (delegated to Microsoft.App/environments) for the Function App's virtual network integration, to reach a database behind a private endpoint or firewall. Null: no integration (the database must then accept the app's outbound addresses)."
+  type        = string
+  default     = null
+}

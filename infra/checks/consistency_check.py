@@ -70,10 +70,12 @@ NOT_SET = {
     "IDENTITY_ENDPOINT": "set by the platform where a managed identity is available",
     "IDENTITY_HEADER": "set by the platform where a managed identity is available",
     "TMDB_BASE_URL": "defaults to TMDB's public API; only tests point it at a stand-in server",
+    "MOVIELAKE_SQL_SOURCE": "pull_subscriptions: the SQL source's name in the lake's paths; the default (platform) fits",
+    "MOVIELAKE_SQL_LAG_SECONDS": "pull_subscriptions: defaults to pull-sql's 5 s; set on the app to override",
+    "MOVIELAKE_SQL_OVERLAP_SECONDS": "pull_subscriptions: defaults to pull-sql's 900 s; set on the app to override",
+    "MOVIELAKE_SQL_KEY_CHECK_HOURS": "pull_subscriptions: defaults to pull-sql's 24 h; set on the app to override",
     "TMDB_LISTS": "defaults to ./tmdb_lists.toml, shipped in the package (scripts/package.sh), else the "
                   "copy built into the binary",
-    "MOVIELAKE_SQL_DATABASE": "read by the CLI command pull-sql only; no Function pulls the SQL database yet "
-                              "(issue 16: the pull_subscriptions timer, with TLS and an Entra token, is not built)",
 }
 MUST_NOT_SET = {"MOVIELAKE_LAKE_SAS"}
 # Not supported on Flex Consumption (runtime and content come from functionAppConfig).

@@ -1,10 +1,10 @@
 //! `movielake pull-sql`: one incremental pull of the platform's users and subscriptions into
-//! bronze (what the `pull_subscriptions` timer Function will run).
+//! bronze and silver (what the `pull_subscriptions` timer Function runs).
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use movielake_core::sources::sql::{SqlTable, TABLES};
 
-use crate::clients::sql::{Postgres, SqlSource, Sqlite};
+use crate::clients::sql::connect;
 use crate::handler::AppState;
 use crate::pipelines::sql_pull::{PullSettings, Sink, pull_table};
 
@@ -65,23 +65,7 @@ pub(super) async fn command(state: &AppState, args: PullSqlArgs) -> anyhow::Resu
             })
             .collect::<anyhow::Result<_>>()?
     };
-    let db: Box<dyn SqlSource> = match args.database.split_once(':') {
-        Some(("postgres" | "postgresql", _)) => Box::new(Postgres::connect(&args.database).await?),
-        Some(("sqlite", path)) => {
-            let path = std::path::Path::new(path.trim_start_matches("//"));
-            if !path.is_file() {
-                bail!(
-                    "no SQLite database at {} (hint: sqlite:relative/path.db or sqlite:///absolute/path.db)",
-                    path.display()
-                );
-            }
-            Box::new(Sqlite::open(path).await?)
-        }
-        Some(("sqlserver" | "mssql", _)) => {
-            bail!("SQL Server is not supported yet: PostgreSQL (postgres://…) and SQLite (sqlite:…) are")
-        }
-        _ => bail!("--database must be postgres://user@host:5432/db or sqlite:path/to/file.db"),
-    };
+    let db = connect(&args.database).await?;
     let db = db.as_ref();
     let settings = PullSettings {
         lag: chrono::Duration::seconds(i64::from(args.lag_seconds)),

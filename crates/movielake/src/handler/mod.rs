@@ -9,6 +9,7 @@ mod bronze_to_silver;
 mod ingest_watch_events;
 pub mod logging;
 mod maintain_tables;
+mod pull_subscriptions;
 mod pull_tmdb_lists;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -34,6 +35,7 @@ pub const FUNCTIONS: &[&str] = &[
     bronze_to_silver::NAME,
     pull_tmdb_lists::NAME,
     maintain_tables::NAME,
+    pull_subscriptions::NAME,
 ];
 
 /// With the retry policy of `ingest_watch_events` (exponential, 5 s to 15 min) ten attempts span
@@ -241,6 +243,7 @@ async fn dispatch(
         bronze_to_silver::NAME => bronze_to_silver::run(state, invocation).await,
         pull_tmdb_lists::NAME => pull_tmdb_lists::run(state, invocation).await,
         maintain_tables::NAME => maintain_tables::run(state, invocation).await,
+        pull_subscriptions::NAME => pull_subscriptions::run(state, invocation).await,
         other => Err(FunctionError::UnknownFunction(other.to_string())),
     }
 }

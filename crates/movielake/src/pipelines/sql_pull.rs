@@ -33,7 +33,7 @@ use crate::tables::{TableError, Tables, Upsert};
 pub const PIPELINE: &str = "sql_pull";
 
 /// How far behind the database's clock a pull stays, and how much it reads again.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PullSettings {
     pub lag: Duration,
     pub overlap: Duration,

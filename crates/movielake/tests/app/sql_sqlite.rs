@@ -79,3 +79,128 @@ async fn pull_sql_reads_a_sqlite_file_and_explains_a_missing_one() {
     let unknown = run("mysql://x".into());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("postgres://"));
 }
+
+fn timer(now: &str) -> String {
+    serde_json::json!({
+        "Data": {"timer": {"Schedule": {"AdjustForDST": true}, "ScheduleStatus": null, "IsPastDue": false}},
+        "Metadata": {"sys": {"MethodName": "pull_subscriptions", "UtcNow": now, "RandGuid": "1"}}
+    })
+    .to_string()
+}
+
+fn logs(body: &str) -> Vec<String> {
+    let body: serde_json::Value = serde_json::from_str(body).expect("JSON answer");
+    body["Logs"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|l| l.as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+/// The timer Function over real HTTP, as the host invokes it, against a SQLite file: both
+/// tables pulled into silver; a second occurrence lands nothing new.
+#[tokio::test]
+async fn the_pull_subscriptions_timer_pulls_both_tables_and_a_second_run_lands_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("platform.db");
+    let db = Sqlite::open(&path).await.expect("open");
+    db.execute(Dialect::Sqlite.ddl()).await.expect("ddl");
+    let now = db.ceiling(chrono::Duration::hours(1)).await.expect("clock");
+    db.execute_all(sample::seed_sql(Dialect::Sqlite, 30, 5, now))
+        .await
+        .expect("seed");
+    let lake = dir.path().join("lake").display().to_string();
+    let database = format!("sqlite:{}", path.display());
+    let server = crate::support::Server::start_with(
+        &lake,
+        dir.path(),
+        &[
+            ("MOVIELAKE_SQL_DATABASE", &database),
+            ("MOVIELAKE_SQL_LAG_SECONDS", "0"),
+        ],
+    );
+    let (status, _, body) = crate::handler::post_to(
+        &server.url(""),
+        "pull_subscriptions",
+        timer("2024-05-01T10:15:00Z"),
+        false,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let first = logs(&body);
+    assert!(first.iter().any(|l| l.starts_with("users: 30 new row(s)")), "{first:?}");
+    assert!(first.iter().any(|l| l.starts_with("subscriptions: ")), "{first:?}");
+    let tables = Tables::new(TableLocation::for_lake(&lake, None).expect("tables"));
+    let current = tables
+        .sql("silver/sql/users", "SELECT CAST(count(*) AS VARCHAR) AS n FROM t")
+        .await
+        .expect("users");
+    let n = crate::sql_postgres::strings(&current);
+    // The generator's dirty rows are quarantined, the rest are current.
+    let silver: usize = n[0][0].parse().expect("count");
+    assert!((1..=30).contains(&silver), "{n:?}");
+
+    let (status, _, body) = crate::handler::post_to(
+        &server.url(""),
+        "pull_subscriptions",
+        timer("2024-05-01T10:30:00Z"),
+        false,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let second = logs(&body);
+    assert!(
+        second.iter().any(|l| l.starts_with("users: 0 new row(s)")),
+        "{second:?}"
+    );
+    let again = tables
+        .sql("silver/sql/users", "SELECT CAST(count(*) AS VARCHAR) AS n FROM t")
+        .await
+        .expect("users");
+    assert_eq!(crate::sql_postgres::strings(&again), n);
+}
+
+/// Not configured: says so and succeeds (a platform without the SQL source). Unreachable:
+/// fails as the source's outage, so the host shows it and the next occurrence retries.
+#[tokio::test]
+async fn the_timer_says_what_is_missing_and_fails_on_an_unreachable_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake").display().to_string();
+    let server = crate::support::Server::start(&lake, dir.path());
+    let (status, _, body) = crate::handler::post_to(
+        &server.url(""),
+        "pull_subscriptions",
+        timer("2024-05-01T10:15:00Z"),
+        false,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        logs(&body)
+            .iter()
+            .any(|l| l.contains("MOVIELAKE_SQL_DATABASE is not set")),
+        "{body}"
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let database = format!("postgres://reader@127.0.0.1:{port}/platform");
+    let down = crate::support::Server::start_with(&lake, dir.path(), &[("MOVIELAKE_SQL_DATABASE", &database)]);
+    let (status, _, body) = crate::handler::post_to(
+        &down.url(""),
+        "pull_subscriptions",
+        timer("2024-05-01T10:15:00Z"),
+        false,
+    )
+    .await;
+    assert_eq!(status, 500, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(body["Error"]["Kind"], "source_unavailable", "{body}");
+    assert!(
+        body["Error"]["Message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cannot reach the database")),
+        "{body}"
+    );
+}

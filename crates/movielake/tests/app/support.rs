@@ -53,6 +53,11 @@ pub struct Server {
 
 impl Server {
     pub fn start(lake: &str, dir: &Path) -> Server {
+        Server::start_with(lake, dir, &[])
+    }
+
+    /// With these app settings too.
+    pub fn start_with(lake: &str, dir: &Path, settings: &[(&str, &str)]) -> Server {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -64,6 +69,8 @@ impl Server {
             .env("MOVIELAKE_LAKE", lake)
             .env("MOVIELAKE_CONTRACTS", contracts)
             .env_remove("MOVIELAKE_LAKE_SAS")
+            .env_remove("MOVIELAKE_SQL_DATABASE")
+            .envs(settings.iter().copied())
             .current_dir(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

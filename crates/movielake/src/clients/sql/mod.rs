@@ -38,9 +38,36 @@ pub enum SqlError {
         "the database refused the query: {0} (hint: are the tables those of the dialect's DDL, and may this login read them?)"
     )]
     Refused(String),
+    /// The database setting names no database this binary can reach: fix the setting.
+    #[error("{0}")]
+    Setting(String),
     /// A row the pull cannot place (no key, no change time): nothing of the pull is landed.
     #[error("{table}: a row without a usable {column}: {row}")]
     Row { table: String, column: String, row: String },
+}
+
+/// Connects to the database a setting names (`--database`, `MOVIELAKE_SQL_DATABASE`):
+/// `postgres://user[:password]@host:port/db` or `sqlite:path/to/file.db`.
+pub async fn connect(database: &str) -> Result<Box<dyn SqlSource>, SqlError> {
+    match database.split_once(':') {
+        Some(("postgres" | "postgresql", _)) => Ok(Box::new(Postgres::connect(database).await?)),
+        Some(("sqlite", path)) => {
+            let path = std::path::Path::new(path.trim_start_matches("//"));
+            if !path.is_file() {
+                return Err(SqlError::Setting(format!(
+                    "no SQLite database at {} (hint: sqlite:relative/path.db or sqlite:///absolute/path.db)",
+                    path.display()
+                )));
+            }
+            Ok(Box::new(Sqlite::open(path).await?))
+        }
+        Some(("sqlserver" | "mssql", _)) => Err(SqlError::Setting(
+            "SQL Server is not supported yet: PostgreSQL (postgres://…) and SQLite (sqlite:…) are".into(),
+        )),
+        _ => Err(SqlError::Setting(
+            "the database must be postgres://user@host:5432/db or sqlite:path/to/file.db".into(),
+        )),
+    }
 }
 
 #[async_trait]
