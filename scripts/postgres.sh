@@ -6,6 +6,7 @@
 #                               127.0.0.1 on a free port, wait until it answers, print its URL
 #   scripts/postgres.sh stop    stop it and delete its data
 #   scripts/postgres.sh url     print the URL of the running instance
+#   scripts/postgres.sh ca      print the path of the CA that signed its TLS certificate
 #
 # initdb refuses to run as root: as root the cluster belongs to the `postgres` user the Debian
 # package creates. Nothing listens beyond 127.0.0.1.
@@ -64,12 +65,39 @@ start() {
   [[ "$(id -u)" == 0 ]] && chown -R postgres "$DIR"
   as_owner "$bin/initdb" -D "$DATA" -U movielake --auth=trust --encoding=UTF8 --locale=C.UTF-8 >"$DIR/initdb.log" 2>&1 \
     || die "initdb failed: $(tail -n 5 "$DIR/initdb.log")"
+  certificates
   port="$(free_port)"
   echo "$port" >"$DIR/port"
   as_owner "$bin/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $DATA" start >/dev/null \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $DATA -c ssl=on -c ssl_cert_file=$DATA/server.crt -c ssl_key_file=$DATA/server.key" start >/dev/null \
     || die "did not start: $(tail -n 5 "$DATA/server.log")"
   url
+}
+
+# A throwaway CA and a server certificate for 127.0.0.1 signed by it, so the TLS tests verify
+# a real chain (a self-signed CA certificate cannot serve as the server's own: rustls refuses a
+# CA used as an end entity). Clients in the clear still connect: ssl=on does not force TLS.
+certificates() {
+  command -v openssl >/dev/null || die "openssl is missing: apt-get install openssl"
+  (
+    cd "$DIR"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3 -subj "/CN=movielake test CA" \
+      -keyout ca.key -out ca.crt >/dev/null 2>&1
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout server.key -out server.csr >/dev/null 2>&1
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3 -extfile server.ext \
+      -out server.crt >/dev/null 2>&1
+  ) || die "could not make the test certificates"
+  cp "$DIR/server.crt" "$DIR/server.key" "$DATA/"
+  chmod 600 "$DATA/server.key"
+  [[ "$(id -u)" == 0 ]] && chown postgres "$DATA/server.crt" "$DATA/server.key"
+  return 0
+}
+
+# The CA that signed the server's certificate (for sslmode=require tests).
+ca() {
+  [[ -f "$DIR/ca.crt" ]] || die "not started (scripts/postgres.sh start)"
+  echo "$DIR/ca.crt"
 }
 
 stop() {
@@ -85,5 +113,6 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   url) url ;;
-  *) die "usage: scripts/postgres.sh start|stop|url" ;;
+  ca) ca ;;
+  *) die "usage: scripts/postgres.sh start|stop|url|ca" ;;
 esac

@@ -28,6 +28,8 @@ export MOVIELAKE_TEST_AZURITE="http://127.0.0.1:${AZURITE_BLOB_PORT:-10000}/devs
 step "PostgreSQL (Debian's package) for the SQL source's tests"
 MOVIELAKE_TEST_POSTGRES="$(scripts/postgres.sh start)"
 export MOVIELAKE_TEST_POSTGRES
+MOVIELAKE_TEST_POSTGRES_CA="$(scripts/postgres.sh ca)"
+export MOVIELAKE_TEST_POSTGRES_CA
 trap 'scripts/postgres.sh stop; scripts/azurite.sh stop' EXIT
 
 step "Rust tests"

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use movielake_core::sources::sql::{SqlTable, TABLES};
 
-use crate::clients::sql::connect;
+use crate::clients::sql::{ConnectOptions, connect};
 use crate::handler::AppState;
 use crate::pipelines::sql_pull::{PullSettings, Sink, pull_table};
 
@@ -24,10 +24,16 @@ use crate::pipelines::sql_pull::{PullSettings, Sink, pull_table};
 ///   movielake pull-sql --database sqlite:platform.db --table subscriptions
 #[derive(Debug, clap::Args)]
 pub struct PullSqlArgs {
-    /// The database: `postgres://user[:password]@host:port/db` (PostgreSQL) or
-    /// `sqlite:path/to/file.db` (SQLite). SQL Server is not built yet.
+    /// The database: `postgres://user[:password]@host:port/db` (PostgreSQL; add
+    /// `?sslmode=require` for TLS, the server's certificate verified; an Azure Database for
+    /// PostgreSQL host with no password signs in with an Entra token from the managed identity
+    /// or `az login`) or `sqlite:path/to/file.db` (SQLite). SQL Server is not built yet.
     #[arg(long, env = "MOVIELAKE_SQL_DATABASE", hide_env_values = true)]
     database: String,
+    /// PEM certificates to trust besides the system's roots, for `sslmode=require` (a private
+    /// CA). Azure Database for PostgreSQL's certificates chain to public roots: not needed there.
+    #[arg(long, env = "MOVIELAKE_SQL_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
     /// Name of the source in the lake's paths.
     #[arg(long, default_value = "platform")]
     source: String,
@@ -65,7 +71,10 @@ pub(super) async fn command(state: &AppState, args: PullSqlArgs) -> anyhow::Resu
             })
             .collect::<anyhow::Result<_>>()?
     };
-    let db = connect(&args.database).await?;
+    let options = ConnectOptions {
+        ca_file: args.ca_file.clone(),
+    };
+    let db = connect(&args.database, &options).await?;
     let db = db.as_ref();
     let settings = PullSettings {
         lag: chrono::Duration::seconds(i64::from(args.lag_seconds)),

@@ -20,7 +20,7 @@ use movielake_core::host::{Invocation, InvocationResponse, decode_timer};
 use movielake_core::sources::sql::TABLES;
 
 use super::{AppState, FunctionError};
-use crate::clients::sql::{SqlError, connect};
+use crate::clients::sql::{ConnectOptions, SqlError, connect};
 use crate::pipelines::sql_pull::{PullError, PullSettings, Sink, pull_table};
 
 pub const NAME: &str = "pull_subscriptions";
@@ -28,9 +28,10 @@ pub const NAME: &str = "pull_subscriptions";
 const BINDING: &str = "timer";
 
 /// The database and how to pull it, from app settings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct SqlSettings {
     pub database: Option<String>,
+    pub connect: ConnectOptions,
     pub source: String,
     pub pull: PullSettings,
 }
@@ -55,6 +56,9 @@ impl SqlSettings {
         };
         Ok(SqlSettings {
             database: set(var("MOVIELAKE_SQL_DATABASE")),
+            connect: ConnectOptions {
+                ca_file: set(var("MOVIELAKE_SQL_CA_FILE")).map(std::path::PathBuf::from),
+            },
             source: set(var("MOVIELAKE_SQL_SOURCE")).unwrap_or_else(|| "platform".into()),
             pull: PullSettings {
                 lag: Duration::seconds(number(
@@ -87,7 +91,9 @@ pub async fn run(state: &AppState, invocation: Invocation) -> Result<InvocationR
         );
         return Ok(InvocationResponse::with_logs(logs));
     };
-    let db = connect(&database).await.map_err(|e| failure(PullError::Source(e)))?;
+    let db = connect(&database, &settings.connect)
+        .await
+        .map_err(|e| failure(PullError::Source(e)))?;
     let sink = Sink {
         lake: state.lake.as_ref(),
         tables: &state.tables,
@@ -160,6 +166,7 @@ mod tests {
         assert_eq!(s.database, None);
         assert_eq!(s.source, "platform");
         assert_eq!(s.pull, PullSettings::default());
+        assert_eq!(s.connect.ca_file, None);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! sharing one would hold each other's pulls back.
 
 use chrono::Duration;
-use movielake::clients::sql::{Postgres, SqlSource, pull};
+use movielake::clients::sql::{PgConnect, Postgres, SqlError, SqlSource, pull};
 use movielake_core::sources::sql::USERS;
 use movielake_core::sources::sql::watermark::Watermark;
 
@@ -384,4 +384,53 @@ pub(crate) fn strings(batches: &[arrow_array::RecordBatch]) -> Vec<Vec<String>> 
         }
     }
     rows
+}
+
+/// `sslmode=require` opens TLS to the real server and verifies its certificate: trusted through
+/// the CA file, refused without it (the system's roots do not know a test CA), never silently
+/// in the clear.
+#[tokio::test]
+async fn sslmode_require_encrypts_and_verifies_the_servers_certificate() {
+    let Some(server) = postgres_url() else {
+        return;
+    };
+    let Some(ca) = std::env::var_os("MOVIELAKE_TEST_POSTGRES_CA") else {
+        eprintln!(
+            "skipped: MOVIELAKE_TEST_POSTGRES_CA is not set (scripts/test.sh sets it from scripts/postgres.sh ca)"
+        );
+        return;
+    };
+    let url = format!("{server}?sslmode=require");
+    let trusted = PgConnect {
+        ca_file: Some(ca.into()),
+        password: None,
+    };
+    let db = Postgres::connect_with(&url, &trusted)
+        .await
+        .expect("TLS with the test CA");
+    assert!(db.encrypted().await.expect("pg_stat_ssl"), "the session is encrypted");
+    let plain = Postgres::connect(&server).await.expect("in the clear");
+    assert!(
+        !plain.encrypted().await.expect("pg_stat_ssl"),
+        "no sslmode: in the clear"
+    );
+
+    let e = Postgres::connect_with(&url, &PgConnect::default())
+        .await
+        .err()
+        .expect("an unknown CA is refused");
+    assert!(matches!(e, SqlError::Unreachable(_)), "{e}");
+    assert!(e.to_string().to_lowercase().contains("certificate"), "says why: {e}");
+}
+
+#[test]
+fn an_azure_host_without_a_password_signs_in_with_an_entra_token() {
+    use movielake::clients::sql::wants_entra_token;
+    assert!(wants_entra_token(
+        "postgres://id-movielake@myserver.postgres.database.azure.com:5432/platform?sslmode=require"
+    ));
+    assert!(!wants_entra_token(
+        "postgres://admin:secret@myserver.postgres.database.azure.com:5432/platform"
+    ));
+    assert!(!wants_entra_token("postgres://movielake@127.0.0.1:5432/platform"));
 }

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 mod postgres;
 mod sqlite;
 
-pub use postgres::Postgres;
+pub use postgres::{PgConnect, Postgres};
 pub use sqlite::Sqlite;
 
 /// One changed row: its identity for the watermark, and the row itself.
@@ -46,11 +46,36 @@ pub enum SqlError {
     Row { table: String, column: String, row: String },
 }
 
+/// The scope of an Entra access token for Azure Database for PostgreSQL ("Connect with
+/// Microsoft Entra authentication": the token, for resource `https://ossrdbms-aad.database.windows.net`,
+/// is the password; the user is the role created for the identity).
+pub const POSTGRES_ENTRA_SCOPE: &str = "https://ossrdbms-aad.database.windows.net/.default";
+
+/// How to connect beyond what the URL says.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// PEM certificates to trust besides the system's roots (`MOVIELAKE_SQL_CA_FILE`).
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
 /// Connects to the database a setting names (`--database`, `MOVIELAKE_SQL_DATABASE`):
-/// `postgres://user[:password]@host:port/db` or `sqlite:path/to/file.db`.
-pub async fn connect(database: &str) -> Result<Box<dyn SqlSource>, SqlError> {
+/// `postgres://user[:password]@host:port/db[?sslmode=require]` or `sqlite:path/to/file.db`. A
+/// PostgreSQL URL for an Azure Database for PostgreSQL server with no password gets a fresh
+/// Entra access token as its password, from the app's managed identity (or `az login`).
+pub async fn connect(database: &str, options: &ConnectOptions) -> Result<Box<dyn SqlSource>, SqlError> {
     match database.split_once(':') {
-        Some(("postgres" | "postgresql", _)) => Ok(Box::new(Postgres::connect(database).await?)),
+        Some(("postgres" | "postgresql", _)) => {
+            let password = if wants_entra_token(database) {
+                Some(entra_token().await?)
+            } else {
+                None
+            };
+            let pg = PgConnect {
+                ca_file: options.ca_file.clone(),
+                password,
+            };
+            Ok(Box::new(Postgres::connect_with(database, &pg).await?))
+        }
         Some(("sqlite", path)) => {
             let path = std::path::Path::new(path.trim_start_matches("//"));
             if !path.is_file() {
@@ -68,6 +93,30 @@ pub async fn connect(database: &str) -> Result<Box<dyn SqlSource>, SqlError> {
             "the database must be postgres://user@host:5432/db or sqlite:path/to/file.db".into(),
         )),
     }
+}
+
+/// An Azure Database for PostgreSQL host (`*.postgres.database.azure.com`) and no password in
+/// the URL: the login is an Entra principal.
+pub fn wants_entra_token(url: &str) -> bool {
+    let Ok(config) = url.parse::<tokio_postgres::Config>() else {
+        return false;
+    };
+    config.get_password().is_none()
+        && config.get_hosts().iter().any(|h| {
+            matches!(h, tokio_postgres::config::Host::Tcp(name)
+                if name.to_ascii_lowercase().ends_with(".postgres.database.azure.com"))
+        })
+}
+
+/// A fresh token per connection: tokens last about an hour and a pull is one connection.
+async fn entra_token() -> Result<String, SqlError> {
+    let credential = crate::lake::AzureAuth::token_credential()
+        .map_err(|e| SqlError::Setting(format!("no Entra credential for the database: {e}")))?;
+    let token = credential
+        .get_token(&[POSTGRES_ENTRA_SCOPE], None)
+        .await
+        .map_err(|e| SqlError::Unreachable(format!("cannot get an Entra token for the database: {e}")))?;
+    Ok(token.token.secret().to_string())
 }
 
 #[async_trait]

@@ -18,17 +18,60 @@ fn pg_floor() -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp(-62_135_596_800, 0).unwrap_or(DateTime::<Utc>::MIN_UTC) // 0001-01-01
 }
 
+/// How to open the connection beyond what the URL says.
+#[derive(Debug, Clone, Default)]
+pub struct PgConnect {
+    /// PEM certificates to trust besides the system's roots (a private CA, a test server).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The password when the URL has none: an Entra access token on Azure Database for
+    /// PostgreSQL (never logged, never stored).
+    pub password: Option<String>,
+}
+
 impl Postgres {
     /// Connects with a libpq URL or key=value string (`postgres://user@host:port/db`).
     pub async fn connect(url: &str) -> Result<Postgres, SqlError> {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .map_err(|e| SqlError::Unreachable(with_causes(&e)))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "PostgreSQL connection ended");
-            }
-        });
+        Postgres::connect_with(url, &PgConnect::default()).await
+    }
+
+    /// Connects over TLS when the URL says `sslmode=require`, verifying the server's
+    /// certificate and name against the system's roots and `options.ca_file` (stricter than
+    /// libpq's `require`, which does not verify); in the clear otherwise.
+    pub async fn connect_with(url: &str, options: &PgConnect) -> Result<Postgres, SqlError> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
+            SqlError::Setting(format!(
+                "not a PostgreSQL URL: {e} (hint: postgres://user@host:5432/db)"
+            ))
+        })?;
+        if config.get_password().is_none()
+            && let Some(password) = &options.password
+        {
+            config.password(password.as_str());
+        }
+        let client = if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(options.ca_file.as_deref())?);
+            let (client, connection) = config
+                .connect(tls)
+                .await
+                .map_err(|e| SqlError::Unreachable(with_causes(&e)))?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %e, "PostgreSQL connection ended");
+                }
+            });
+            client
+        } else {
+            let (client, connection) = config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(|e| SqlError::Unreachable(with_causes(&e)))?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %e, "PostgreSQL connection ended");
+                }
+            });
+            client
+        };
         client
             .batch_execute("SET TIME ZONE 'UTC'")
             .await
@@ -36,10 +79,62 @@ impl Postgres {
         Ok(Postgres { client })
     }
 
+    /// Whether this session's connection is encrypted (`pg_stat_ssl`).
+    pub async fn encrypted(&self) -> Result<bool, SqlError> {
+        let row = self
+            .client
+            .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+            .await
+            .map_err(refused)?;
+        row.try_get(0).map_err(refused)
+    }
+
     /// Runs `sql` (several statements allowed): the DDL, tests' data.
     pub async fn execute(&self, sql: &str) -> Result<(), SqlError> {
         self.client.batch_execute(sql).await.map_err(refused)
     }
+}
+
+/// rustls with *ring* named explicitly: the dependency tree enables both of rustls' crypto
+/// providers, and then none is the default.
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, SqlError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| SqlError::Setting(format!("cannot read the CA file {}: {e}", path.display())))?;
+        let mut added = 0;
+        for cert in rustls_pemfile_certs(&pem) {
+            if roots.add(cert).is_ok() {
+                added += 1;
+            }
+        }
+        if added == 0 {
+            return Err(SqlError::Setting(format!(
+                "{} holds no PEM certificate (hint: -----BEGIN CERTIFICATE-----)",
+                path.display()
+            )));
+        }
+    }
+    if roots.is_empty() {
+        return Err(SqlError::Setting(
+            "no trusted root certificates: install the system's CA bundle (ca-certificates) or set MOVIELAKE_SQL_CA_FILE"
+                .into(),
+        ));
+    }
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+        .map_err(|e| SqlError::Setting(format!("TLS: {e}")))
+}
+
+/// The certificates of a PEM file.
+fn rustls_pemfile_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .filter_map(Result::ok)
+        .collect()
 }
 
 fn refused(e: tokio_postgres::Error) -> SqlError {

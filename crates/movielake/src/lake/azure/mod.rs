@@ -73,8 +73,8 @@ pub enum AzureAuth {
 
 impl AzureAuth {
     /// The Entra ID credential behind [`AzureAuth::TokenCredential`], for the crate's other Azure
-    /// clients (the Event Hubs producer): `lake::azure` is private, so it is reached through here.
-    #[cfg(feature = "eventhubs")]
+    /// clients (the Event Hubs producer, the SQL source's Entra tokens): `lake::azure` is
+    /// private, so it is reached through here.
     pub(crate) fn token_credential() -> azure_core::Result<Arc<dyn TokenCredential>> {
         Ok(Arc::new(LakeCredential::from_environment()?))
     }
