@@ -50,27 +50,9 @@ impl Postgres {
         }
         let client = if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
             let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(options.ca_file.as_deref())?);
-            let (client, connection) = config
-                .connect(tls)
-                .await
-                .map_err(|e| SqlError::Unreachable(with_causes(&e)))?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::warn!(error = %e, "PostgreSQL connection ended");
-                }
-            });
-            client
+            open(&config, tls).await?
         } else {
-            let (client, connection) = config
-                .connect(tokio_postgres::NoTls)
-                .await
-                .map_err(|e| SqlError::Unreachable(with_causes(&e)))?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::warn!(error = %e, "PostgreSQL connection ended");
-                }
-            });
-            client
+            open(&config, tokio_postgres::NoTls).await?
         };
         client
             .batch_execute("SET TIME ZONE 'UTC'")
@@ -93,6 +75,24 @@ impl Postgres {
     pub async fn execute(&self, sql: &str) -> Result<(), SqlError> {
         self.client.batch_execute(sql).await.map_err(refused)
     }
+}
+
+/// Connects, and drives the connection on its own task until the client is dropped.
+async fn open<T>(config: &tokio_postgres::Config, tls: T) -> Result<tokio_postgres::Client, SqlError>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = config
+        .connect(tls)
+        .await
+        .map_err(|e| SqlError::Unreachable(with_causes(&e)))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
 }
 
 /// rustls with *ring* named explicitly: the dependency tree enables both of rustls' crypto
