@@ -78,7 +78,12 @@ start() {
 # a real chain (a self-signed CA certificate cannot serve as the server's own: rustls refuses a
 # CA used as an end entity). Clients in the clear still connect: ssl=on does not force TLS.
 certificates() {
-  command -v openssl >/dev/null || die "openssl is missing: apt-get install openssl"
+  if ! command -v openssl >/dev/null; then
+    [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null || die "openssl is missing: sudo apt-get install openssl"
+    echo "postgres.sh: installing openssl with apt-get" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl >&2 \
+      || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl >&2; }
+  fi
   (
     cd "$DIR"
     openssl req -x509 -newkey rsa:2048 -nodes -days 3 -subj "/CN=movielake test CA" \
