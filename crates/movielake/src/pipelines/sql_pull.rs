@@ -144,7 +144,6 @@ pub async fn pull_table(
         let columns = bronze::columns(table, rows());
         let csv = bronze::csv(&columns, rows());
         let to = through.unwrap_or(pulled.window.to);
-        let dir = bronze::run_dir(table.name, to, &csv);
         let sidecar = bronze::Sidecar {
             source: source.to_string(),
             table: table.name.to_string(),
@@ -158,9 +157,7 @@ pub async fn pull_table(
             file: bronze::PART.into(),
             csv_bytes: csv.len() as u64,
         };
-        let object = format!("{dir}/{}", bronze::PART);
-        let size = land(lake, &object, bronze::gzip(&csv)).await?;
-        land(lake, &format!("{dir}/{}", bronze::SIDECAR), sidecar_bytes(&sidecar)).await?;
+        let (object, size) = land_extract(lake, to, &csv, &sidecar).await?;
         // The contract reads each row as the JSON object the adapter decoded: the same
         // values as the CSV line, with their JSON types.
         let mut body = Vec::new();
@@ -283,7 +280,6 @@ async fn check_keys(
         .collect();
     let columns = vec![table.key.to_string(), sql_scd::DELETED_AT.to_string()];
     let csv = bronze::csv(&columns, &rows);
-    let dir = bronze::run_dir(table.name, checked_at, &csv);
     let sidecar = bronze::Sidecar {
         source: source.to_string(),
         table: table.name.to_string(),
@@ -297,14 +293,7 @@ async fn check_keys(
         file: bronze::DELETES.into(),
         csv_bytes: csv.len() as u64,
     };
-    let object = format!("{dir}/{}", bronze::DELETES);
-    land(sink.lake, &object, bronze::gzip(&csv)).await?;
-    land(
-        sink.lake,
-        &format!("{dir}/{}", bronze::SIDECAR),
-        sidecar_bytes(&sidecar),
-    )
-    .await?;
+    let (object, _) = land_extract(sink.lake, checked_at, &csv, &sidecar).await?;
     let micros = checked_at.timestamp_micros();
     let batch = RecordBatch::try_new(
         Arc::new(Schema::new(vec![
@@ -516,9 +505,21 @@ async fn land(lake: &dyn Lake, object: &str, bytes: Vec<u8>) -> Result<u64, Pull
     }
 }
 
-fn sidecar_bytes(sidecar: &bronze::Sidecar) -> Vec<u8> {
+/// Lands one extract in bronze: its gzipped CSV (`sidecar.file`), then the sidecar, in the run
+/// folder named after `at` and the CSV's hash. Returns the CSV object and its size.
+async fn land_extract(
+    lake: &dyn Lake,
+    at: DateTime<Utc>,
+    csv: &[u8],
+    sidecar: &bronze::Sidecar,
+) -> Result<(String, u64), PullError> {
+    let dir = bronze::run_dir(&sidecar.table, at, csv);
+    let object = format!("{dir}/{}", sidecar.file);
+    let size = land(lake, &object, bronze::gzip(csv)).await?;
     // Strings, numbers and times only: serialising cannot fail.
-    serde_json::to_vec_pretty(sidecar).unwrap_or_default()
+    let bytes = serde_json::to_vec_pretty(sidecar).unwrap_or_default();
+    land(lake, &format!("{dir}/{}", bronze::SIDECAR), bytes).await?;
+    Ok((object, size))
 }
 
 #[cfg(test)]
