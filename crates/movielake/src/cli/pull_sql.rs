@@ -54,6 +54,11 @@ pub struct PullSqlArgs {
     /// Never compare keys (hard deletes are then not seen; soft deletes, `deleted_at`, are).
     #[arg(long)]
     no_key_check: bool,
+    /// Rows read, landed and committed at a time: memory is bounded by a page, and a pull cut
+    /// short resumes after the last page landed.
+    #[arg(long, env = "MOVIELAKE_SQL_PAGE_ROWS", default_value_t = crate::clients::sql::PAGE_ROWS as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    page_rows: u64,
 }
 
 pub(super) async fn command(state: &AppState, args: PullSqlArgs) -> anyhow::Result<()> {
@@ -80,6 +85,7 @@ pub(super) async fn command(state: &AppState, args: PullSqlArgs) -> anyhow::Resu
         lag: chrono::Duration::seconds(i64::from(args.lag_seconds)),
         overlap: chrono::Duration::seconds(i64::from(args.overlap_seconds)),
         key_check: (!args.no_key_check).then(|| chrono::Duration::hours(i64::from(args.key_check_hours))),
+        page_rows: usize::try_from(args.page_rows).unwrap_or(usize::MAX),
     };
     let sink = Sink {
         lake: state.lake.as_ref(),
@@ -89,21 +95,28 @@ pub(super) async fn command(state: &AppState, args: PullSqlArgs) -> anyhow::Resu
     for table in &tables {
         let pulled = pull_table(&sink, db, &args.source, table, settings).await?;
         println!(
-            "{}: {} new row(s), {} already landed; read through {}{}",
+            "{}: {} new row(s) in {} page(s), {} already landed; read through {}",
             pulled.table,
             pulled.rows,
+            pulled.pages,
             pulled.duplicates,
             pulled.through.map_or_else(|| "-".to_string(), |t| t.to_rfc3339()),
-            pulled.bronze.map(|b| format!("; bronze {b}")).unwrap_or_default()
         );
+        for object in &pulled.bronze {
+            println!("  bronze {object}");
+        }
         if let Some(gone) = pulled.deleted {
             println!("  keys compared: {gone} deleted outright since the last comparison");
         }
-        if let Some(manifest) = pulled.manifest {
+        if !pulled.manifests.is_empty() {
             let c = &pulled.counts;
             println!(
-                "  in {}: silver {}, quarantined {}, versions already in silver {}; manifest {manifest}",
-                c.records_in, c.silver, c.quarantined, c.duplicates_dropped
+                "  in {}: silver {}, quarantined {}, versions already in silver {}; manifests {}",
+                c.records_in,
+                c.silver,
+                c.quarantined,
+                c.duplicates_dropped,
+                pulled.manifests.join(", ")
             );
         }
     }

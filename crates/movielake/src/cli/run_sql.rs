@@ -39,7 +39,7 @@ pub async fn run_sql(
     let _ = std::fs::remove_file(&path);
     let db = Sqlite::open(&path).await?;
     db.execute(Dialect::Sqlite.ddl()).await?;
-    let now = db.ceiling(Duration::zero()).await?;
+    let now = db.ceiling(Duration::zero()).await?.at;
     db.execute_all(sample::seed_sql(Dialect::Sqlite, users.max(5), seed, now))
         .await?;
     progress(format!("sample database {} ({} users)", path.display(), users.max(5)));
@@ -53,6 +53,7 @@ pub async fn run_sql(
         lag: Duration::zero(),
         overlap: Duration::minutes(15),
         key_check: Some(Duration::zero()),
+        ..PullSettings::default()
     };
     let mut demo = SqlDemo::default();
     let mut through = now;

@@ -72,6 +72,15 @@ impl SqlSettings {
                     900,
                 )?),
                 key_check,
+                page_rows: match set(var("MOVIELAKE_SQL_PAGE_ROWS")) {
+                    None => crate::clients::sql::PAGE_ROWS,
+                    Some(v) => v
+                        .trim()
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| format!("MOVIELAKE_SQL_PAGE_ROWS={v:?} is not a positive whole number"))?,
+                },
             },
         })
     }
@@ -106,9 +115,10 @@ pub async fn run(state: &AppState, invocation: Invocation) -> Result<InvocationR
             Ok(p) => {
                 let c = &p.counts;
                 let line = format!(
-                    "{}: {} new row(s), {} already landed; in {}: silver {}, quarantined {}, versions already in silver {}{}{}",
+                    "{}: {} new row(s) in {} page(s), {} already landed; in {}: silver {}, quarantined {}, versions already in silver {}{}{}",
                     p.table,
                     p.rows,
+                    p.pages,
                     p.duplicates,
                     c.records_in,
                     c.silver,
@@ -117,7 +127,11 @@ pub async fn run(state: &AppState, invocation: Invocation) -> Result<InvocationR
                     p.deleted
                         .map(|d| format!("; keys compared, {d} deleted outright"))
                         .unwrap_or_default(),
-                    p.bronze.map(|b| format!("; bronze {b}")).unwrap_or_default(),
+                    if p.bronze.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; bronze {}", p.bronze.join(", "))
+                    },
                 );
                 tracing::info!(function = NAME, "{line}");
                 logs.push(line);

@@ -23,16 +23,17 @@ use movielake_core::output::silver::{EncodeError, Lineage, SOURCE_OBJECT, accept
 use movielake_core::routing::quarantine::{SourcePointer, encode_jsonl};
 use movielake_core::routing::route::{Accepted, RunContext, SourceRecord, quarantine, route};
 use movielake_core::sources::sql::watermark::Watermark;
-use movielake_core::sources::sql::{SqlTable, bronze};
+use movielake_core::sources::sql::{Dialect, SqlTable, bronze};
 
 use super::sql_scd;
-use crate::clients::sql::{SqlError, SqlSource, pull};
+use crate::clients::sql::{PAGE_ROWS, Page, SqlError, SqlSource, pull_page};
 use crate::lake::{ETag, Lake, LakeError, PutMode};
 use crate::tables::{TableError, Tables, Upsert};
 
 pub const PIPELINE: &str = "sql_pull";
 
-/// How far behind the database's clock a pull stays, and how much it reads again.
+/// How far behind the database's clock a pull stays, how much it reads again, and how many
+/// rows it holds at once.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PullSettings {
     pub lag: Duration,
@@ -40,6 +41,10 @@ pub struct PullSettings {
     /// How often a pull also compares every key with silver's to find hard deletes (a
     /// deleted row leaves nothing to read changes from). `None`: never; zero: every pull.
     pub key_check: Option<Duration>,
+    /// Rows per page: each page is landed (bronze, silver, manifest) and the watermark moved
+    /// past it before the next is read, so memory stays bounded whatever the table's size
+    /// and a pull cut short resumes where it stopped.
+    pub page_rows: usize,
 }
 
 impl Default for PullSettings {
@@ -50,6 +55,7 @@ impl Default for PullSettings {
             lag: Duration::seconds(5),
             overlap: Duration::minutes(15),
             key_check: Some(Duration::hours(24)),
+            page_rows: PAGE_ROWS,
         }
     }
 }
@@ -83,12 +89,15 @@ pub struct Pulled {
     pub table: String,
     pub rows: usize,
     pub duplicates: usize,
-    /// The bronze object of the rows (none when nothing changed).
-    pub bronze: Option<String>,
+    /// The bronze objects of the rows, one per page that had new rows.
+    pub bronze: Vec<String>,
     pub through: Option<DateTime<Utc>>,
-    /// Where the pull's rows went (none when nothing changed).
+    /// Where the pull's rows went, over all its pages.
     pub counts: Counts,
-    pub manifest: Option<String>,
+    /// One run manifest per page that had new rows.
+    pub manifests: Vec<String>,
+    /// Pages read (the last one short, possibly empty).
+    pub pages: usize,
     /// Keys a full key comparison found deleted (`None`: no comparison this pull).
     pub deleted: Option<usize>,
 }
@@ -118,7 +127,7 @@ async fn load(lake: &dyn Lake, path: &str) -> Result<(Watermark, Option<ETag>), 
     }
 }
 
-/// Pulls `table` of the database named `source` in the lake once.
+/// Pulls `table` of the database named `source` in the lake once, page by page.
 pub async fn pull_table(
     sink: &Sink<'_>,
     db: &dyn SqlSource,
@@ -126,107 +135,167 @@ pub async fn pull_table(
     table: &SqlTable,
     settings: PullSettings,
 ) -> Result<Pulled, PullError> {
-    let (lake, started_at, clock) = (sink.lake, Utc::now(), Instant::now());
+    let lake = sink.lake;
     let contract_name = format!("sql_{}", table.name);
     let contract = sink
         .contracts
         .get(&contract_name)
         .ok_or_else(|| PullError::NoContract(contract_name.clone()))?;
     let path = watermark_path(source, table);
-    let (watermark, etag) = load(lake, &path).await?;
-    let pulled = pull(db, table, &watermark, settings.lag, settings.overlap).await?;
-    let through = pulled.next.through;
-    let mut bronze = None;
-    let mut counts = Counts::default();
-    let mut manifest = None;
-    if !pulled.rows.is_empty() {
-        let rows = || pulled.rows.iter().map(|r| &r.row);
-        let columns = bronze::columns(table, rows());
-        let csv = bronze::csv(&columns, rows());
-        let to = through.unwrap_or(pulled.window.to);
-        let sidecar = bronze::Sidecar {
-            source: source.to_string(),
-            table: table.name.to_string(),
-            dialect: bronze::dialect_name(db.dialect()).to_string(),
-            kind: "changes".into(),
-            query: db.dialect().changes_sql(table),
-            from: Some(pulled.window.from),
-            to: pulled.window.to,
-            rows: pulled.rows.len() as u64,
-            columns,
-            file: bronze::PART.into(),
-            csv_bytes: csv.len() as u64,
-        };
-        let (object, size) = land_extract(lake, to, &csv, &sidecar).await?;
-        // The contract reads each row as the JSON object the adapter decoded: the same
-        // values as the CSV line, with their JSON types.
-        let mut body = Vec::new();
-        for row in rows() {
-            // A map of JSON values always serialises.
-            serde_json::to_writer(&mut body, row).map_err(|e| PullError::Encode(object.clone(), e.to_string()))?;
-            body.push(b'\n');
+    let (watermark, mut etag) = load(lake, &path).await?;
+    let ceiling = db.ceiling(settings.lag).await?;
+    let mut pulled = Pulled {
+        table: table.name.to_string(),
+        rows: 0,
+        duplicates: 0,
+        bronze: Vec::new(),
+        through: None,
+        counts: Counts::default(),
+        manifests: Vec::new(),
+        pages: 0,
+        deleted: None,
+    };
+    let mut state = watermark.clone();
+    let mut window = Some(watermark.window(ceiling, settings.overlap));
+    while let Some(w) = window.take() {
+        let page = pull_page(db, table, &state, &w, settings.page_rows, settings.overlap).await?;
+        pulled.pages += 1;
+        pulled.rows += page.rows.len();
+        pulled.duplicates += page.duplicates;
+        if !page.rows.is_empty() {
+            let landed = land_page(sink, db, source, table, contract, &page).await?;
+            add(&mut pulled.counts, &landed.counts);
+            pulled.bronze.push(landed.bronze);
+            pulled.manifests.push(landed.manifest);
         }
-        let at = through.unwrap_or(started_at);
-        let mut outputs = vec![Output {
-            path: object.clone(),
-            kind: OutputKind::Bronze,
-            rows: Some(pulled.rows.len() as u64),
-            bytes: size,
-        }];
-        let committing = Instant::now();
-        let (c, versions) = to_silver(sink, contract, &object, &body, at, &mut outputs).await?;
-        counts = c;
-        let run = RunManifest {
-            run_id: stable_id(&object),
-            pipeline: PIPELINE.to_string(),
-            binary_version: env!("CARGO_PKG_VERSION").to_string(),
-            started_at,
-            finished_at: Utc::now(),
-            duration_ms: clock.elapsed().as_millis() as u64,
-            commit_ms: Some(committing.elapsed().as_millis() as u64),
-            inputs: vec![format!("{source}/{}", table.name)],
-            outputs,
-            counts: counts.clone(),
-            contracts: [(contract.name.clone(), contract.version)].into(),
-            poison: None,
-            tables: versions,
-        };
-        manifest = Some(super::put_manifest(lake, &run, at.date_naive()).await?);
-        bronze = Some(object);
+        state = page.next;
+        window = page.rest;
+        if window.is_some() {
+            // Past this page for good: a pull cut short resumes here.
+            etag = Some(save(lake, &path, &state, etag).await?);
+            tracing::info!(table = table.name, pages = pulled.pages, rows = pulled.rows, "page landed");
+        }
     }
-    let mut next = pulled.next;
+    pulled.through = state.through;
     let due = settings.key_check.is_some_and(|every| {
         watermark
             .keys_checked_at
-            .is_none_or(|last| through.is_none_or(|t| t - last >= every))
+            .is_none_or(|last| ceiling.at - last >= every)
     });
-    let mut deleted = None;
     if due {
         let (checked_at, gone) = check_keys(sink, db, source, table, contract).await?;
-        next.keys_checked_at = Some(checked_at);
-        deleted = Some(gone);
+        state.keys_checked_at = Some(checked_at);
+        pulled.deleted = Some(gone);
     }
-    let bytes = serde_json::to_vec_pretty(&next).map_err(|e| PullError::Watermark {
-        path: path.clone(),
+    save(lake, &path, &state, etag).await?;
+    Ok(pulled)
+}
+
+/// Stores the watermark with a compare-and-swap on the one read (`None`: there was none).
+async fn save(lake: &dyn Lake, path: &str, watermark: &Watermark, etag: Option<ETag>) -> Result<ETag, PullError> {
+    let bytes = serde_json::to_vec_pretty(watermark).map_err(|e| PullError::Watermark {
+        path: path.to_string(),
         message: e.to_string(),
     })?;
     let mode = etag.map_or(PutMode::Create, PutMode::IfMatch);
-    match lake.put(&path, bytes.into(), mode).await {
-        Ok(_) => {}
+    match lake.put(path, bytes.into(), mode).await {
+        Ok(etag) => Ok(etag),
         Err(LakeError::AlreadyExists { .. } | LakeError::PreconditionFailed { .. }) => {
-            return Err(PullError::Raced(path));
+            Err(PullError::Raced(path.to_string()))
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => Err(e.into()),
     }
-    Ok(Pulled {
+}
+
+fn add(total: &mut Counts, c: &Counts) {
+    total.records_in += c.records_in;
+    total.silver += c.silver;
+    total.quarantined += c.quarantined;
+    total.duplicates_dropped += c.duplicates_dropped;
+    for (rule, n) in &c.quarantined_by_rule {
+        *total.quarantined_by_rule.entry(rule.clone()).or_default() += n;
+    }
+}
+
+/// Where one page's rows went.
+struct Landed {
+    bronze: String,
+    manifest: String,
+    counts: Counts,
+}
+
+/// Lands one page's new rows: bronze (CSV and sidecar), silver and quarantine, the manifest.
+async fn land_page(
+    sink: &Sink<'_>,
+    db: &dyn SqlSource,
+    source: &str,
+    table: &SqlTable,
+    contract: &movielake_core::Contract,
+    page: &Page,
+) -> Result<Landed, PullError> {
+    let (lake, started_at, clock) = (sink.lake, Utc::now(), Instant::now());
+    let through = page.next.through;
+    let rows = || page.rows.iter().map(|r| &r.row);
+    let columns = bronze::columns(table, rows());
+    let csv = bronze::csv(&columns, rows());
+    let to = through.unwrap_or(page.window.to);
+    let query = match page.window.versions {
+        Some(v) => Dialect::sqlserver_changes(table, page.rows.len().max(1), v.from, v.to),
+        None => db.dialect().changes_sql(table, page.rows.len().max(1)),
+    };
+    let sidecar = bronze::Sidecar {
+        source: source.to_string(),
         table: table.name.to_string(),
-        rows: pulled.rows.len(),
-        duplicates: pulled.duplicates,
-        bronze,
-        through,
-        counts,
+        dialect: bronze::dialect_name(db.dialect()).to_string(),
+        kind: "changes".into(),
+        query,
+        from: Some(page.window.from),
+        to: page.window.to,
+        after_key: page.window.after_key.clone(),
+        row_versions: page.window.versions,
+        rows: page.rows.len() as u64,
+        columns,
+        file: bronze::PART.into(),
+        csv_bytes: csv.len() as u64,
+    };
+    let (object, size) = land_extract(lake, to, &csv, &sidecar).await?;
+    // The contract reads each row as the JSON object the adapter decoded: the same values as
+    // the CSV line, with their JSON types.
+    let mut body = Vec::new();
+    for row in rows() {
+        // A map of JSON values always serialises.
+        serde_json::to_writer(&mut body, row).map_err(|e| PullError::Encode(object.clone(), e.to_string()))?;
+        body.push(b'\n');
+    }
+    let at = through.unwrap_or(started_at);
+    let mut outputs = vec![Output {
+        path: object.clone(),
+        kind: OutputKind::Bronze,
+        rows: Some(page.rows.len() as u64),
+        bytes: size,
+    }];
+    let committing = Instant::now();
+    let (counts, versions) = to_silver(sink, contract, &object, &body, at, &mut outputs).await?;
+    let run = RunManifest {
+        run_id: stable_id(&object),
+        pipeline: PIPELINE.to_string(),
+        binary_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at,
+        finished_at: Utc::now(),
+        duration_ms: clock.elapsed().as_millis() as u64,
+        commit_ms: Some(committing.elapsed().as_millis() as u64),
+        inputs: vec![format!("{source}/{}", table.name)],
+        outputs,
+        counts: counts.clone(),
+        contracts: [(contract.name.clone(), contract.version)].into(),
+        poison: None,
+        tables: versions,
+    };
+    let manifest = super::put_manifest(lake, &run, at.date_naive()).await?;
+    Ok(Landed {
+        bronze: object,
         manifest,
-        deleted,
+        counts,
     })
 }
 
@@ -243,7 +312,7 @@ async fn check_keys(
 ) -> Result<(DateTime<Utc>, usize), PullError> {
     // The database's clock before the keys are read: a key gone from the read was gone then
     // or soon after, and every version of it already pulled is older.
-    let checked_at = db.ceiling(Duration::zero()).await?;
+    let checked_at = db.ceiling(Duration::zero()).await?.at;
     let present: std::collections::HashSet<String> = db.keys(table).await?.into_iter().collect();
     let key = sql_scd::key_column(contract)?;
     let current = sql_scd::current_table(contract);
@@ -288,6 +357,8 @@ async fn check_keys(
         query: db.dialect().keys_sql(table),
         from: None,
         to: checked_at,
+        after_key: None,
+        row_versions: None,
         rows: rows.len() as u64,
         columns,
         file: bronze::DELETES.into(),
@@ -527,8 +598,8 @@ mod tests {
     use std::sync::Mutex;
 
     use async_trait::async_trait;
-    use movielake_core::sources::sql::watermark::{Change, Window};
-    use movielake_core::sources::sql::{Dialect, USERS};
+    use movielake_core::sources::sql::watermark::{Ceiling, Change, Window};
+    use movielake_core::sources::sql::USERS;
     use serde_json::json;
 
     use super::*;
@@ -575,10 +646,10 @@ mod tests {
         fn dialect(&self) -> Dialect {
             Dialect::Postgres
         }
-        async fn ceiling(&self, lag: Duration) -> Result<DateTime<Utc>, SqlError> {
-            Ok(at(*self.now.lock().expect("lock")) - lag)
+        async fn ceiling(&self, lag: Duration) -> Result<Ceiling, SqlError> {
+            Ok(Ceiling::at(at(*self.now.lock().expect("lock")) - lag))
         }
-        async fn changes(&self, _: &SqlTable, window: &Window) -> Result<Vec<PulledRow>, SqlError> {
+        async fn changes(&self, _: &SqlTable, window: &Window, limit: usize) -> Result<Vec<PulledRow>, SqlError> {
             if let Some(dir) = &self.rival {
                 let other = Watermark::default();
                 LocalLake::new(dir)
@@ -596,11 +667,18 @@ mod tests {
                 .expect("lock")
                 .iter()
                 .filter(|(_, s)| at(*s) >= window.from && at(*s) <= window.to)
+                .filter(|(k, s)| {
+                    window
+                        .after_key
+                        .as_ref()
+                        .is_none_or(|after| at(*s) > window.from || k > after)
+                })
                 .map(|(k, s)| PulledRow {
                     change: Change {
                         key: k.clone(),
                         at: at(*s),
                     },
+                    row_version: None,
                     row: json!({
                         "user_id": k,
                         "email": format!("{k}@example.com"),
@@ -614,6 +692,7 @@ mod tests {
                 })
                 .collect();
             rows.sort_by(|a, b| (a.change.at, &a.change.key).cmp(&(b.change.at, &b.change.key)));
+            rows.truncate(limit);
             Ok(rows)
         }
         async fn keys(&self, _: &SqlTable) -> Result<Vec<String>, SqlError> {
@@ -630,14 +709,15 @@ mod tests {
             lag: Duration::seconds(5),
             overlap: Duration::seconds(60),
             key_check: None,
+            page_rows: 1000,
         };
         let first = pull_table(&sink!(lake), &db, "platform", &USERS, settings)
             .await
             .expect("pull");
         assert_eq!((first.rows, first.duplicates, first.through), (2, 0, Some(at(25))));
         assert_eq!((first.counts.records_in, first.counts.silver), (2, 2));
-        assert!(first.manifest.is_some());
-        let bronze = first.bronze.expect("bronze");
+                assert_eq!(first.manifests.len(), 1);
+        let bronze = first.bronze[0].clone();
         assert!(
             bronze.starts_with("bronze/sql/users/extract_date=2024-05-01/run=20240501T100025")
                 && bronze.ends_with("/part-00001.csv.gz"),
@@ -663,7 +743,7 @@ mod tests {
         let again = pull_table(&sink!(lake), &db, "platform", &USERS, settings)
             .await
             .expect("pull");
-        assert_eq!((again.rows, again.duplicates, again.bronze), (0, 2, None));
+        assert_eq!((again.rows, again.duplicates, again.bronze.len()), (0, 2, 0));
 
         db.rows.lock().expect("lock").push(("u3".into(), 12)); // committed late, stamped early
         *db.now.lock().expect("lock") = 40;
@@ -715,6 +795,7 @@ mod tests {
             lag: Duration::zero(),
             overlap: Duration::seconds(60),
             key_check: None,
+            page_rows: 1000,
         };
         let db = Memory::new(&[("u1", 10), ("u1", 30)], 40);
         pull_table(&sink, &db, "platform", &USERS, settings)

@@ -3,13 +3,13 @@
 //! middle of a pull, and the same pull run twice. Each test has a database of its own.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use movielake::clients::sql::{Postgres, PulledRow, SqlError, SqlSource};
 use movielake::lake::{Lake, LakeError, LocalLake};
 use movielake::pipelines::sql_pull::{PullError, PullSettings, Sink, pull_table, watermark_path};
 use movielake::tables::{TableLocation, Tables};
 use movielake_core::ContractSet;
-use movielake_core::sources::sql::watermark::Window;
+use movielake_core::sources::sql::watermark::{Ceiling, Window};
 use movielake_core::sources::sql::{Dialect, SUBSCRIPTIONS, SqlTable, USERS};
 
 use crate::sql_postgres::{database, insert_user, strings as string_rows};
@@ -56,6 +56,8 @@ fn every_pull() -> PullSettings {
         lag: Duration::zero(),
         overlap: Duration::minutes(5),
         key_check: Some(Duration::zero()),
+        // Tiny pages: every scenario also crosses page boundaries, ties included.
+        page_rows: 2,
     }
 }
 
@@ -213,10 +215,10 @@ impl SqlSource for GoesAway {
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
     }
-    async fn ceiling(&self, lag: Duration) -> Result<DateTime<Utc>, SqlError> {
+    async fn ceiling(&self, lag: Duration) -> Result<Ceiling, SqlError> {
         self.inner.ceiling(lag).await
     }
-    async fn changes(&self, table: &SqlTable, window: &Window) -> Result<Vec<PulledRow>, SqlError> {
+    async fn changes(&self, table: &SqlTable, window: &Window, limit: usize) -> Result<Vec<PulledRow>, SqlError> {
         self.killer
             .execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
@@ -224,7 +226,7 @@ impl SqlSource for GoesAway {
             )
             .await
             .expect("terminate");
-        self.inner.changes(table, window).await
+        self.inner.changes(table, window, limit).await
     }
     async fn keys(&self, table: &SqlTable) -> Result<Vec<String>, SqlError> {
         self.inner.keys(table).await

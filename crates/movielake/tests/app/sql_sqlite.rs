@@ -51,7 +51,7 @@ async fn pull_sql_reads_a_sqlite_file_and_explains_a_missing_one() {
     let path = dir.path().join("platform.db");
     let db = Sqlite::open(&path).await.expect("open");
     db.execute(Dialect::Sqlite.ddl()).await.expect("ddl");
-    let now = db.ceiling(chrono::Duration::zero()).await.expect("clock");
+    let now = db.ceiling(chrono::Duration::zero()).await.expect("clock").at;
     db.execute_all(sample::seed_sql(Dialect::Sqlite, 20, 3, now))
         .await
         .expect("seed");
@@ -104,7 +104,7 @@ async fn the_pull_subscriptions_timer_pulls_both_tables_and_a_second_run_lands_n
     let path = dir.path().join("platform.db");
     let db = Sqlite::open(&path).await.expect("open");
     db.execute(Dialect::Sqlite.ddl()).await.expect("ddl");
-    let now = db.ceiling(chrono::Duration::hours(1)).await.expect("clock");
+    let now = db.ceiling(chrono::Duration::hours(1)).await.expect("clock").at;
     db.execute_all(sample::seed_sql(Dialect::Sqlite, 30, 5, now))
         .await
         .expect("seed");

@@ -32,6 +32,12 @@ pub struct Sidecar {
     /// The window read: inclusive lower bound, ceiling (see `Dialect::changes_sql`).
     pub from: Option<DateTime<Utc>>,
     pub to: DateTime<Utc>,
+    /// A page after the first of its window: rows at `from` count after this key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_key: Option<String>,
+    /// SQL Server: the row versions read, `[from, to)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row_versions: Option<super::watermark::Versions>,
     pub rows: u64,
     pub columns: Vec<String>,
     /// The file's name in the run folder and its uncompressed size.

@@ -66,6 +66,26 @@ pub const UPDATED_AT: &str = "updated_at";
 /// SQL Server's change column (`rowversion`), selected as a `bigint`.
 pub const ROW_VERSION: &str = "row_version";
 
+/// SQL Server's select list: `datetime2` columns as ISO 8601 text marked UTC (style 126; NULL
+/// stays NULL), everything else as it is.
+fn sqlserver_columns(table: &SqlTable) -> String {
+    table
+        .columns
+        .iter()
+        .map(|c| {
+            if TIMESTAMPS.contains(c) {
+                format!("CONVERT(nvarchar(30), {c}, 126) + N'Z' AS {c}")
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The tables' `datetime2` / `timestamptz` columns.
+pub const TIMESTAMPS: &[&str] = &["created_at", "updated_at", "deleted_at", "started_at", "ends_at"];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     SqlServer,
@@ -99,27 +119,45 @@ impl Dialect {
         }
     }
 
-    /// The rows of `table` changed in a pull's window, ordered by change then key. Two
-    /// parameters: the window's lower bound (inclusive) and its ceiling (inclusive for
-    /// timestamps; exclusive for row versions, whose ceiling may be uncommitted).
-    pub fn changes_sql(self, table: &SqlTable) -> String {
-        let columns = table.columns.join(", ");
+    /// One page of the rows of `table` changed in a pull's window, at most `limit`, ordered by
+    /// change then key. Timestamp dialects take three parameters: the window's lower bound
+    /// (inclusive), its ceiling (inclusive) and the key after which rows at the lower bound
+    /// count (`''` on a window's first page: keys are never empty), so a page ends anywhere,
+    /// even inside a run of equal times, and the next one starts just past it.
+    ///
+    /// SQL Server is read by row version, `[from, to)`: the ceiling may be uncommitted. Its
+    /// bounds are integers written into the text (`CONVERT(binary(8), …)` of a `bigint` is the
+    /// big-endian `rowversion`), so the statement goes as a plain batch; its times come back as
+    /// ISO 8601 text in UTC (the DDL's `SYSUTCDATETIME()` convention), the server's own
+    /// rendering, whatever the driver would make of a `datetime2`.
+    pub fn changes_sql(self, table: &SqlTable, limit: usize) -> String {
         let (name, key) = (table.name, table.key);
         match self {
             Dialect::SqlServer => format!(
-                "SELECT {columns}, CONVERT(bigint, {ROW_VERSION}) AS {ROW_VERSION} FROM dbo.{name} \
-                 WHERE {ROW_VERSION} >= CONVERT(rowversion, @P1) AND {ROW_VERSION} < CONVERT(rowversion, @P2) \
-                 ORDER BY {ROW_VERSION}, {key}"
+                "SELECT TOP ({limit}) {columns}, CONVERT(bigint, {ROW_VERSION}) AS {ROW_VERSION} FROM dbo.{name} \
+                 WHERE {ROW_VERSION} >= CONVERT(binary(8), CAST({{from}} AS bigint)) \
+                 AND {ROW_VERSION} < CONVERT(binary(8), CAST({{to}} AS bigint)) ORDER BY {ROW_VERSION}",
+                columns = sqlserver_columns(table),
             ),
             Dialect::Postgres => format!(
                 "SELECT {columns} FROM {name} WHERE {UPDATED_AT} >= $1 AND {UPDATED_AT} <= $2 \
-                 ORDER BY {UPDATED_AT}, {key}"
+                 AND ({UPDATED_AT} > $1 OR {key} > $3) ORDER BY {UPDATED_AT}, {key} LIMIT {limit}",
+                columns = table.columns.join(", "),
             ),
             Dialect::Sqlite => format!(
                 "SELECT {columns} FROM {name} WHERE {UPDATED_AT} >= ?1 AND {UPDATED_AT} <= ?2 \
-                 ORDER BY {UPDATED_AT}, {key}"
+                 AND ({UPDATED_AT} > ?1 OR {key} > ?3) ORDER BY {UPDATED_AT}, {key} LIMIT {limit}",
+                columns = table.columns.join(", "),
             ),
         }
+    }
+
+    /// SQL Server's page query for one version range (see `changes_sql`).
+    pub fn sqlserver_changes(table: &SqlTable, limit: usize, from: i64, to: i64) -> String {
+        Dialect::SqlServer
+            .changes_sql(table, limit)
+            .replace("{from}", &from.to_string())
+            .replace("{to}", &to.to_string())
     }
 
     /// Every key of `table` now: a full key comparison finds the keys deleted outright (a hard
@@ -136,7 +174,12 @@ impl Dialect {
     /// database itself (its clock, not ours). Timestamp dialects stay `lag_seconds` behind it.
     pub fn ceiling_sql(self, lag_seconds: u32) -> String {
         match self {
-            Dialect::SqlServer => "SELECT CONVERT(bigint, MIN_ACTIVE_ROWVERSION())".to_string(),
+            // Two columns: the row-version ceiling, and the clock (less the lag) that dates
+            // the extract and the key comparisons.
+            Dialect::SqlServer => format!(
+                "SELECT CONVERT(bigint, MIN_ACTIVE_ROWVERSION()) AS ceiling, \
+                 CONVERT(nvarchar(30), DATEADD(second, -{lag_seconds}, SYSUTCDATETIME()), 126) + N'Z' AS at"
+            ),
             // pg_stat_activity shows other roles' transactions only to roles with
             // pg_read_all_stats; without it the lag and the overlap are the guard.
             Dialect::Postgres => format!(
@@ -156,10 +199,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_dialect_reads_changes_in_change_then_key_order_within_two_bounds() {
-        insta::assert_snapshot!(Dialect::Postgres.changes_sql(&USERS), @"SELECT user_id, email, display_name, country, created_at, updated_at, deleted_at FROM users WHERE updated_at >= $1 AND updated_at <= $2 ORDER BY updated_at, user_id");
-        insta::assert_snapshot!(Dialect::Sqlite.changes_sql(&SUBSCRIPTIONS), @"SELECT subscription_id, user_id, plan, status, started_at, ends_at, monthly_price, currency, updated_at FROM subscriptions WHERE updated_at >= ?1 AND updated_at <= ?2 ORDER BY updated_at, subscription_id");
-        insta::assert_snapshot!(Dialect::SqlServer.changes_sql(&USERS), @"SELECT user_id, email, display_name, country, created_at, updated_at, deleted_at, CONVERT(bigint, row_version) AS row_version FROM dbo.users WHERE row_version >= CONVERT(rowversion, @P1) AND row_version < CONVERT(rowversion, @P2) ORDER BY row_version, user_id");
+    fn every_dialect_reads_changes_in_change_then_key_order_page_by_page() {
+        insta::assert_snapshot!(Dialect::Postgres.changes_sql(&USERS, 100), @"SELECT user_id, email, display_name, country, created_at, updated_at, deleted_at FROM users WHERE updated_at >= $1 AND updated_at <= $2 AND (updated_at > $1 OR user_id > $3) ORDER BY updated_at, user_id LIMIT 100");
+        insta::assert_snapshot!(Dialect::Sqlite.changes_sql(&SUBSCRIPTIONS, 100), @"SELECT subscription_id, user_id, plan, status, started_at, ends_at, monthly_price, currency, updated_at FROM subscriptions WHERE updated_at >= ?1 AND updated_at <= ?2 AND (updated_at > ?1 OR subscription_id > ?3) ORDER BY updated_at, subscription_id LIMIT 100");
+        insta::assert_snapshot!(Dialect::sqlserver_changes(&USERS, 100, 7, 42), @"SELECT TOP (100) user_id, email, display_name, country, CONVERT(nvarchar(30), created_at, 126) + N'Z' AS created_at, CONVERT(nvarchar(30), updated_at, 126) + N'Z' AS updated_at, CONVERT(nvarchar(30), deleted_at, 126) + N'Z' AS deleted_at, CONVERT(bigint, row_version) AS row_version FROM dbo.users WHERE row_version >= CONVERT(binary(8), CAST(7 AS bigint)) AND row_version < CONVERT(binary(8), CAST(42 AS bigint)) ORDER BY row_version");
     }
 
     #[test]
@@ -188,10 +231,7 @@ mod tests {
 
     #[test]
     fn the_ceiling_comes_from_the_database_and_sql_server_never_reads_past_active_versions() {
-        assert_eq!(
-            Dialect::SqlServer.ceiling_sql(30),
-            "SELECT CONVERT(bigint, MIN_ACTIVE_ROWVERSION())"
-        );
+        insta::assert_snapshot!(Dialect::SqlServer.ceiling_sql(30), @"SELECT CONVERT(bigint, MIN_ACTIVE_ROWVERSION()) AS ceiling, CONVERT(nvarchar(30), DATEADD(second, -30, SYSUTCDATETIME()), 126) + N'Z' AS at");
         let pg = Dialect::Postgres.ceiling_sql(30);
         assert!(
             pg.contains("now() - make_interval(secs => 30)") && pg.contains("min(xact_start)"),

@@ -2,12 +2,12 @@
 //! changed in a window (the text comes from `movielake_core::sources::sql`). Rows come back as
 //! JSON objects, every value as the database renders it, with their key and change time.
 //!
-//! Adapters: PostgreSQL (`tokio-postgres`), SQLite (`rusqlite`, bundled). SQL Server is
-//! still to come.
+//! Adapters: SQL Server / Azure SQL (`tiberius`), PostgreSQL (`tokio-postgres`), SQLite
+//! (`rusqlite`, bundled).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use movielake_core::sources::sql::watermark::{Accepted, Change, Watermark, Window};
+use movielake_core::sources::sql::watermark::{Accepted, Ceiling, Change, Watermark, Window};
 use movielake_core::sources::sql::{Dialect, SqlTable, UPDATED_AT};
 use serde_json::{Map, Value};
 
@@ -21,6 +21,8 @@ pub use sqlite::Sqlite;
 #[derive(Debug, Clone, PartialEq)]
 pub struct PulledRow {
     pub change: Change,
+    /// SQL Server: the row's `rowversion`, as a `bigint`.
+    pub row_version: Option<i64>,
     pub row: Map<String, Value>,
 }
 
@@ -122,40 +124,55 @@ async fn entra_token() -> Result<String, SqlError> {
 #[async_trait]
 pub trait SqlSource: Send + Sync {
     fn dialect(&self) -> Dialect;
-    /// The highest change time a pull may read up to now, `lag` behind the database's clock.
-    async fn ceiling(&self, lag: Duration) -> Result<DateTime<Utc>, SqlError>;
-    /// The rows of `table` whose change time is in `window`, in change then key order.
-    async fn changes(&self, table: &SqlTable, window: &Window) -> Result<Vec<PulledRow>, SqlError>;
+    /// What a pull may read up to now: the database's clock `lag` behind (and, on SQL Server,
+    /// `MIN_ACTIVE_ROWVERSION()`).
+    async fn ceiling(&self, lag: Duration) -> Result<Ceiling, SqlError>;
+    /// At most `limit` rows of `table` changed in `window`, in change then key order (one
+    /// page: `Window::after` gives the next).
+    async fn changes(&self, table: &SqlTable, window: &Window, limit: usize) -> Result<Vec<PulledRow>, SqlError>;
     /// Every key `table` holds now, as text (a full key comparison).
     async fn keys(&self, table: &SqlTable) -> Result<Vec<String>, SqlError>;
 }
 
-/// One pull of `table` past `watermark`: the rows to land and the watermark to store once
-/// they are durable.
-pub struct Pulled {
-    /// The window read: the sidecar records it beside the rows.
+/// One page of a pull of `table`: the rows to land and the watermark to store once they are
+/// durable, and what of the window is left.
+pub struct Page {
+    /// The window this page read: the sidecar records it beside the rows.
     pub window: Window,
     pub rows: Vec<PulledRow>,
     pub duplicates: usize,
     pub next: Watermark,
+    /// The rest of the window when the page was full.
+    pub rest: Option<Window>,
 }
 
-pub async fn pull(
+/// Reads one page of `window` (at most `limit` rows) past `watermark`.
+pub async fn pull_page(
     source: &dyn SqlSource,
     table: &SqlTable,
     watermark: &Watermark,
-    lag: Duration,
+    window: &Window,
+    limit: usize,
     overlap: Duration,
-) -> Result<Pulled, SqlError> {
-    let ceiling = source.ceiling(lag).await?;
-    let window = watermark.window(ceiling, overlap);
-    let mut read = source.changes(table, &window).await?;
+) -> Result<Page, SqlError> {
+    let limit = limit.max(1);
+    let mut read = source.changes(table, window, limit).await?;
+    let last = (read.len() >= limit)
+        .then(|| read.last().map(|r| (r.change.clone(), r.row_version)))
+        .flatten();
+    let (covered, rest) = match &last {
+        Some((change, version)) => (
+            window.through(change, *version),
+            Some(window.after(change, *version)),
+        ),
+        None => (window.clone(), None),
+    };
     let changes: Vec<Change> = read.iter().map(|r| r.change.clone()).collect();
     let Accepted {
         fresh,
         duplicates,
         next,
-    } = watermark.accept(&window, &changes, overlap);
+    } = watermark.accept(&covered, &changes, overlap);
     // `fresh` is ascending: take those rows out without cloning them.
     let mut keep = fresh.into_iter().peekable();
     let mut index = 0;
@@ -167,12 +184,53 @@ pub async fn pull(
         index += 1;
         kept
     });
-    Ok(Pulled {
-        window,
+    Ok(Page {
+        window: window.clone(),
         rows: read,
         duplicates,
         next,
+        rest,
     })
+}
+
+/// A whole pull of `table` past `watermark` in memory, page after page (tests and small
+/// tables; `pipelines::sql_pull` lands each page before reading the next).
+pub async fn pull(
+    source: &dyn SqlSource,
+    table: &SqlTable,
+    watermark: &Watermark,
+    lag: Duration,
+    overlap: Duration,
+) -> Result<Pulled, SqlError> {
+    let ceiling = source.ceiling(lag).await?;
+    let first = watermark.window(ceiling, overlap);
+    let mut window = Some(first.clone());
+    let (mut rows, mut duplicates, mut next) = (Vec::new(), 0, watermark.clone());
+    while let Some(w) = window {
+        let page = pull_page(source, table, &next, &w, PAGE_ROWS, overlap).await?;
+        rows.extend(page.rows);
+        duplicates += page.duplicates;
+        next = page.next;
+        window = page.rest;
+    }
+    Ok(Pulled {
+        window: first,
+        rows,
+        duplicates,
+        next,
+    })
+}
+
+/// Rows per page unless a setting says otherwise: big enough that a page's commits are few
+/// per row, small enough that a page's rows fit any instance (`BENCHMARKS.md`).
+pub const PAGE_ROWS: usize = 20_000;
+
+/// A whole pull (see [`pull`]).
+pub struct Pulled {
+    pub window: Window,
+    pub rows: Vec<PulledRow>,
+    pub duplicates: usize,
+    pub next: Watermark,
 }
 
 /// A row's JSON object and its identity: the key (text or number) and `updated_at`.
@@ -198,6 +256,7 @@ pub(crate) fn decode_row(table: &SqlTable, text: &str) -> Result<PulledRow, SqlE
         .ok_or_else(|| bad(UPDATED_AT))?;
     Ok(PulledRow {
         change: Change { key, at },
+        row_version: None,
         row,
     })
 }

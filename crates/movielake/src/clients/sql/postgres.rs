@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use movielake_core::sources::sql::watermark::Window;
+use movielake_core::sources::sql::watermark::{Ceiling, Window};
 use movielake_core::sources::sql::{Dialect, SqlTable};
 
 use super::{PulledRow, SqlError, SqlSource, decode_row};
@@ -174,24 +174,30 @@ impl SqlSource for Postgres {
         Dialect::Postgres
     }
 
-    async fn ceiling(&self, lag: Duration) -> Result<DateTime<Utc>, SqlError> {
+    async fn ceiling(&self, lag: Duration) -> Result<Ceiling, SqlError> {
         let lag = u32::try_from(lag.num_seconds().max(0)).unwrap_or(u32::MAX);
         let row = self
             .client
             .query_one(&Dialect::Postgres.ceiling_sql(lag), &[])
             .await
             .map_err(refused)?;
-        row.try_get::<_, DateTime<Utc>>(0).map_err(refused)
+        row.try_get::<_, DateTime<Utc>>(0).map(Ceiling::at).map_err(refused)
     }
 
-    async fn changes(&self, table: &SqlTable, window: &Window) -> Result<Vec<PulledRow>, SqlError> {
-        // Each row as PostgreSQL's own JSON: exact numerics, ISO timestamps, nulls kept.
+    async fn changes(&self, table: &SqlTable, window: &Window, limit: usize) -> Result<Vec<PulledRow>, SqlError> {
+        // Each row as PostgreSQL's own JSON: exact numerics, ISO timestamps, nulls kept. The
+        // key compares as text (`$3::text`): the tables' keys are text.
         let sql = format!(
             "SELECT row_to_json(c)::text FROM ({}) c",
-            Dialect::Postgres.changes_sql(table)
+            Dialect::Postgres.changes_sql(table, limit).replace("$3", "$3::text")
         );
         let from = window.from.max(pg_floor());
-        let rows = self.client.query(&sql, &[&from, &window.to]).await.map_err(refused)?;
+        let after = window.after_key.as_deref().unwrap_or("");
+        let rows = self
+            .client
+            .query(&sql, &[&from, &window.to, &after])
+            .await
+            .map_err(refused)?;
         rows.iter()
             .map(|r| {
                 let text: String = r.try_get(0).map_err(refused)?;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use movielake_core::sources::sql::watermark::Window;
+use movielake_core::sources::sql::watermark::{Ceiling, Window};
 use movielake_core::sources::sql::{Dialect, SqlTable};
 
 use super::{PulledRow, SqlError, SqlSource, decode_row};
@@ -95,7 +95,7 @@ impl SqlSource for Sqlite {
         Dialect::Sqlite
     }
 
-    async fn ceiling(&self, lag: Duration) -> Result<DateTime<Utc>, SqlError> {
+    async fn ceiling(&self, lag: Duration) -> Result<Ceiling, SqlError> {
         let lag = u32::try_from(lag.num_seconds().max(0)).unwrap_or(u32::MAX);
         let value: String = self
             .with(move |c| {
@@ -104,23 +104,24 @@ impl SqlSource for Sqlite {
             })
             .await?;
         DateTime::parse_from_rfc3339(&value)
-            .map(|t| t.with_timezone(&Utc))
+            .map(|t| Ceiling::at(t.with_timezone(&Utc)))
             .map_err(|e| SqlError::Refused(format!("the database's clock read '{value}': {e}")))
     }
 
-    async fn changes(&self, table: &SqlTable, window: &Window) -> Result<Vec<PulledRow>, SqlError> {
+    async fn changes(&self, table: &SqlTable, window: &Window, limit: usize) -> Result<Vec<PulledRow>, SqlError> {
         // Each row as SQLite's own JSON (json_object): numbers stay numbers, nulls stay null.
         let pairs: Vec<String> = table.columns.iter().map(|c| format!("'{c}', c.{c}")).collect();
         let sql = format!(
             "SELECT json_object({}) FROM ({}) c",
             pairs.join(", "),
-            Dialect::Sqlite.changes_sql(table)
+            Dialect::Sqlite.changes_sql(table, limit)
         );
         let (from, to, table) = (text(window.from), text(window.to), *table);
+        let after = window.after_key.clone().unwrap_or_default();
         self.with(move |c| {
             let mut statement = c.prepare(&sql).map_err(refused)?;
             let rows = statement
-                .query_map([&from, &to], |r| r.get::<_, String>(0))
+                .query_map([&from, &to, &after], |r| r.get::<_, String>(0))
                 .map_err(refused)?;
             rows.map(|r| r.map_err(refused).and_then(|text| decode_row(&table, &text)))
                 .collect()
@@ -156,7 +157,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let db = Sqlite::open(&dir.path().join("platform.db")).await.expect("open");
         db.execute(Dialect::Sqlite.ddl()).await.expect("ddl");
-        let now = db.ceiling(Duration::zero()).await.expect("clock");
+        let now = db.ceiling(Duration::zero()).await.expect("clock").at;
         db.execute_all(sample::seed_sql(Dialect::Sqlite, 10, 1, now))
             .await
             .expect("seed");
@@ -202,11 +203,8 @@ mod tests {
     async fn a_missing_table_is_refused_and_an_unopenable_file_is_unreachable() {
         let dir = tempfile::tempdir().expect("dir");
         let db = Sqlite::open(&dir.path().join("empty.db")).await.expect("open");
-        let window = Window {
-            from: Utc::now(),
-            to: Utc::now(),
-        };
-        let e = db.changes(&USERS, &window).await.expect_err("no table");
+        let window = Watermark::default().window(Ceiling::at(Utc::now()), Duration::zero());
+        let e = db.changes(&USERS, &window, 10).await.expect_err("no table");
         assert!(matches!(e, SqlError::Refused(_)), "{e}");
         let e = Sqlite::open(&dir.path().join("no/such/folder/x.db")).await.err();
         assert!(matches!(e, Some(SqlError::Unreachable(_))), "{e:?}");
