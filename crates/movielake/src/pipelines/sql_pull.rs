@@ -173,15 +173,18 @@ pub async fn pull_table(
         if window.is_some() {
             // Past this page for good: a pull cut short resumes here.
             etag = Some(save(lake, &path, &state, etag).await?);
-            tracing::info!(table = table.name, pages = pulled.pages, rows = pulled.rows, "page landed");
+            tracing::info!(
+                table = table.name,
+                pages = pulled.pages,
+                rows = pulled.rows,
+                "page landed"
+            );
         }
     }
     pulled.through = state.through;
-    let due = settings.key_check.is_some_and(|every| {
-        watermark
-            .keys_checked_at
-            .is_none_or(|last| ceiling.at - last >= every)
-    });
+    let due = settings
+        .key_check
+        .is_some_and(|every| watermark.keys_checked_at.is_none_or(|last| ceiling.at - last >= every));
     if due {
         let (checked_at, gone) = check_keys(sink, db, source, table, contract).await?;
         state.keys_checked_at = Some(checked_at);
@@ -598,8 +601,8 @@ mod tests {
     use std::sync::Mutex;
 
     use async_trait::async_trait;
-    use movielake_core::sources::sql::watermark::{Ceiling, Change, Window};
     use movielake_core::sources::sql::USERS;
+    use movielake_core::sources::sql::watermark::{Ceiling, Change, Window};
     use serde_json::json;
 
     use super::*;
@@ -716,7 +719,7 @@ mod tests {
             .expect("pull");
         assert_eq!((first.rows, first.duplicates, first.through), (2, 0, Some(at(25))));
         assert_eq!((first.counts.records_in, first.counts.silver), (2, 2));
-                assert_eq!(first.manifests.len(), 1);
+        assert_eq!(first.manifests.len(), 1);
         let bronze = first.bronze[0].clone();
         assert!(
             bronze.starts_with("bronze/sql/users/extract_date=2024-05-01/run=20240501T100025")

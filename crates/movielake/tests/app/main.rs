@@ -14,6 +14,7 @@ mod poison;
 mod sql_lifecycle;
 mod sql_postgres;
 mod sql_sqlite;
+mod sql_sqlserver;
 mod support;
 mod tables;
 mod tmdb;

@@ -370,9 +370,12 @@ async fn a_pull_cut_short_resumes_after_the_last_page_it_landed() {
         ("u6", "3 minutes"),
         ("u7", "2 minutes"),
     ] {
-        db.execute(&insert_user(id, &format!("date_trunc('second', now()) - interval '{ago}'")))
-            .await
-            .expect("user");
+        db.execute(&insert_user(
+            id,
+            &format!("date_trunc('second', now()) - interval '{ago}'"),
+        ))
+        .await
+        .expect("user");
     }
     let dying = DiesAfter {
         inner: Postgres::connect(&url).await.expect("connect"),
@@ -382,12 +385,7 @@ async fn a_pull_cut_short_resumes_after_the_last_page_it_landed() {
         .await
         .expect_err("gone on the third page");
     assert!(matches!(e, PullError::Source(SqlError::Unreachable(_))), "{e}");
-    let landed = || {
-        lake.rows(
-            "silver/sql/users_changes",
-            "SELECT user_id FROM t ORDER BY user_id",
-        )
-    };
+    let landed = || lake.rows("silver/sql/users_changes", "SELECT user_id FROM t ORDER BY user_id");
     assert_eq!(landed().await, [["u1"], ["u2"], ["u3"], ["u4"]]);
     let stored: movielake_core::sources::sql::watermark::Watermark = serde_json::from_slice(
         &lake
@@ -410,9 +408,6 @@ async fn a_pull_cut_short_resumes_after_the_last_page_it_landed() {
         "u5 (tied with u3 and u4), u6, u7; the re-read of u3 and u4 dropped by the watermark"
     );
     assert_eq!(pulled.duplicates, 4, "the overlap re-read u1 to u4");
-    assert_eq!(
-        landed().await,
-        [["u1"], ["u2"], ["u3"], ["u4"], ["u5"], ["u6"], ["u7"]]
-    );
+    assert_eq!(landed().await, [["u1"], ["u2"], ["u3"], ["u4"], ["u5"], ["u6"], ["u7"]]);
     assert_eq!(pulled.bronze.len(), 2, "two pages with new rows: u5 u6, u7");
 }

@@ -349,7 +349,8 @@ async fn the_pull_sql_command_lands_rows_and_a_second_run_lands_nothing() {
         String::from_utf8_lossy(&first.stderr)
     );
     assert!(
-        out.contains("users: 1 new row(s) in 1 page(s), 0 already landed") && out.contains("bronze bronze/sql/users/extract_date="),
+        out.contains("users: 1 new row(s) in 1 page(s), 0 already landed")
+            && out.contains("bronze bronze/sql/users/extract_date="),
         "{out}"
     );
     let second = run();

@@ -249,7 +249,12 @@ mod tests {
             .into_iter()
             .map(|(k, at)| change(k, at))
             .filter(|c| c.at >= window.from && c.at <= window.to)
-            .filter(|c| window.after_key.as_ref().is_none_or(|k| c.at > window.from || c.key > *k))
+            .filter(|c| {
+                window
+                    .after_key
+                    .as_ref()
+                    .is_none_or(|k| c.at > window.from || c.key > *k)
+            })
             .collect();
         rows.sort_by(|a, b| (a.at, &a.key).cmp(&(b.at, &b.key)));
         rows
@@ -363,10 +368,7 @@ mod tests {
     #[test]
     fn row_versions_read_exact_half_open_ranges_page_by_page_with_no_overlap() {
         let at = t(0);
-        let c = |k: &str| Change {
-            key: k.into(),
-            at,
-        };
+        let c = |k: &str| Change { key: k.into(), at };
         let w = Watermark::default();
         let ceiling = Ceiling {
             at: t(60),

@@ -13,9 +13,11 @@ use serde_json::{Map, Value};
 
 mod postgres;
 mod sqlite;
+mod sqlserver;
 
 pub use postgres::{PgConnect, Postgres};
 pub use sqlite::Sqlite;
+pub use sqlserver::{MsConnect, SQLSERVER_ENTRA_SCOPE, SqlServer, SqlServerUrl};
 
 /// One changed row: its identity for the watermark, and the row itself.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,14 +63,16 @@ pub struct ConnectOptions {
 }
 
 /// Connects to the database a setting names (`--database`, `MOVIELAKE_SQL_DATABASE`):
-/// `postgres://user[:password]@host:port/db[?sslmode=require]` or `sqlite:path/to/file.db`. A
-/// PostgreSQL URL for an Azure Database for PostgreSQL server with no password gets a fresh
-/// Entra access token as its password, from the app's managed identity (or `az login`).
+/// `sqlserver://[user:password@]host[:port]/db[?encrypt=false]`,
+/// `postgres://user[:password]@host:port/db[?sslmode=require]` or `sqlite:path/to/file.db`.
+/// A SQL Server URL with no login, and a PostgreSQL URL for an Azure Database for PostgreSQL
+/// server with no password, sign in with a fresh Entra access token from the app's managed
+/// identity (or `az login`).
 pub async fn connect(database: &str, options: &ConnectOptions) -> Result<Box<dyn SqlSource>, SqlError> {
     match database.split_once(':') {
         Some(("postgres" | "postgresql", _)) => {
             let password = if wants_entra_token(database) {
-                Some(entra_token().await?)
+                Some(entra_token(POSTGRES_ENTRA_SCOPE).await?)
             } else {
                 None
             };
@@ -88,11 +92,21 @@ pub async fn connect(database: &str, options: &ConnectOptions) -> Result<Box<dyn
             }
             Ok(Box::new(Sqlite::open(path).await?))
         }
-        Some(("sqlserver" | "mssql", _)) => Err(SqlError::Setting(
-            "SQL Server is not supported yet: PostgreSQL (postgres://…) and SQLite (sqlite:…) are".into(),
-        )),
+        Some(("sqlserver" | "mssql", _)) => {
+            let url = SqlServerUrl::parse(database)?;
+            let token = match url.login {
+                Some(_) => None,
+                None => Some(entra_token(SQLSERVER_ENTRA_SCOPE).await?),
+            };
+            let ms = MsConnect {
+                ca_file: options.ca_file.clone(),
+                token,
+            };
+            Ok(Box::new(SqlServer::connect_with(database, &ms).await?))
+        }
         _ => Err(SqlError::Setting(
-            "the database must be postgres://user@host:5432/db or sqlite:path/to/file.db".into(),
+            "the database must be sqlserver://host:1433/db, postgres://user@host:5432/db or sqlite:path/to/file.db"
+                .into(),
         )),
     }
 }
@@ -111,11 +125,11 @@ pub fn wants_entra_token(url: &str) -> bool {
 }
 
 /// A fresh token per connection: tokens last about an hour and a pull is one connection.
-async fn entra_token() -> Result<String, SqlError> {
+async fn entra_token(scope: &str) -> Result<String, SqlError> {
     let credential = crate::lake::AzureAuth::token_credential()
         .map_err(|e| SqlError::Setting(format!("no Entra credential for the database: {e}")))?;
     let token = credential
-        .get_token(&[POSTGRES_ENTRA_SCOPE], None)
+        .get_token(&[scope], None)
         .await
         .map_err(|e| SqlError::Unreachable(format!("cannot get an Entra token for the database: {e}")))?;
     Ok(token.token.secret().to_string())
@@ -161,10 +175,7 @@ pub async fn pull_page(
         .then(|| read.last().map(|r| (r.change.clone(), r.row_version)))
         .flatten();
     let (covered, rest) = match &last {
-        Some((change, version)) => (
-            window.through(change, *version),
-            Some(window.after(change, *version)),
-        ),
+        Some((change, version)) => (window.through(change, *version), Some(window.after(change, *version))),
         None => (window.clone(), None),
     };
     let changes: Vec<Change> = read.iter().map(|r| r.change.clone()).collect();
@@ -235,25 +246,36 @@ pub struct Pulled {
 
 /// A row's JSON object and its identity: the key (text or number) and `updated_at`.
 pub(crate) fn decode_row(table: &SqlTable, text: &str) -> Result<PulledRow, SqlError> {
-    let bad = |column: &str| SqlError::Row {
+    let Ok(Value::Object(row)) = serde_json::from_str::<Value>(text) else {
+        return Err(SqlError::Row {
+            table: table.name.to_string(),
+            column: "row".into(),
+            row: text.chars().take(300).collect(),
+        });
+    };
+    identify(table, row)
+}
+
+/// A row's key (text or number) and change time (`updated_at`, RFC 3339).
+pub(crate) fn identify(table: &SqlTable, row: Map<String, Value>) -> Result<PulledRow, SqlError> {
+    let bad = |column: &str, row: &Map<String, Value>| SqlError::Row {
         table: table.name.to_string(),
         column: column.to_string(),
-        row: text.chars().take(300).collect(),
-    };
-    let Ok(Value::Object(row)) = serde_json::from_str::<Value>(text) else {
-        return Err(bad("row"));
+        row: Value::Object(row.clone()).to_string().chars().take(300).collect(),
     };
     let key = match row.get(table.key) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
-        _ => return Err(bad(table.key)),
+        _ => return Err(bad(table.key, &row)),
     };
-    let at = row
+    let Some(at) = row
         .get(UPDATED_AT)
         .and_then(Value::as_str)
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
         .map(|t| t.with_timezone(&Utc))
-        .ok_or_else(|| bad(UPDATED_AT))?;
+    else {
+        return Err(bad(UPDATED_AT, &row));
+    };
     Ok(PulledRow {
         change: Change { key, at },
         row_version: None,
