@@ -34,6 +34,14 @@ locals {
   # handler (scripts/check_infra.sh checks that the two agree). Settings and Event Grid
   # subscriptions of a Function are declared below but only exist once its folder does.
   sql_login = var.sql_login != "" ? var.sql_login : azurerm_user_assigned_identity.app.name
+  sql_port  = coalesce(var.sql_port, var.sql_dialect == "sqlserver" ? 1433 : 5432)
+  # No password in either: the handler signs in with an Entra token of the app's identity
+  # (scopes https://database.windows.net/.default and https://ossrdbms-aad.database.windows.net/.default);
+  # TLS with the server's certificate verified in both.
+  sql_url = {
+    sqlserver = "sqlserver://${var.sql_server}:${local.sql_port}/${var.sql_database}"
+    postgres  = "postgres://${local.sql_login}@${var.sql_server}:${local.sql_port}/${var.sql_database}?sslmode=require"
+  }
 
   functions = toset([for f in fileset("${path.module}/../functions", "*/function.json") : dirname(f)])
 
@@ -101,7 +109,7 @@ locals {
       PULL_SUBSCRIPTIONS_SCHEDULE = var.pull_subscriptions_schedule
       # The database, without a password: the Function's identity is its login (docs/deploy.md).
       # Empty when var.sql_server is: the Function then says there is nothing to pull.
-      MOVIELAKE_SQL_DATABASE = var.sql_server == "" ? "" : "${var.sql_dialect}://${local.sql_login}@${var.sql_server}:${var.sql_port}/${var.sql_database}?sslmode=require"
+      MOVIELAKE_SQL_DATABASE = var.sql_server == "" ? "" : local.sql_url[var.sql_dialect]
     }
     maintain_tables = {
       # Timer schedule (%MAINTAIN_TABLES_SCHEDULE% in function.json, NCRONTAB in UTC).

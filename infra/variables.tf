@@ -445,26 +445,26 @@ variable "pull_subscriptions_schedule" {
 }
 
 variable "sql_dialect" {
-  description = "The database's dialect. Only postgres is built (SQL Server / Azure SQL is not yet: see issue 16's note)."
+  description = "The database's dialect: sqlserver (Azure SQL Database, the platform's; Entra token, TLS, row versions) or postgres (Azure Database for PostgreSQL; Entra token, sslmode=require)."
   type        = string
-  default     = "postgres"
+  default     = "sqlserver"
 
   validation {
-    condition     = contains(["postgres"], var.sql_dialect)
-    error_message = "sql_dialect must be postgres: the SQL Server dialect is not built yet."
+    condition     = contains(["sqlserver", "postgres"], var.sql_dialect)
+    error_message = "sql_dialect must be sqlserver or postgres."
   }
 }
 
 variable "sql_server" {
-  description = "The database server's host name (e.g. myserver.postgres.database.azure.com); empty: no SQL source."
+  description = "The database server's host name (e.g. myserver.database.windows.net, myserver.postgres.database.azure.com); empty: no SQL source."
   type        = string
   default     = ""
 }
 
 variable "sql_port" {
-  description = "The database server's port."
+  description = "The database server's port; null: the dialect's (1433 for sqlserver, 5432 for postgres)."
   type        = number
-  default     = 5432
+  default     = null
 }
 
 variable "sql_database" {
@@ -474,7 +474,7 @@ variable "sql_database" {
 }
 
 variable "sql_login" {
-  description = "The database role the Function logs in as: the Entra principal created in the database (docs/deploy.md). Empty: the app's user-assigned identity's name."
+  description = "postgres only: the database role the Function logs in as, the Entra principal created in the database (docs/deploy.md). Empty: the app's user-assigned identity's name. (Azure SQL takes the identity from the token.)"
   type        = string
   default     = ""
 }

@@ -16,22 +16,30 @@ use crate::pipelines::sql_pull::{PullSettings, Sink, pull_table};
 /// `silver/sql/<table>_history` (valid_from/valid_to). Safe to run again at any time: rows
 /// already landed are recognised by key and change time.
 ///
-/// Reads up to the database's clock minus --lag-seconds (on PostgreSQL, never past the start
-/// of the oldest open transaction) and re-reads --overlap-seconds before the last pull.
+/// SQL Server reads by row version, up to MIN_ACTIVE_ROWVERSION() (exact: no lag, no
+/// overlap). PostgreSQL and SQLite read by updated_at up to the database's clock minus
+/// --lag-seconds (on PostgreSQL, never past the start of the oldest open transaction) and
+/// re-read --overlap-seconds before the last pull. Rows come --page-rows at a time, each page
+/// landed and the watermark moved before the next is read: memory stays bounded and a pull
+/// cut short resumes where it stopped.
 ///
 /// Examples:
+///   movielake pull-sql --database sqlserver://myserver.database.windows.net/platform
 ///   movielake pull-sql --database postgres://reader@127.0.0.1:5432/platform
 ///   movielake pull-sql --database sqlite:platform.db --table subscriptions
 #[derive(Debug, clap::Args)]
 pub struct PullSqlArgs {
-    /// The database: `postgres://user[:password]@host:port/db` (PostgreSQL; add
-    /// `?sslmode=require` for TLS, the server's certificate verified; an Azure Database for
-    /// PostgreSQL host with no password signs in with an Entra token from the managed identity
-    /// or `az login`) or `sqlite:path/to/file.db` (SQLite). SQL Server is not built yet.
+    /// The database: `sqlserver://host[:1433]/db` (SQL Server / Azure SQL Database; with no
+    /// login in the URL the app signs in with an Entra token from its managed identity or
+    /// `az login`; `sqlserver://user:password@…` for a SQL login; TLS unless `?encrypt=false`),
+    /// `postgres://user[:password]@host:port/db` (PostgreSQL; add `?sslmode=require` for TLS,
+    /// the server's certificate verified; an Azure Database for PostgreSQL host with no
+    /// password signs in with an Entra token) or `sqlite:path/to/file.db` (SQLite).
     #[arg(long, env = "MOVIELAKE_SQL_DATABASE", hide_env_values = true)]
     database: String,
-    /// PEM certificates to trust besides the system's roots, for `sslmode=require` (a private
-    /// CA). Azure Database for PostgreSQL's certificates chain to public roots: not needed there.
+    /// PEM certificates to trust besides the system's roots, for TLS (a private CA). Azure SQL
+    /// Database's and Azure Database for PostgreSQL's certificates chain to public roots: not
+    /// needed there.
     #[arg(long, env = "MOVIELAKE_SQL_CA_FILE")]
     ca_file: Option<std::path::PathBuf>,
     /// Name of the source in the lake's paths.

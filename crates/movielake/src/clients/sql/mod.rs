@@ -289,6 +289,40 @@ mod tests {
 
     use super::*;
 
+    /// Terraform composes MOVIELAKE_SQL_DATABASE (infra/locals.tf, `sql_url`): each dialect's
+    /// form, filled in as Terraform would, is a URL this binary reads the intended way.
+    #[test]
+    fn the_database_urls_terraform_composes_are_read_as_meant() {
+        let locals = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/locals.tf"))
+            .expect("infra/locals.tf");
+        let template = |dialect: &str| -> String {
+            let line = locals
+                .lines()
+                .find(|l| l.trim_start().starts_with(&format!("{dialect} ")) && l.contains("= \""))
+                .unwrap_or_else(|| panic!("no {dialect} URL in infra/locals.tf's sql_url"));
+            let start = line.find('"').expect("quoted") + 1;
+            line[start..line.rfind('"').expect("quoted")]
+                .replace("${var.sql_server}", "myserver.example.net")
+                .replace("${local.sql_port}", "1433")
+                .replace("${var.sql_database}", "platform")
+                .replace("${local.sql_login}", "id-movielake")
+        };
+        let ms = SqlServerUrl::parse(&template("sqlserver")).expect("sqlserver URL");
+        assert_eq!(
+            (ms.host.as_str(), ms.port, ms.database.as_str(), ms.login, ms.encrypt),
+            ("myserver.example.net", 1433, "platform", None, true),
+            "Entra token, TLS"
+        );
+        let pg: tokio_postgres::Config = template("postgres").parse().expect("postgres URL");
+        assert_eq!(pg.get_user(), Some("id-movielake"));
+        assert_eq!(pg.get_dbname(), Some("platform"));
+        assert!(pg.get_password().is_none(), "Entra token");
+        assert_eq!(pg.get_ssl_mode(), tokio_postgres::config::SslMode::Require);
+        assert!(wants_entra_token(
+            &template("postgres").replace("myserver.example.net", "db.postgres.database.azure.com")
+        ));
+    }
+
     #[test]
     fn a_row_is_known_by_its_key_and_change_time_and_a_row_without_them_is_refused() {
         let row = decode_row(
