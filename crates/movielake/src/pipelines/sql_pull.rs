@@ -680,6 +680,7 @@ mod tests {
                     change: Change {
                         key: k.clone(),
                         at: at(*s),
+                        digest: 0,
                     },
                     row_version: None,
                     row: json!({

@@ -411,3 +411,39 @@ async fn a_pull_cut_short_resumes_after_the_last_page_it_landed() {
     assert_eq!(landed().await, [["u1"], ["u2"], ["u3"], ["u4"], ["u5"], ["u6"], ["u7"]]);
     assert_eq!(pulled.bronze.len(), 2, "two pages with new rows: u5 u6, u7");
 }
+
+/// A row written again without moving `updated_at` (a writer that forgets to) is read again in
+/// the overlap with other content: it is not taken for a re-read, and silver quarantines it
+/// as a conflicting version instead of it being lost unseen.
+#[tokio::test]
+async fn a_row_rewritten_without_moving_updated_at_is_quarantined_not_lost() {
+    let Some((db, _)) = database("rewritten").await else {
+        return;
+    };
+    let lake = Lakehouse::new();
+    db.execute(&insert_user("u1", "now() - interval '1 minute'"))
+        .await
+        .expect("user");
+    let first = pull_table(&lake.sink(), &db, "platform", &USERS, every_pull())
+        .await
+        .expect("pull");
+    assert_eq!(first.counts.silver, 1);
+    db.execute("UPDATE users SET display_name = 'Renamed' WHERE user_id = 'u1'")
+        .await
+        .expect("rewrite");
+    let second = pull_table(&lake.sink(), &db, "platform", &USERS, every_pull())
+        .await
+        .expect("pull");
+    assert_eq!((second.rows, second.duplicates), (1, 0), "read as new content");
+    assert_eq!(
+        (second.counts.silver, second.counts.quarantined),
+        (0, 1),
+        "{:?}",
+        second.counts
+    );
+    assert_eq!(second.counts.quarantined_by_rule.get("conflicting_version"), Some(&1));
+    let third = pull_table(&lake.sink(), &db, "platform", &USERS, every_pull())
+        .await
+        .expect("pull");
+    assert_eq!((third.rows, third.duplicates), (0, 1), "now a re-read");
+}

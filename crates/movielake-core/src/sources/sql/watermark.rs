@@ -13,11 +13,18 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-/// One changed row as a pull read it: its key and change time (the adapter keeps the row).
+/// One changed row as a pull read it: its key and change time (the adapter keeps the row),
+/// and a hash of the row's content. A row read again in the overlap with the same content is
+/// a re-read; with other content (written twice without moving `updated_at`) it is new, and
+/// silver's conflict check sees it instead of the watermark dropping it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Change {
     pub key: String,
     pub at: DateTime<Utc>,
+    /// Watermarks written before the hash was kept read as 0: their re-reads land again once
+    /// and silver counts them as duplicates.
+    #[serde(default)]
+    pub digest: u64,
 }
 
 /// Where one table's pulls have got to. Stored between pulls, advanced only once the pull's
@@ -225,6 +232,7 @@ mod tests {
         Change {
             key: format!("k{key}"),
             at: t(at),
+            digest: 0,
         }
     }
 
@@ -366,9 +374,34 @@ mod tests {
     }
 
     #[test]
+    fn a_row_read_again_with_other_content_is_not_taken_for_a_re_read() {
+        let overlap = Duration::seconds(60);
+        let w = Watermark::default();
+        let window = w.window(Ceiling::at(t(100)), overlap);
+        let first = w.accept(&window, &[change(1, 90)], overlap);
+        let window = first.next.window(Ceiling::at(t(120)), overlap);
+        let rewritten = Change {
+            digest: 7,
+            ..change(1, 90)
+        };
+        let again = first.next.accept(&window, &[change(1, 90), rewritten], overlap);
+        assert_eq!((again.fresh, again.duplicates), (vec![1], 1));
+        // Watermarks from before the hash was kept still read.
+        let old: Watermark = serde_json::from_str(
+            r#"{"through":"2024-05-01T10:00:00Z","recent":[{"key":"k1","at":"2024-05-01T09:59:00Z"}]}"#,
+        )
+        .expect("old watermark");
+        assert_eq!(old.recent.iter().next().map(|c| c.digest), Some(0));
+    }
+
+    #[test]
     fn row_versions_read_exact_half_open_ranges_page_by_page_with_no_overlap() {
         let at = t(0);
-        let c = |k: &str| Change { key: k.into(), at };
+        let c = |k: &str| Change {
+            key: k.into(),
+            at,
+            digest: 0,
+        };
         let w = Watermark::default();
         let ceiling = Ceiling {
             at: t(60),

@@ -276,8 +276,10 @@ pub(crate) fn identify(table: &SqlTable, row: Map<String, Value>) -> Result<Pull
     else {
         return Err(bad(UPDATED_AT, &row));
     };
+    // serde_json's map is ordered by name: the same row always hashes the same.
+    let digest = serde_json::to_vec(&row).map_or(0, |bytes| xxhash_rust::xxh3::xxh3_64(&bytes));
     Ok(PulledRow {
-        change: Change { key, at },
+        change: Change { key, at, digest },
         row_version: None,
         row,
     })
