@@ -3,6 +3,7 @@
 //! stages into a plan of writes that the app applies.
 
 pub mod contract;
+pub mod enrich;
 pub mod host;
 pub mod output;
 pub mod pipelines;
