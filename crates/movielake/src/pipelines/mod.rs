@@ -5,6 +5,7 @@
 //! then silver and quarantine, the ledger, the run manifest last.
 
 pub mod bronze_to_silver;
+pub mod dimension;
 pub mod files;
 pub mod gold;
 pub mod ledger;

@@ -43,6 +43,28 @@ async fn the_run_demo_shows_a_users_subscription_history_after_a_round_of_change
     let rows = crate::sql_postgres::strings(&users);
     assert_eq!(rows[0][..2], ["user-000003".to_string(), "true".into()]);
     assert_eq!(rows[1][2], "Late Lovelace", "the change committed late is not lost");
+
+    // The enrichment dimension (issue 17) loaded from the same Delta histories.
+    let cache = movielake::pipelines::dimension::DimensionCache::new(std::time::Duration::from_secs(60));
+    let dimension = cache.get(&state.tables).await.expect("dimension");
+    let now = chrono::Utc::now().timestamp_micros();
+    let shown = dimension.lookup(movielake::cli::run_sql::SHOWN_USER, now);
+    assert_eq!(
+        (shown.status, shown.plan),
+        (movielake_core::enrich::DimensionStatus::Matched, Some("premium")),
+        "{shown:?}"
+    );
+    let deleted = dimension.lookup("user-000003", now);
+    assert_eq!(deleted.status, movielake_core::enrich::DimensionStatus::UserUnknown);
+    assert_eq!(
+        dimension.lookup(movielake::cli::run_sql::SHOWN_USER, 0).status,
+        movielake_core::enrich::DimensionStatus::UserUnknown,
+        "before the user existed"
+    );
+    assert!(
+        std::sync::Arc::ptr_eq(&dimension, &cache.get(&state.tables).await.expect("again")),
+        "within the refresh interval: the same index, no reload"
+    );
 }
 
 #[tokio::test]
