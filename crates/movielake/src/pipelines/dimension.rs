@@ -104,8 +104,8 @@ fn invalid(table: &str, message: &str) -> TableError {
 
 async fn versions(tables: &Tables) -> Result<Versions, TableError> {
     Ok((
-        tables.open(USERS_HISTORY).await?.version().map(|v| v as u64),
-        tables.open(SUBSCRIPTIONS_HISTORY).await?.version().map(|v| v as u64),
+        tables.open(USERS_HISTORY).await?.version(),
+        tables.open(SUBSCRIPTIONS_HISTORY).await?.version(),
     ))
 }
 
