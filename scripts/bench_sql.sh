@@ -2,11 +2,12 @@
 # The SQL source's pull beside PostgreSQL's own export of the same rows (BENCHMARKS.md):
 #
 #   scripts/bench_sql.sh [ROWS]     ROWS subscriptions (default 1000000) and ROWS/5 users
+#   PAGES="20000 1000000" scripts/bench_sql.sh   the pull once per page size (--page-rows)
 #
 # Starts the throwaway PostgreSQL (scripts/postgres.sh), fills a database `bench_sql` with
 # generated rows, then runs each of these three times, printing wall time and peak memory
 # (/usr/bin/time -v):
-#   pull   movielake pull-sql --table subscriptions --no-key-check into a fresh local lake:
+#   pull   movielake pull-sql --table subscriptions --no-key-check --page-rows P into a fresh local lake:
 #          bronze (gzipped CSV), contract, change log, SCD2 history, SCD1 current, watermark
 #   copy   psql -c "COPY (SELECT …) TO STDOUT (FORMAT csv)" > /dev/null: the floor, reading
 #          the same rows out of the same server and nothing else
@@ -52,11 +53,14 @@ measure() { # name command...
   local name="$1"; shift
   /usr/bin/time -v "$@" 2>"$WORK/time" >/dev/null || { cat "$WORK/time" >&2; exit 1; }
   awk -v n="$name" -F': ' '/Elapsed \(wall clock\)/{w=$2} /Maximum resident set size/{m=$2}
-    END{printf "%-5s wall %s  peak RSS %.0f MiB\n", n, w, m/1024}' "$WORK/time"
+    END{printf "%-13s wall %s  peak RSS %.0f MiB\n", n, w, m/1024}' "$WORK/time"
 }
+PAGES="${PAGES:-20000}"
 for i in 1 2 3; do
-  rm -rf "$WORK/lake"
-  measure pull "$BIN" --lake "$WORK/lake" pull-sql --database "$DB" --table subscriptions --no-key-check
+  for p in $PAGES; do
+    rm -rf "$WORK/lake"
+    measure "pull/$p" "$BIN" --lake "$WORK/lake" pull-sql --database "$DB" --table subscriptions --no-key-check --page-rows "$p"
+  done
   measure copy psql -q "$DB" -c "COPY (SELECT $COLUMNS FROM subscriptions ORDER BY updated_at, subscription_id) TO STDOUT (FORMAT csv)"
 done
 echo "rows: $ROWS"
