@@ -163,7 +163,7 @@ pub async fn pull_table(
         pulled.rows += page.rows.len();
         pulled.duplicates += page.duplicates;
         if !page.rows.is_empty() {
-            let landed = land_page(sink, db, source, table, contract, &page).await?;
+            let landed = land_page(sink, db, source, table, contract, &page, settings.page_rows).await?;
             add(&mut pulled.counts, &landed.counts);
             pulled.bronze.push(landed.bronze);
             pulled.manifests.push(landed.manifest);
@@ -228,6 +228,7 @@ struct Landed {
 }
 
 /// Lands one page's new rows: bronze (CSV and sidecar), silver and quarantine, the manifest.
+/// `limit` is the page size the query ran with: the sidecar records that query.
 async fn land_page(
     sink: &Sink<'_>,
     db: &dyn SqlSource,
@@ -235,6 +236,7 @@ async fn land_page(
     table: &SqlTable,
     contract: &movielake_core::Contract,
     page: &Page,
+    limit: usize,
 ) -> Result<Landed, PullError> {
     let (lake, started_at, clock) = (sink.lake, Utc::now(), Instant::now());
     let through = page.next.through;
@@ -243,8 +245,8 @@ async fn land_page(
     let csv = bronze::csv(&columns, rows());
     let to = through.unwrap_or(page.window.to);
     let query = match page.window.versions {
-        Some(v) => Dialect::sqlserver_changes(table, page.rows.len().max(1), v.from, v.to),
-        None => db.dialect().changes_sql(table, page.rows.len().max(1)),
+        Some(v) => Dialect::sqlserver_changes(table, limit.max(1), v.from, v.to),
+        None => db.dialect().changes_sql(table, limit.max(1)),
     };
     let sidecar = bronze::Sidecar {
         source: source.to_string(),

@@ -15,15 +15,15 @@ use movielake_core::sources::sql::{Dialect, SUBSCRIPTIONS, SqlTable, USERS};
 use crate::sql_postgres::{database, insert_user, strings as string_rows};
 
 /// A folder lake with its tables and the project's contracts.
-struct Lakehouse {
+pub(crate) struct Lakehouse {
     _dir: tempfile::TempDir,
-    lake: LocalLake,
-    tables: Tables,
+    pub(crate) lake: LocalLake,
+    pub(crate) tables: Tables,
     contracts: ContractSet,
 }
 
 impl Lakehouse {
-    fn new() -> Lakehouse {
+    pub(crate) fn new() -> Lakehouse {
         let dir = tempfile::tempdir().expect("dir");
         let lake = LocalLake::new(dir.path());
         let tables = Tables::new(TableLocation::for_lake(dir.path().to_str().expect("utf-8"), None).expect("tables"));
@@ -37,7 +37,7 @@ impl Lakehouse {
         }
     }
 
-    fn sink(&self) -> Sink<'_> {
+    pub(crate) fn sink(&self) -> Sink<'_> {
         Sink {
             lake: &self.lake,
             tables: &self.tables,

@@ -12,9 +12,8 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use movielake::clients::sql::{MsConnect, SqlError, SqlServer, SqlSource};
-use movielake::lake::{Lake, LocalLake};
-use movielake::pipelines::sql_pull::{PullError, PullSettings, Sink, pull_table, watermark_path};
-use movielake::tables::{TableLocation, Tables};
+use movielake::lake::Lake;
+use movielake::pipelines::sql_pull::{PullError, PullSettings, pull_table, watermark_path};
 use movielake_core::sources::sql::watermark::Watermark;
 use movielake_core::sources::sql::{Dialect, USERS};
 use mssql_mock_tds::{
@@ -22,6 +21,8 @@ use mssql_mock_tds::{
     TerminalError,
 };
 use tokio::sync::Mutex;
+
+use crate::sql_lifecycle::Lakehouse;
 
 struct Mock {
     addr: SocketAddr,
@@ -123,15 +124,8 @@ async fn a_pull_signs_in_with_the_entra_token_and_reads_row_versions_page_by_pag
         );
     }
     let db = SqlServer::connect_with(&url(mock.addr), &token()).await.expect("login");
-    let dir = tempfile::tempdir().unwrap();
-    let lake = LocalLake::new(dir.path());
-    let tables = Tables::new(TableLocation::for_lake(dir.path().to_str().unwrap(), None).unwrap());
-    let contracts = movielake::config::load_contracts(Some(&crate::watch_events::contracts_dir())).expect("contracts");
-    let sink = Sink {
-        lake: &lake,
-        tables: &tables,
-        contracts: &contracts,
-    };
+    let house = Lakehouse::new();
+    let (sink, lake, tables) = (house.sink(), &house.lake, &house.tables);
     let settings = PullSettings {
         lag: Duration::seconds(5),
         key_check: None,
@@ -179,9 +173,10 @@ async fn a_pull_signs_in_with_the_entra_token_and_reads_row_versions_page_by_pag
         serde_json::from_slice(&lake.get(&sidecar).await.expect("sidecar").bytes).expect("json");
     assert_eq!(sidecar["row_versions"], serde_json::json!({"from": 106, "to": 110}));
     assert_eq!(sidecar["dialect"], "sqlserver");
-    assert!(
-        sidecar["query"].as_str().unwrap_or("").contains("CAST(106 AS bigint)"),
-        "{sidecar}"
+    assert_eq!(
+        sidecar["query"].as_str(),
+        Some(Dialect::sqlserver_changes(&USERS, 2, 106, 110).as_str()),
+        "the statement the page ran, page size included"
     );
     let gz = lake.get(&pulled.bronze[0]).await.expect("bronze").bytes;
     let mut csv = String::new();
@@ -252,15 +247,8 @@ async fn server_errors_are_sorted_by_what_happens_next() {
         matches!(&e, SqlError::Refused(m) if m.contains("208") && m.contains("dbo.users")),
         "a person must look: {e}"
     );
-    let dir = tempfile::tempdir().unwrap();
-    let lake = LocalLake::new(dir.path());
-    let tables = Tables::new(TableLocation::for_lake(dir.path().to_str().unwrap(), None).unwrap());
-    let contracts = movielake::config::load_contracts(Some(&crate::watch_events::contracts_dir())).expect("contracts");
-    let sink = Sink {
-        lake: &lake,
-        tables: &tables,
-        contracts: &contracts,
-    };
+    let house = Lakehouse::new();
+    let (sink, lake) = (house.sink(), &house.lake);
     let settings = PullSettings {
         lag: Duration::zero(),
         ..PullSettings::default()

@@ -162,13 +162,21 @@ impl SqlServer {
             .into_first_result()
             .await
             .map_err(classify)?;
+        // One result set: every row has the first row's columns.
+        let names: Vec<String> = rows
+            .first()
+            .map(|r| r.columns().iter().map(|c| c.name().to_string()).collect())
+            .unwrap_or_default();
         rows.into_iter()
             .map(|row| {
-                let names: Vec<String> = row.columns().iter().map(|c| c.name().to_string()).collect();
                 names
-                    .into_iter()
+                    .iter()
                     .zip(row)
-                    .map(|(name, data)| json(&data).map(|v| (name.clone(), v)).map_err(|what| (name, what)))
+                    .map(|(name, data)| {
+                        json(&data)
+                            .map(|v| (name.clone(), v))
+                            .map_err(|what| (name.clone(), what))
+                    })
                     .collect::<Result<Map<String, Value>, _>>()
                     .map_err(|(name, what)| SqlError::Row {
                         table: "(result)".into(),
