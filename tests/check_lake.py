@@ -364,7 +364,7 @@ def main(lake: Lake, imdb_sources: pathlib.Path | None = None) -> int:
                   f"{name}: deltalake/pyarrow sees {t.arrow.num_rows - distinct} repeated ({keys})")
 
     if "silver/events/watch" in tables:
-        check_watch(con, tables["silver/events/watch"], watch_silver)
+        check_watch(con, tables["silver/events/watch"], watch_silver, tables)
     check_tmdb(con, tables)
     check_sql(con, tables, manifests)
     check_movies_dataset_and_gold(con, tables)
@@ -418,7 +418,7 @@ def check_sql(con, tables: dict, manifests: list):
         check(arrow_open == duck_open, f"{history}: open intervals: deltalake {arrow_open}, DuckDB {duck_open}")
 
 
-def check_watch(con, t: Table, manifests_silver: int):
+def check_watch(con, t: Table, manifests_silver: int, tables: dict):
     name = t.name
     check(t.rows == manifests_silver,
           f"{name}: the readers see {t.rows} rows, the watch_events manifests' counts.silver add up to {manifests_silver}")
@@ -444,6 +444,39 @@ def check_watch(con, t: Table, manifests_silver: int):
     check(pa_sum == db_sum, f"sum(position_seconds): deltalake/pyarrow {pa_sum}, DuckDB {db_sum}")
     check(all(v is not None and re.fullmatch(r"[0-9a-f-]{36}", v) for v in t.arrow.column("event_id").to_pylist()),
           "an event_id in silver is not a UUID")
+    check_enriched(con, t, tables)
+
+
+def check_enriched(con, t: Table, tables: dict):
+    """Issue 17: every event carries the dimension as of its time. DuckDB checks each matched
+    event against the SCD2 history itself: the version it names exists, contains occurred_at,
+    and has the plan and status the event carries."""
+    name = t.name
+    for col, ty in {"subscription_id": "VARCHAR", "plan": "VARCHAR", "subscription_status": "VARCHAR",
+                    "user_country": "VARCHAR", "dimension_valid_from": "TIMESTAMP WITH TIME ZONE",
+                    "dimension_status": "VARCHAR"}.items():
+        check(t.types.get(col) == ty, f"DuckDB sees watch {col} as {t.types.get(col)}, expected {ty}")
+    by_status = dict(con.execute(f'SELECT dimension_status, count(*) FROM "{name}" GROUP BY ALL').fetchall())
+    pa_status = {}
+    for v in t.arrow.column("dimension_status").to_pylist():
+        pa_status[v] = pa_status.get(v, 0) + 1
+    check(by_status == pa_status, f"{name}: dimension_status counts: DuckDB {by_status}, deltalake {pa_status}")
+    check(set(by_status) <= {"matched", "no_subscription", "user_unknown"},
+          f"{name}: unexpected dimension_status values {sorted(map(str, by_status))}")
+    history = "silver/sql/subscriptions_history"
+    if history not in tables:
+        return
+    check(by_status.get("matched", 0) > 0, f"{name}: no event matched a subscription: {by_status}")
+    wrong = con.execute(f"""
+        SELECT count(*) FROM "{name}" e
+        LEFT JOIN "{history}" h
+          ON h.subscription_id = e.subscription_id AND h.valid_from = e.dimension_valid_from
+         AND h.user_id = e.user_id
+         AND h.valid_from <= e.occurred_at AND (h.valid_to IS NULL OR e.occurred_at < h.valid_to)
+         AND h.plan = e.plan AND h.status = e.subscription_status
+        WHERE e.dimension_status = 'matched' AND h.subscription_id IS NULL""").fetchone()[0]
+    check(wrong == 0, f"{name}: {wrong} matched events whose version is not in {history} as of occurred_at")
+    print(f"  {name}: enriched {by_status}; every matched event found in {history} as of its time")
 
 
 def check_tmdb(con, tables: dict):

@@ -74,6 +74,8 @@ NOT_SET = {
     "MOVIELAKE_SQL_LAG_SECONDS": "pull_subscriptions: defaults to pull-sql's 5 s; set on the app to override",
     "MOVIELAKE_SQL_OVERLAP_SECONDS": "pull_subscriptions: defaults to pull-sql's 900 s; set on the app to override",
     "MOVIELAKE_SQL_KEY_CHECK_HOURS": "pull_subscriptions: defaults to pull-sql's 24 h; set on the app to override",
+    "MOVIELAKE_DIMENSION_REFRESH_SECONDS": "ingest_watch_events: the default (60 s) keeps enrichment a minute behind "
+                                           "the SQL pulls; set on the app to override",
     "MOVIELAKE_SQL_PAGE_ROWS": "pull_subscriptions: defaults to pull-sql's 20,000 rows a page (BENCHMARKS.md); set on the app to override",
     "MOVIELAKE_SQL_CA_FILE": "extra PEM roots for a private CA; Azure Database for PostgreSQL's certificates chain "
                              "to public roots in the system store",

@@ -51,6 +51,7 @@ fn main() {
         bad_share: 0.04,
         duplicate_share: 0.02,
         sessions_per_second: 2_500.0,
+        users: movielake_core::sources::events::sample::DEFAULT_USERS,
     });
     let pairs: Vec<(String, DateTime<Utc>)> = generated
         .into_iter()
@@ -68,7 +69,7 @@ fn main() {
         let t1 = Instant::now();
         let bronze = land(&batch, start).expect("bronze");
         let t2 = Instant::now();
-        let planned = plan(&contract, &batch, start, &bronze, &[]).expect("plan");
+        let planned = plan(&contract, &batch, start, &bronze, &[], None).expect("plan");
         let t3 = Instant::now();
         assert!(planned.counts.balanced());
         for (slot, d) in stages.iter_mut().zip([t1 - t, t2 - t1, t3 - t2, t3 - t]) {
@@ -141,6 +142,7 @@ fn main() {
     let lineage = Lineage {
         ingested_at: start,
         run_id: "bench",
+        dimension: None,
     };
     let silver = accepted_batch(&contract, &rows, &lineage).expect("silver batch");
     line(

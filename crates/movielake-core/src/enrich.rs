@@ -47,7 +47,7 @@ pub struct Enrichment<'a> {
 }
 
 impl Enrichment<'_> {
-    const UNKNOWN: Enrichment<'static> = Enrichment {
+    pub const UNKNOWN: Enrichment<'static> = Enrichment {
         status: DimensionStatus::UserUnknown,
         subscription_id: None,
         plan: None,

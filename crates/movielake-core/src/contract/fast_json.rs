@@ -223,6 +223,7 @@ mod tests {
             bad_share: 0.3,
             duplicate_share: 0.05,
             sessions_per_second: 100.0,
+            users: crate::sources::events::sample::DEFAULT_USERS,
         });
         let mut fast = 0;
         for event in &events {

@@ -114,6 +114,9 @@ pub struct Contract {
     /// For tables kept with history (SCD type 2): the columns whose change opens a new
     /// version; a change to any other column updates the open one. Empty: every column.
     pub track_history: Vec<usize>,
+    /// For an event table enriched with the subscription dimension (issue 17): its user
+    /// column (string) and the time column (timestamp) the lookup is as of.
+    pub enrich_as_of: Option<(usize, usize)>,
     /// Where it was loaded from, for messages.
     pub file: String,
 }
@@ -191,6 +194,18 @@ impl Contract {
         let key = resolve(&raw.key, "key")?;
         let partition_by = resolve(&raw.partition_by, "partition_by")?;
         let track_history = resolve(&raw.track_history, "track_history")?;
+        let enrich_as_of = match resolve(&raw.enrich_as_of, "enrich_as_of")?[..] {
+            [] => None,
+            [user, at] if columns[user].ty == ColumnType::String && columns[at].ty == ColumnType::Timestamp => {
+                Some((user, at))
+            }
+            _ => {
+                return Err(at(
+                    Some(raw.enrich_as_of.span()),
+                    "enrich_as_of names two columns: the user (string) and the event time (timestamp)".into(),
+                ));
+            }
+        };
         for &p in &partition_by {
             if columns[p].ty.is_list() {
                 return Err(at(
@@ -231,6 +246,7 @@ impl Contract {
             unknown_fields: raw.unknown_fields,
             rules,
             track_history,
+            enrich_as_of,
             file: file.to_string(),
         })
     }
@@ -288,6 +304,8 @@ struct RawContract {
     partition_by: Spanned<Vec<String>>,
     #[serde(default = "empty_list")]
     track_history: Spanned<Vec<String>>,
+    #[serde(default = "empty_list")]
+    enrich_as_of: Spanned<Vec<String>>,
     #[serde(default)]
     unknown_fields: UnknownFields,
     #[serde(default)]

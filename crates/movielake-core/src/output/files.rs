@@ -192,6 +192,7 @@ impl<S: PartSink> Outputs<S> {
         let lineage = Lineage {
             ingested_at: self.ctx.run.ingested_at,
             run_id: &self.ctx.run.run_id,
+            dimension: None,
         };
         let mut batches = Vec::new();
         for (values, group) in partition(contract, rows).into_values() {

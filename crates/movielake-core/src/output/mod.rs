@@ -2,6 +2,7 @@
 //! names, run manifests and the streamed parts of file sources. Encodes only: no routing, no IO.
 
 pub mod column_writer;
+pub mod enriched;
 pub mod files;
 pub mod manifest;
 pub mod naming;

@@ -4,6 +4,7 @@
 use chrono::NaiveDate;
 
 use crate::contract::Contract;
+use crate::enrich::Dimension;
 use crate::output::manifest::{Counts, OutputKind};
 use crate::output::naming::{quarantine_part, silver_part};
 use crate::output::silver::{EncodeError, Lineage, encode_parquet, partition};
@@ -39,17 +40,20 @@ pub struct Plan {
 }
 
 /// The silver parts (one per partition value) and the quarantine part of a routed input, named
-/// from `part_id` (the input's identity). Shared by every pipeline.
+/// from `part_id` (the input's identity). Shared by every pipeline; `dimension` enriches the
+/// rows of a contract with `enrich_as_of`.
 pub fn routed_writes(
     contract: &Contract,
     routed: &Routed,
     ctx: &RunContext,
     part_id: &str,
     quarantine_date: NaiveDate,
+    dimension: Option<&Dimension>,
 ) -> Result<Vec<PlannedWrite>, EncodeError> {
     let lineage = Lineage {
         ingested_at: ctx.ingested_at,
         run_id: &ctx.run_id,
+        dimension,
     };
     let mut writes = Vec::new();
     for (values, rows) in partition(contract, &routed.silver).into_values() {

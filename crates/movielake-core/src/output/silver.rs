@@ -17,7 +17,9 @@ use parquet::schema::types::ColumnPath;
 
 use crate::contract::Contract;
 use crate::contract::value::{ColumnType, Value, days_since_epoch};
+use crate::enrich::Dimension;
 use crate::output::column_writer::ColumnParallelWriter;
+use crate::output::enriched;
 use crate::output::naming::hive_value;
 use crate::routing::route::Accepted;
 
@@ -53,7 +55,8 @@ fn timestamp_type() -> DataType {
 }
 
 /// Stored columns (contract order, partition columns excluded: they live in the path), then
-/// `_rescued` and the lineage columns.
+/// `_rescued` and the lineage columns, then for an enriched table its enrichment columns
+/// ([`super::enriched`]).
 pub fn silver_schema(contract: &Contract) -> SchemaRef {
     let mut fields: Vec<Field> = contract
         .stored_columns()
@@ -63,6 +66,9 @@ pub fn silver_schema(contract: &Contract) -> SchemaRef {
     fields.push(Field::new(SOURCE_OBJECT, DataType::Utf8, false));
     fields.push(Field::new(INGESTED_AT, timestamp_type(), false));
     fields.push(Field::new(RUN_ID, DataType::Utf8, false));
+    if contract.enrich_as_of.is_some() {
+        fields.extend(enriched::fields());
+    }
     Arc::new(Schema::new(fields))
 }
 
@@ -88,11 +94,15 @@ pub fn partition_columns(contract: &Contract) -> Vec<String> {
         .collect()
 }
 
-/// Lineage shared by every row of one output part.
+/// Lineage shared by every row of one output part, and what an enriched table's rows are
+/// looked up in.
 #[derive(Debug, Clone)]
 pub struct Lineage<'a> {
     pub ingested_at: DateTime<Utc>,
     pub run_id: &'a str,
+    /// The subscription dimension for a contract with `enrich_as_of` (`None`: not loaded, the
+    /// rows are `user_unknown` until the maintenance run enriches them again).
+    pub dimension: Option<&'a Dimension>,
 }
 
 /// zstd level 3: a fraction of the size of snappy output at a small CPU cost, readable everywhere.
@@ -126,7 +136,27 @@ pub fn accepted_batch(
     lineage: &Lineage<'_>,
 ) -> Result<RecordBatch, EncodeError> {
     let columns: Vec<(usize, ColumnType)> = contract.stored_columns().map(|(i, c)| (i, c.ty)).collect();
-    silver_batch(&silver_schema(contract), &columns, rows, lineage)
+    let schema = silver_schema(contract);
+    let Some((user, at)) = contract.enrich_as_of else {
+        return silver_batch(&schema, &columns, rows, lineage);
+    };
+    // The plain columns first (stored, `_rescued`, three of lineage), then the enrichment.
+    let plain: Vec<usize> = (0..columns.len() + 4).collect();
+    let batch = silver_batch(&Arc::new(schema.project(&plain)?), &columns, rows, lineage)?;
+    let keys = rows.iter().map(|a| {
+        let user = match a.row.values.get(user) {
+            Some(Value::String(u)) => Some(u.as_str()),
+            _ => None,
+        };
+        let at = match a.row.values.get(at) {
+            Some(Value::Timestamp(t)) => Some(t.timestamp_micros()),
+            _ => None,
+        };
+        (user, at)
+    });
+    let mut columns = batch.columns().to_vec();
+    columns.extend(enriched::arrays(lineage.dimension, keys));
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 fn silver_batch(

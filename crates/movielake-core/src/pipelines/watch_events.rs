@@ -16,6 +16,7 @@ use parquet::schema::types::ColumnPath;
 use crate::contract::Contract;
 use crate::contract::validate::{Reason, Rejection, Stage};
 use crate::contract::value::Value;
+use crate::enrich::Dimension;
 use crate::host::EventHubBatch;
 use crate::output::column_writer::ColumnParallelWriter;
 use crate::output::manifest::{Counts, OutputKind, Poison};
@@ -77,13 +78,15 @@ pub fn land(batch: &EventHubBatch, fallback_time: DateTime<Utc>) -> Result<Plann
 
 /// Plans the whole batch. `fallback_time` (the host's invocation time) is only used when no
 /// event carries an enqueue time. `bronze` is what [`land`] returned; `ledger` holds the
-/// existing buckets of the dedupe window ([`ledger_hours`]).
+/// existing buckets of the dedupe window ([`ledger_hours`]). `dimension` enriches the
+/// accepted events when the contract asks for it (`enrich_as_of`).
 pub fn plan(
     contract: &Contract,
     batch: &EventHubBatch,
     fallback_time: DateTime<Utc>,
     bronze: &PlannedWrite,
     ledger: &[&LedgerBucket],
+    dimension: Option<&Dimension>,
 ) -> Result<Plan, EncodeError> {
     let BatchFacts {
         identity,
@@ -157,6 +160,7 @@ pub fn plan(
         &ctx,
         &part_id,
         ingested_at.date_naive(),
+        dimension,
     )?);
 
     let counts = Counts::of(&routed);
@@ -263,6 +267,7 @@ pub fn plan_poison(
         &ctx,
         &format!("{partition_id}-{identity}"),
         ingested_at.date_naive(),
+        None,
     )?);
     let counts = Counts::of(&routed);
     let logs = vec![format!(

@@ -1,6 +1,7 @@
 //! Integration tests of the core (one test binary): contracts, the rule engine, routing,
 //! Parquet encoding; TMDB pages and Event Grid events in their own modules.
 
+mod enrich;
 mod eventgrid;
 mod imdb;
 mod movies_dataset;
@@ -222,6 +223,12 @@ mod contracts {
         assert_eq!(
             refused(&bad_key),
             "contracts/bad.toml:5:7: key names unknown column 'nope'"
+        );
+        let enrich_types =
+            format!("{HEAD}enrich_as_of = [\"a\", \"a\"]\n[[columns]]\nname = \"a\"\ntype = \"string\"\n");
+        assert_eq!(
+            refused(&enrich_types),
+            "contracts/bad.toml:5:16: enrich_as_of names two columns: the user (string) and the event time (timestamp)"
         );
         let wrong_name = HEAD.replace("\"bad\"", "\"other\"");
         assert_eq!(

@@ -161,6 +161,7 @@ fn batch_events(opts: &BenchOptions, i: usize) -> Vec<movielake_core::sources::e
         bad_share: 0.04,
         duplicate_share: 0.02,
         sessions_per_second: BENCH_SESSIONS_PER_SECOND,
+        users: movielake_core::sources::events::sample::DEFAULT_USERS,
     })
 }
 

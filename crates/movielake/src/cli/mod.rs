@@ -57,6 +57,14 @@ pub struct Cli {
           default_value_t = handler::DEFAULT_POISON_AFTER_ATTEMPTS)]
     poison_after_attempts: u32,
 
+    /// How often, in seconds, an instance checks whether the subscription dimension that
+    /// enriches watch events (silver/sql/{users,subscriptions}_history) has a new version, and
+    /// reloads it if so. Events enriched with a stale or missing version are enriched again by
+    /// the maintenance run.
+    #[arg(long, env = "MOVIELAKE_DIMENSION_REFRESH_SECONDS", global = true, default_value_t = handler::DEFAULT_DIMENSION_REFRESH.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    dimension_refresh_seconds: u64,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -201,6 +209,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         chrono::Duration::hours(i64::from(cli.dedupe_window_hours)),
     )
     .with_poison_after_attempts(cli.poison_after_attempts)
+    .with_dimension_refresh(std::time::Duration::from_secs(cli.dimension_refresh_seconds))
     .with_tables(crate::tables::Tables::new(crate::tables::TableLocation::for_lake(
         &cli.lake,
         cli.lake_sas.as_deref(),

@@ -1,10 +1,12 @@
-//! `movielake run`: the main job on one lake. The binary stands in for the Functions host: it
-//! serves the real handler on an ephemeral 127.0.0.1 port and sends it host-shaped Event Hub
-//! invocations over HTTP, so the run exercises exactly the path Azure does. Then the TMDB flow
-//! (the real API with TMDB_API_TOKEN, else the local stand-in, [`tmdb_local`]): it invokes
-//! `pull_tmdb_lists` and hands every landed page to `bronze_to_silver` over the same host-shaped
-//! HTTP contract. Then files are ingested, a sample SQLite database of users and subscriptions
-//! is pulled before and after a round of changes ([`super::run_sql`]), and gold is built.
+//! `movielake run`: the main job on one lake. First a sample SQLite database of users and
+//! subscriptions is pulled before and after a round of changes ([`super::run_sql`]): its
+//! history is what watch events are enriched with. Then the binary stands in for the Functions
+//! host: it serves the real handler on an ephemeral 127.0.0.1 port and sends it host-shaped
+//! Event Hub invocations over HTTP, so the run exercises exactly the path Azure does, and shows
+//! a few enriched events. Then the TMDB flow (the real API with TMDB_API_TOKEN, else the local
+//! stand-in, [`tmdb_local`]): it invokes `pull_tmdb_lists` and hands every landed page to
+//! `bronze_to_silver` over the same host-shaped HTTP contract. Then files are ingested and gold
+//! is built.
 
 use std::path::PathBuf;
 
@@ -16,6 +18,7 @@ use serde_json::json;
 use super::gold::build_gold;
 use super::ingest::ingest_files;
 use super::print_counts;
+use super::run_sql::print_enriched;
 use crate::cli::send::{SendError, SendOptions, Target, send_events};
 use crate::clients::tmdb::{ClientConfig, Token};
 use crate::clients::tmdb_local;
@@ -68,12 +71,30 @@ pub(super) async fn command(state: &AppState, args: RunArgs) -> anyhow::Result<(
         "movielake run: {events} watch events (seed {seed}) into {}",
         state.lake.describe()
     );
+    // The platform's SQL database first: a sample SQLite one (its users created in the week
+    // before the events), pulled, changed, pulled again. Its history is the dimension the
+    // watch events are enriched with.
+    let generated = std::env::temp_dir().join(format!("movielake-run-{}", std::process::id()));
+    std::fs::create_dir_all(&generated)?;
+    let started = std::time::Instant::now();
+    let sql = super::run_sql::run_sql(state, &generated, users, seed, start, &|line| eprintln!("  {line}")).await?;
+    print_counts(
+        &format!(
+            "sql (users, subscriptions): {} pulls in {:.1?}",
+            sql.pulls,
+            started.elapsed()
+        ),
+        &sql.counts,
+    );
+    super::run_sql::print_history(&sql);
+
     let opts = RunOptions {
         events,
         seed,
         start,
         partitions,
         batch_size,
+        users: users.max(5) as u64,
     };
     let started = std::time::Instant::now();
     let summary = run_watch_events(state, &opts, &|line| eprintln!("  {line}")).await?;
@@ -83,6 +104,7 @@ pub(super) async fn command(state: &AppState, args: RunArgs) -> anyhow::Result<(
         started.elapsed()
     );
     print_counts(&title, &summary.counts);
+    print_enriched(state).await?;
 
     let started = std::time::Instant::now();
     let tmdb = run_tmdb(state, Utc::now(), &|line| eprintln!("  {line}")).await?;
@@ -92,9 +114,7 @@ pub(super) async fn command(state: &AppState, args: RunArgs) -> anyhow::Result<(
     );
     // Files: the ones given, or a generated Movies Dataset sample (same seed, same bytes).
     let date = start.date_naive();
-    let generated = std::env::temp_dir().join(format!("movielake-run-{}", std::process::id()));
     let files = if files.is_empty() {
-        std::fs::create_dir_all(&generated)?;
         let path = generated.join("movies_metadata.csv");
         std::fs::write(
             &path,
@@ -105,19 +125,6 @@ pub(super) async fn command(state: &AppState, args: RunArgs) -> anyhow::Result<(
         files
     };
     let files_balanced = ingest_files(state, &files, date).await?;
-    // The platform's SQL database: a sample SQLite one, pulled, changed, pulled again.
-    std::fs::create_dir_all(&generated)?;
-    let started = std::time::Instant::now();
-    let sql = super::run_sql::run_sql(state, &generated, users, seed, &|line| eprintln!("  {line}")).await?;
-    print_counts(
-        &format!(
-            "sql (users, subscriptions): {} pulls in {:.1?}",
-            sql.pulls,
-            started.elapsed()
-        ),
-        &sql.counts,
-    );
-    super::run_sql::print_history(&sql);
     let _ = std::fs::remove_dir_all(&generated);
     let models = Some(PathBuf::from("gold")).filter(|d| d.is_dir());
     build_gold(state, models.as_deref(), 5).await?;
@@ -139,6 +146,8 @@ pub struct RunOptions {
     pub start: DateTime<Utc>,
     pub partitions: usize,
     pub batch_size: usize,
+    /// Viewers (the sample SQL database's users, whose subscriptions enrich the events).
+    pub users: u64,
 }
 
 #[derive(Debug, Default)]
@@ -184,6 +193,7 @@ pub async fn run_watch_events(
         batch_size: opts.batch_size,
         // The same seed gives the same batches and names: a re-run rewrites the same lake.
         first_sequence_number: 0,
+        users: opts.users,
     };
     let sent = send_events(&Target::Handler(base), &send, progress).await;
     let _ = stop.send(());

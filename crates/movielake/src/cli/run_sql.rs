@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use movielake_core::output::manifest::Counts;
 use movielake_core::sources::sql::{Dialect, SUBSCRIPTIONS, TABLES, USERS, sample};
 
@@ -27,12 +27,14 @@ pub struct SqlDemo {
     pub history: Vec<Vec<String>>,
 }
 
-/// Creates the sample database `platform.db` in `dir` with `users` users and runs the demo.
+/// Creates the sample database `platform.db` in `dir` with `users` users, created over the week
+/// before `created_before` (or before now, if earlier), and runs the demo.
 pub async fn run_sql(
     state: &AppState,
     dir: &Path,
     users: usize,
     seed: u64,
+    created_before: DateTime<Utc>,
     progress: &dyn Fn(String),
 ) -> anyhow::Result<SqlDemo> {
     let path = dir.join("platform.db");
@@ -40,8 +42,13 @@ pub async fn run_sql(
     let db = Sqlite::open(&path).await?;
     db.execute(Dialect::Sqlite.ddl()).await?;
     let now = db.ceiling(Duration::zero()).await?.at;
-    db.execute_all(sample::seed_sql(Dialect::Sqlite, users.max(5), seed, now))
-        .await?;
+    db.execute_all(sample::seed_sql(
+        Dialect::Sqlite,
+        users.max(5),
+        seed,
+        created_before.min(now),
+    ))
+    .await?;
     progress(format!("sample database {} ({} users)", path.display(), users.max(5)));
     let sink = Sink {
         lake: state.lake.as_ref(),
@@ -123,6 +130,49 @@ pub fn print_history(demo: &SqlDemo) {
             println!("  {id:<14} {plan:<9} {status:<10} {from:<28} {to}");
         }
     }
+}
+
+/// What enrichment gave the watch events in silver: their count by `dimension_status`, and a
+/// few of them with the plan they were watched under.
+pub async fn print_enriched(state: &AppState) -> anyhow::Result<()> {
+    let table = "silver/events/watch";
+    let counts = state
+        .tables
+        .sql(
+            table,
+            "SELECT dimension_status, CAST(count(*) AS VARCHAR) FROM t GROUP BY dimension_status \
+             ORDER BY dimension_status",
+        )
+        .await?;
+    let counts: Vec<String> = text_rows(&counts)
+        .into_iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r.get(1).map_or("", |s| s.as_str()),
+                r.first().map_or("", |s| s.as_str())
+            )
+        })
+        .collect();
+    println!("watch events enriched as of their time: {}", counts.join(", "));
+    let rows = state
+        .tables
+        .sql(
+            table,
+            "SELECT user_id, CAST(occurred_at AS VARCHAR) AS at, plan, subscription_status, user_country, \
+             dimension_status FROM t ORDER BY occurred_at, event_id LIMIT 5",
+        )
+        .await?;
+    println!(
+        "  {:<12} {:<26} {:<9} {:<10} {:<7} dimension_status",
+        "user", "occurred_at", "plan", "status", "country"
+    );
+    for row in text_rows(&rows) {
+        if let [user, at, plan, status, country, found] = row.as_slice() {
+            println!("  {user:<12} {at:<26} {plan:<9} {status:<10} {country:<7} {found}");
+        }
+    }
+    Ok(())
 }
 
 /// Every value of `batches` as text ("" for null).

@@ -42,6 +42,10 @@ pub struct SendEventsArgs {
     /// in microseconds, so separate sends never reuse a sequence range.
     #[arg(long)]
     first_sequence_number: Option<i64>,
+    /// Viewers: user-000000 up to this many, the ids of the sample SQL database's users (so
+    /// events sent after a `pull-sql` of a generated database find their subscriptions).
+    #[arg(long, default_value_t = movielake_core::sources::events::sample::DEFAULT_USERS)]
+    users: u64,
 }
 
 pub(super) async fn command(args: SendEventsArgs) -> anyhow::Result<()> {
@@ -56,6 +60,7 @@ pub(super) async fn command(args: SendEventsArgs) -> anyhow::Result<()> {
         partitions,
         batch_size,
         first_sequence_number,
+        users,
     } = args;
     anyhow::ensure!((0.0..=1.0).contains(&bad_share), "--bad-share must be between 0 and 1");
     anyhow::ensure!(
@@ -73,6 +78,7 @@ pub(super) async fn command(args: SendEventsArgs) -> anyhow::Result<()> {
         partitions,
         batch_size,
         first_sequence_number: first_sequence_number.unwrap_or(now.timestamp_micros()),
+        users,
     };
     let summary = send_events(&to, &opts, &|line| eprintln!("  {line}")).await?;
     match summary.invocations {
@@ -136,6 +142,8 @@ pub struct SendOptions {
     /// First Event Hub sequence number of every partition (handler target). Event Hubs never
     /// reuses one, and batch names derive from them: two different sends must not overlap.
     pub first_sequence_number: i64,
+    /// Viewers: `user-000000` up to this many (the sample SQL database's users).
+    pub users: u64,
 }
 
 #[derive(Debug, Default)]
@@ -175,6 +183,7 @@ pub async fn send_events(
         bad_share: opts.bad_share,
         duplicate_share: opts.duplicate_share,
         sessions_per_second: opts.sessions_per_second,
+        users: opts.users,
     });
     match target {
         Target::JsonLines(path) => {

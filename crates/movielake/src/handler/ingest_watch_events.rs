@@ -25,6 +25,19 @@ pub async fn run(state: &AppState, invocation: Invocation) -> Result<InvocationR
     // use): let it go before the batch is planned, which is when memory peaks.
     drop(invocation);
     let lake = state.lake.as_ref();
+    // The dimension is read from storage only when a history table moved (and that checked
+    // at most every refresh); an unreadable one enriches nothing rather than stopping the
+    // stream: the rows say `user_unknown` and the maintenance run enriches them again.
+    let dimension = match contract.enrich_as_of {
+        Some(_) => match state.dimension.get(&state.tables).await {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::warn!(error = %e, "enrichment dimension not loaded; events land as user_unknown");
+                None
+            }
+        },
+        None => None,
+    };
     let done = match ingest(
         lake,
         &state.tables,
@@ -33,6 +46,7 @@ pub async fn run(state: &AppState, invocation: Invocation) -> Result<InvocationR
         &batch,
         fallback_time,
         state.dedupe_window,
+        dimension.as_deref(),
     )
     .await
     {

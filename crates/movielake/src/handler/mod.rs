@@ -42,6 +42,10 @@ pub const FUNCTIONS: &[&str] = &[
 /// about 35 minutes: long enough for an outage to pass, short enough not to stall a partition.
 pub const DEFAULT_POISON_AFTER_ATTEMPTS: u32 = 10;
 
+/// How stale the enrichment dimension may be: a minute behind the SQL source's pulls, at most
+/// one storage round trip (two table versions) a minute per instance.
+pub const DEFAULT_DIMENSION_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Event Hub batches and file events can be large; the host sends them in one body.
 pub const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
 
@@ -59,6 +63,9 @@ pub struct AppState {
     pub tmdb: Option<Arc<crate::pipelines::tmdb_lists::PullSettings>>,
     /// The lake's Delta tables (silver, gold), reached with the lake's own kind of credential.
     pub tables: Arc<crate::tables::Tables>,
+    /// The enrichment dimension of watch events, kept per instance
+    /// (`MOVIELAKE_DIMENSION_REFRESH_SECONDS`).
+    pub dimension: Arc<crate::pipelines::dimension::DimensionCache>,
 }
 
 impl AppState {
@@ -72,7 +79,16 @@ impl AppState {
             dedupe_window,
             poison_after_attempts: DEFAULT_POISON_AFTER_ATTEMPTS,
             tmdb: None,
+            dimension: Arc::new(crate::pipelines::dimension::DimensionCache::new(
+                DEFAULT_DIMENSION_REFRESH,
+            )),
         }
+    }
+
+    /// Checks the enrichment dimension's tables for a new version at most this often.
+    pub fn with_dimension_refresh(mut self, refresh: std::time::Duration) -> Self {
+        self.dimension = Arc::new(crate::pipelines::dimension::DimensionCache::new(refresh));
+        self
     }
 
     /// Tables reached otherwise than the lake port says (a SAS the port does not show).

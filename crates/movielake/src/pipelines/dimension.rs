@@ -28,6 +28,7 @@ pub async fn load(tables: &Tables) -> Result<(Dimension, Versions), TableError> 
     if let Some(batch) = sql_scd::read(
         tables,
         USERS_HISTORY,
+        None,
         "SELECT CAST(user_id AS VARCHAR), CAST(valid_from AS BIGINT), CAST(valid_to AS BIGINT), \
          CAST(country AS VARCHAR) FROM t",
     )
@@ -49,6 +50,7 @@ pub async fn load(tables: &Tables) -> Result<(Dimension, Versions), TableError> 
     if let Some(batch) = sql_scd::read(
         tables,
         SUBSCRIPTIONS_HISTORY,
+        None,
         "SELECT CAST(user_id AS VARCHAR), CAST(valid_from AS BIGINT), CAST(valid_to AS BIGINT), \
          CAST(subscription_id AS VARCHAR), CAST(plan AS VARCHAR), CAST(status AS VARCHAR) FROM t",
     )
@@ -114,6 +116,14 @@ async fn versions(tables: &Tables) -> Result<Versions, TableError> {
 pub struct DimensionCache {
     refresh: Duration,
     state: Mutex<Option<Loaded>>,
+}
+
+impl std::fmt::Debug for DimensionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DimensionCache")
+            .field("refresh", &self.refresh)
+            .finish_non_exhaustive()
+    }
 }
 
 struct Loaded {

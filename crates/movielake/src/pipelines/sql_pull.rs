@@ -324,6 +324,7 @@ async fn check_keys(
     let alive = sql_scd::read(
         sink.tables,
         &current,
+        None,
         &format!("SELECT CAST(\"{key}\" AS VARCHAR) FROM t WHERE NOT is_deleted"),
     )
     .await?;
@@ -460,10 +461,12 @@ async fn to_silver(
         let held: HashMap<(String, i64), i64> = match sql_scd::read(
             sink.tables,
             &changes,
+            Some(&touched),
             &format!(
-                "SELECT CAST(\"{key}\" AS VARCHAR) AS k, CAST(updated_at AS BIGINT) AS at, {d} AS d FROM t WHERE {f}",
+                "SELECT CAST(t.\"{key}\" AS VARCHAR) AS held_key, CAST(t.updated_at AS BIGINT) AS at, t.{d} AS d \
+                 FROM t {join}",
                 d = sql_scd::DIGEST,
-                f = sql_scd::key_filter("", &key, &touched)
+                join = sql_scd::key_join(&key)
             ),
         )
         .await?
@@ -509,6 +512,7 @@ async fn to_silver(
             let lineage = Lineage {
                 ingested_at: at,
                 run_id: &ctx.run_id,
+                dimension: None,
             };
             let batch = accepted_batch(contract, &rows, &lineage)
                 .and_then(|b| with_digest(b, fresh.iter().map(|a| a.body_hash as i64)))

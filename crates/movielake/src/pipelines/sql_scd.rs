@@ -7,15 +7,17 @@
 //! - `silver/sql/<table>`: SCD type 1, each key's latest state, `is_deleted` set for a
 //!   deleted key (soft: `deleted_at` set; hard: a key comparison found it gone).
 //!
-//! History and current state are recomputed after each pull for the keys it touched, from all
-//! of their changes and deletes, by `movielake_core::sources::sql::scd` (its property test
-//! holds the rules), and written with one MERGE each that rewrites exactly those keys' rows.
+//! History and current state are recomputed after each page of a pull for the keys it touched,
+//! from all of their changes and deletes, by `movielake_core::sources::sql::scd` (its property
+//! test holds the rules), and written with one MERGE each that replaces exactly those keys'
+//! rows and deletes the history rows the recomputation no longer has. Every read joins the
+//! table with the page's keys, so a page costs what its keys hold, however large the table.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMicrosecondArray, UInt32Array,
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array,
 };
 use deltalake::arrow::compute::{concat_batches, take};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, TimeUnit, TimestampMicrosecondType};
@@ -26,8 +28,10 @@ use movielake_core::sources::sql::scd::{Version, chain, current};
 
 use crate::tables::{TableError, Tables, Upsert};
 
-/// Above this many touched keys a refresh reads every key (one scan, no giant IN list).
-const KEY_LIST_LIMIT: usize = 10_000;
+/// The in-memory table of keys a read joins with, and its one column.
+pub const TOUCHED: &str = "touched";
+/// The merge source's flag for a history row the recomputation no longer has.
+const VANISHED: &str = "_vanished";
 /// The change time every SQL table's contract has, and its soft-delete column where it has one.
 pub const UPDATED_AT: &str = "updated_at";
 pub const DELETED_AT: &str = "deleted_at";
@@ -67,22 +71,33 @@ fn quoted(c: &str) -> String {
     format!("\"{}\"", c.replace('"', "\"\""))
 }
 
-/// `WHERE <key> IN (…)` over `keys` (empty above [`KEY_LIST_LIMIT`]: every key).
-pub fn key_filter(alias: &str, key: &str, keys: &BTreeSet<String>) -> String {
-    if keys.len() > KEY_LIST_LIMIT {
-        return "true".into();
-    }
-    let list: Vec<String> = keys.iter().map(|k| format!("'{}'", k.replace('\'', "''"))).collect();
-    format!("{alias}{} IN ({})", quoted(key), list.join(", "))
+/// `JOIN touched …`: keeps the rows of `t` whose key is one of the read's keys (compared as
+/// text, the form the pull's keys take whatever the column's type).
+pub fn key_join(key: &str) -> String {
+    format!("JOIN {TOUCHED} ON CAST(t.{} AS VARCHAR) = {TOUCHED}.k", quoted(key))
 }
 
-/// The rows of `sql` over table `name`, as one batch; `None` when the table does not exist yet
-/// or the query found nothing.
-pub async fn read(tables: &Tables, name: &str, sql: &str) -> Result<Option<RecordBatch>, TableError> {
+/// The rows of `sql` over table `name` (and, with `keys`, the table `touched(k)` of those keys
+/// to join with: [`key_join`]), as one batch; `None` when the table does not exist yet or the
+/// query found nothing.
+pub async fn read(
+    tables: &Tables,
+    name: &str,
+    keys: Option<&BTreeSet<String>>,
+    sql: &str,
+) -> Result<Option<RecordBatch>, TableError> {
     if tables.open(name).await?.version().is_none() {
         return Ok(None);
     }
-    let batches = tables.sql(name, sql).await?;
+    let with = match keys {
+        Some(keys) => {
+            let column = Arc::new(StringArray::from_iter_values(keys.iter())) as ArrayRef;
+            let batch = RecordBatch::try_from_iter([("k", column)]).map_err(|e| invalid(name, &e))?;
+            vec![(TOUCHED, batch)]
+        }
+        None => Vec::new(),
+    };
+    let batches = tables.sql_with(name, &with, sql).await?;
     let Some(first) = batches.first() else {
         return Ok(None);
     };
@@ -111,11 +126,12 @@ pub async fn refresh(tables: &Tables, contract: &Contract, keys: &BTreeSet<Strin
     }
     let key = key_column(contract)?;
     let changes_name = changes_table(contract);
-    let filter = key_filter("", &key, keys);
+    let join = key_join(&key);
     let Some(changes) = read(
         tables,
         &changes_name,
-        &format!("SELECT * FROM t WHERE {filter} ORDER BY {}, {UPDATED_AT}", quoted(&key)),
+        Some(keys),
+        &format!("SELECT t.* FROM t {join} ORDER BY t.{}, t.{UPDATED_AT}", quoted(&key)),
     )
     .await?
     else {
@@ -124,9 +140,12 @@ pub async fn refresh(tables: &Tables, contract: &Contract, keys: &BTreeSet<Strin
     let deletes = read(
         tables,
         &deletes_table(contract),
-        &format!("SELECT {k}, {DELETED_AT} FROM t WHERE {filter}", k = quoted(&key)),
+        Some(keys),
+        &format!("SELECT t.{k}, t.{DELETED_AT} FROM t {join}", k = quoted(&key)),
     )
     .await?;
+    let history_name = history_table(contract);
+    let held = read(tables, &history_name, Some(keys), &format!("SELECT t.* FROM t {join}")).await?;
     let bad = |e: &dyn std::fmt::Display| invalid(&changes_name, e);
 
     let versions = versions(contract, &key, &changes, deletes.as_ref()).map_err(|e| bad(&e))?;
@@ -153,6 +172,7 @@ pub async fn refresh(tables: &Tables, contract: &Contract, keys: &BTreeSet<Strin
         ],
     )
     .map_err(|e| bad(&e))?;
+    let history = with_vanished(&history, &key, held.as_ref()).map_err(|e| invalid(&history_name, &e))?;
     // Current: each key's latest values, flagged when the key is deleted.
     let latest: Vec<_> = latest.into_iter().filter(|c| c.values.is_some()).collect();
     let rows = UInt32Array::from_iter_values(latest.iter().filter_map(|c| c.values.map(|i| i as u32)));
@@ -169,26 +189,78 @@ pub async fn refresh(tables: &Tables, contract: &Contract, keys: &BTreeSet<Strin
     )
     .map_err(|e| bad(&e))?;
 
-    let scope = key_filter("t.", &key, keys);
     let history = tables
         .merge(
-            &history_table(contract),
+            &history_name,
             history,
             &[&key, "valid_from"],
-            Upsert::Rewrite { scope: &scope },
+            Upsert::Sync {
+                deleted: Some(VANISHED),
+            },
         )
         .await?
         .version;
+    // A key never leaves the current state (its change log only grows): nothing to delete.
     let current = tables
         .merge(
             &current_table(contract),
             current_batch,
             &[&key],
-            Upsert::Rewrite { scope: &scope },
+            Upsert::Sync { deleted: None },
         )
         .await?
         .version;
     Ok(Refreshed { history, current })
+}
+
+/// `history` (flagged not vanished) followed by the rows of `held` (the table's rows for the
+/// same keys) whose `(key, valid_from)` it no longer has, flagged vanished: the merge deletes
+/// those. A version that turns out to continue an earlier one (a late change with the same
+/// tracked values, written before it) is such a row.
+fn with_vanished(history: &RecordBatch, key: &str, held: Option<&RecordBatch>) -> Result<RecordBatch, String> {
+    let flag = |n: usize, value: bool| Arc::new(BooleanArray::from(vec![value; n])) as ArrayRef;
+    let mut fields: Vec<Field> = history.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(VANISHED, DataType::Boolean, false));
+    let schema = Arc::new(Schema::new(fields));
+    let mut columns = history.columns().to_vec();
+    columns.push(flag(history.num_rows(), false));
+    let fresh = RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())?;
+    let Some(held) = held else {
+        return Ok(fresh);
+    };
+    let id = |keys: Vec<Option<String>>, from: Vec<Option<chrono::DateTime<chrono::Utc>>>| {
+        keys.into_iter()
+            .zip(from)
+            .map(|(k, f)| k.zip(f.map(|f| f.timestamp_micros())))
+            .collect::<Vec<_>>()
+    };
+    let kept: HashSet<(String, i64)> = id(strings(history, key)?, times(history, "valid_from")?)
+        .into_iter()
+        .flatten()
+        .collect();
+    let vanished = UInt32Array::from_iter_values(
+        id(strings(held, key)?, times(held, "valid_from")?)
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| id.as_ref().is_some_and(|id| !kept.contains(id)))
+            .map(|(i, _)| i as u32),
+    );
+    if vanished.is_empty() {
+        return Ok(fresh);
+    }
+    // The held rows in the fresh rows' column order and types (the table may store strings
+    // differently from how a read hands them out).
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for field in history.schema().fields() {
+        let column = held
+            .column_by_name(field.name())
+            .ok_or(format!("the history table has no column {}", field.name()))?;
+        let column = take(column.as_ref(), &vanished, None).map_err(|e| e.to_string())?;
+        columns.push(deltalake::arrow::compute::cast(&column, field.data_type()).map_err(|e| e.to_string())?);
+    }
+    columns.push(flag(vanished.len(), true));
+    let gone = RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())?;
+    concat_batches(&schema, [&fresh, &gone]).map_err(|e| e.to_string())
 }
 
 /// The change log's rows (index = row) and the deletes (index = rows + i) as versions.

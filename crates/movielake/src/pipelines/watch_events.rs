@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 use movielake_core::Contract;
+use movielake_core::enrich::Dimension;
 use movielake_core::host::EventHubBatch;
 use movielake_core::output::manifest::{Poison, RunManifest};
 use movielake_core::output::naming::silver_table;
@@ -80,6 +81,7 @@ pub async fn ingest(
     batch: &EventHubBatch,
     fallback_time: DateTime<Utc>,
     dedupe_window: Duration,
+    dimension: Option<&Dimension>,
 ) -> Result<Ingested, IngestError> {
     let (started_at, clock) = (Utc::now(), Instant::now());
     let bronze = land(batch, fallback_time)?;
@@ -93,7 +95,7 @@ pub async fn ingest(
             .await
             .map_err(IngestError::from)?;
         let buckets: Vec<&LedgerBucket> = loaded.buckets.iter().map(|b| b.as_ref()).collect();
-        let mut plan = plan(contract, batch, fallback_time, &bronze, &buckets)?;
+        let mut plan = plan(contract, batch, fallback_time, &bronze, &buckets, dimension)?;
         // Silver first (an attempt that cannot commit leaves nothing a reader sees), then
         // quarantine, then the ledger: a ledger entry is a promise that the event is stored.
         let committing = Instant::now();

@@ -196,9 +196,12 @@ pub enum Upsert<'a> {
     /// Replace the row when this condition (SQL over `s.` source and `t.` target columns)
     /// holds.
     ReplaceWhen(&'a str),
-    /// Make the rows matching `scope` (SQL over `t.` columns) exactly the source: replace
-    /// those that differ, delete those the source no longer has. A recomputed slice of a table.
-    Rewrite { scope: &'a str },
+    /// Make the table's rows say what the source says: replace those that differ; a source
+    /// row whose boolean column `deleted` is true deletes its match instead and is never
+    /// inserted (the column itself is not written). A recomputed slice of a table, with its
+    /// vanished rows named: a MERGE that must find them by itself ("not matched by source")
+    /// reads and judges every row of the table.
+    Sync { deleted: Option<&'a str> },
 }
 
 /// Upserts `source` into the table by `key` (see [`Upsert`]). The table is created, empty,
@@ -216,12 +219,24 @@ pub(super) async fn merge(
         table: name.to_string(),
         message: e.to_string(),
     };
-    let columns: Vec<String> = source.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let deleted = match upsert {
+        Upsert::Sync { deleted } => deleted,
+        _ => None,
+    };
+    // What the table holds: the source's columns but the deletion flag.
+    let schema = {
+        let all = source.schema();
+        let kept: Vec<usize> = (0..all.fields().len())
+            .filter(|&i| Some(all.field(i).name().as_str()) != deleted)
+            .collect();
+        std::sync::Arc::new(all.project(&kept).map_err(|e| invalid(&e))?)
+    };
+    let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
     let mut last = String::new();
     for attempt in 1..=retry.attempts.max(1) {
         let mut table = location.open(name, None).await?;
         if table.version().is_none() {
-            match super::files::create_empty(table, name, &source.schema(), &[]).await {
+            match super::files::create_empty(table, name, &schema, &[]).await {
                 Ok(created) => table = created,
                 Err(super::files::Created::LostRace(message)) => {
                     last = message;
@@ -248,31 +263,40 @@ pub(super) async fn merge(
             .map(|c| format!("(t.{0} IS DISTINCT FROM s.{0})", quoted(c)))
             .collect::<Vec<_>>()
             .join(" OR ");
+        // The first clause that holds applies: a flagged row deletes before any update.
+        let kept = deleted.map(|d| format!("NOT s.{}", quoted(d)));
         let newer = match upsert {
-            Upsert::InsertNew => "false",
-            Upsert::ReplaceWhen(newer) => newer,
-            Upsert::Rewrite { .. } => &differs,
+            Upsert::InsertNew => "false".to_string(),
+            Upsert::ReplaceWhen(newer) => newer.to_string(),
+            Upsert::Sync { .. } => format!("({differs})"),
         };
-        let merged = table
+        let builder = table
             .merge(frame, on)
             .with_source_alias("s")
             .with_target_alias("t")
-            .with_commit_properties(properties)
-            .when_matched_update(|update| {
-                columns.iter().fold(update.predicate(newer), |u, c| {
-                    u.update(quoted(c), format!("s.{}", quoted(c)))
+            .with_commit_properties(properties);
+        let builder = match deleted {
+            Some(d) => builder.when_matched_delete(|delete| delete.predicate(format!("s.{}", quoted(d)))),
+            None => Ok(builder),
+        };
+        let merged = builder
+            .and_then(|m| {
+                m.when_matched_update(|update| {
+                    columns.iter().fold(update.predicate(newer.as_str()), |u, c| {
+                        u.update(quoted(c), format!("s.{}", quoted(c)))
+                    })
                 })
             })
             .and_then(|m| {
                 m.when_not_matched_insert(|insert| {
+                    let insert = match &kept {
+                        Some(kept) => insert.predicate(kept.as_str()),
+                        None => insert,
+                    };
                     columns
                         .iter()
                         .fold(insert, |i, c| i.set(quoted(c), format!("s.{}", quoted(c))))
                 })
-            })
-            .and_then(|m| match upsert {
-                Upsert::Rewrite { scope } => m.when_not_matched_by_source_delete(|d| d.predicate(scope)),
-                _ => Ok(m),
             });
         let merged = match merged {
             Ok(builder) => builder.await,

@@ -191,6 +191,18 @@ impl Tables {
     /// Runs `sql` over table `name` (registered as `t`) at its latest version: what the table's
     /// log says is current, never a file a compaction removed.
     pub async fn sql(&self, name: &str, sql: &str) -> Result<Vec<RecordBatch>, TableError> {
+        self.sql_with(name, &[], sql).await
+    }
+
+    /// [`Tables::sql`] with in-memory tables beside `t` (name, rows): a join with a batch of
+    /// keys reads only their rows however many there are, where an `IN (…)` list would grow
+    /// the statement with them.
+    pub async fn sql_with(
+        &self,
+        name: &str,
+        with: &[(&str, RecordBatch)],
+        sql: &str,
+    ) -> Result<Vec<RecordBatch>, TableError> {
         use deltalake::datafusion::prelude::SessionContext;
         let table = self.open(name).await?;
         let invalid = |e: &dyn std::fmt::Display| TableError::Invalid {
@@ -201,6 +213,9 @@ impl Tables {
         table.update_datafusion_session(&ctx.state()).map_err(|e| invalid(&e))?;
         let provider = table.table_provider().await.map_err(|e| invalid(&e))?;
         ctx.register_table("t", provider).map_err(|e| invalid(&e))?;
+        for (alias, batch) in with {
+            ctx.register_batch(*alias, batch.clone()).map_err(|e| invalid(&e))?;
+        }
         let frame = ctx.sql(sql).await.map_err(|e| invalid(&e))?;
         let schema: deltalake::arrow::datatypes::SchemaRef = std::sync::Arc::new(frame.schema().as_arrow().clone());
         let batches = frame.collect().await.map_err(|e| invalid(&e))?;

@@ -325,6 +325,59 @@ async fn the_same_pull_run_twice_leaves_no_duplicate_anywhere_in_silver() {
     }
 }
 
+/// A change committed late, older than the version already landed and with the same tracked
+/// values, starts that version's interval earlier: the history row the later version opened
+/// must go, not stay open beside the new one. (The refresh names such rows to the MERGE.)
+#[tokio::test]
+async fn a_late_version_equal_to_the_next_one_takes_its_history_row() {
+    let Some((db, _)) = database("late_equal").await else {
+        return;
+    };
+    let lake = Lakehouse::new();
+    for user in ["u1", "u2", "u3"] {
+        db.execute(&insert_user(user, "now() - interval '2 minutes'"))
+            .await
+            .expect("user");
+    }
+    // The overlap reaches back far enough to read the late change.
+    let settings = PullSettings {
+        overlap: Duration::hours(1),
+        ..every_pull()
+    };
+    pull_table(&lake.sink(), &db, "platform", &USERS, settings)
+        .await
+        .expect("pull");
+    db.execute("UPDATE users SET updated_at = now() - interval '20 minutes' WHERE user_id = 'u2'")
+        .await
+        .expect("late change");
+    let pulled = pull_table(&lake.sink(), &db, "platform", &USERS, settings)
+        .await
+        .expect("pull");
+    assert_eq!(pulled.counts.silver, 1, "the late version is new: {:?}", pulled.counts);
+    assert_eq!(
+        lake.rows(
+            "silver/sql/users_history",
+            "SELECT user_id, CAST(valid_to IS NULL AS VARCHAR) FROM t ORDER BY user_id"
+        )
+        .await,
+        [["u1", "true"], ["u2", "true"], ["u3", "true"]],
+        "one open interval per user"
+    );
+    let first_change = lake
+        .rows(
+            "silver/sql/users_changes",
+            "SELECT CAST(min(updated_at) AS VARCHAR) FROM t WHERE user_id = 'u2'",
+        )
+        .await;
+    let valid_from = lake
+        .rows(
+            "silver/sql/users_history",
+            "SELECT CAST(valid_from AS VARCHAR) FROM t WHERE user_id = 'u2'",
+        )
+        .await;
+    assert_eq!(valid_from, first_change, "u2's interval starts at the late change");
+}
+
 /// Reads `pages` pages, then the database is gone.
 struct DiesAfter {
     inner: Postgres,

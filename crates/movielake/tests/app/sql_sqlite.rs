@@ -17,7 +17,7 @@ async fn the_run_demo_shows_a_users_subscription_history_after_a_round_of_change
     let contracts = movielake::config::load_contracts(Some(&crate::watch_events::contracts_dir())).expect("contracts");
     let tables = Tables::new(TableLocation::for_lake(&lake.describe(), None).expect("tables"));
     let state = AppState::new(lake, contracts, chrono::Duration::hours(24)).with_tables(tables);
-    let demo = movielake::cli::run_sql::run_sql(&state, dir.path(), 50, 42, &|_| {})
+    let demo = movielake::cli::run_sql::run_sql(&state, dir.path(), 50, 42, chrono::Utc::now(), &|_| {})
         .await
         .expect("demo");
     assert!(demo.counts.balanced(), "{:?}", demo.counts);
@@ -217,4 +217,84 @@ async fn the_timer_says_what_is_missing_and_fails_on_an_unreachable_database() {
             .is_some_and(|m| m.contains("cannot reach the database")),
         "{body}"
     );
+}
+
+/// Issue 17 over the real handler: after the SQL demo has landed its histories, one
+/// `ingest_watch_events` invocation lands its events in silver already enriched, as of each
+/// event's time (the users were created the week before), in the same commit; a viewer the
+/// database does not know is `user_unknown`, kept, not quarantined.
+#[tokio::test]
+async fn watch_events_land_enriched_as_of_their_time_in_the_same_invocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake: Arc<dyn Lake> = Arc::new(LocalLake::new(dir.path().join("lake")));
+    let contracts = movielake::config::load_contracts(Some(&crate::watch_events::contracts_dir())).expect("contracts");
+    let tables = Tables::new(TableLocation::for_lake(&lake.describe(), None).expect("tables"));
+    let state = AppState::new(lake, contracts, chrono::Duration::hours(24)).with_tables(tables);
+    // The events of `host_request` happen at 2024-05-01T10:00:00.1Z.
+    let created_before = "2024-05-01T09:00:00Z".parse().expect("time");
+    let demo = movielake::cli::run_sql::run_sql(&state, dir.path(), 20, 42, created_before, &|_| {})
+        .await
+        .expect("demo");
+    // The shown user's first interval: the plan before the demo's upgrade (made today).
+    let first_plan = demo.history[0][1].clone();
+    let server = crate::watch_events::serve_state(state.clone()).await;
+    let bodies: Vec<String> = [
+        (
+            "00000000-0000-4000-8000-000000000001",
+            movielake::cli::run_sql::SHOWN_USER,
+        ),
+        ("00000000-0000-4000-8000-000000000002", "someone-else"),
+    ]
+    .iter()
+    .map(|(id, user)| {
+        let mut e = crate::handler::event(id, "watch_started", 0);
+        e["user_id"] = (*user).into();
+        e.to_string()
+    })
+    .collect();
+    let (status, _, body) = crate::handler::post_to(
+        &server.base,
+        "ingest_watch_events",
+        crate::handler::host_request(&bodies, 1),
+        false,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let rows = state
+        .tables
+        .sql(
+            "silver/events/watch",
+            "SELECT user_id, plan, subscription_status, subscription_id, dimension_status, \
+             CAST(dimension_valid_from <= occurred_at AS VARCHAR) FROM t ORDER BY event_id",
+        )
+        .await
+        .expect("silver");
+    let rows = crate::sql_postgres::strings(&rows);
+    assert_eq!(rows.len(), 2, "both events in silver: {rows:?}");
+    assert_eq!(rows[0][0], movielake::cli::run_sql::SHOWN_USER);
+    assert_eq!(
+        rows[0][1], first_plan,
+        "the plan it was watched under, not today's: {rows:?}"
+    );
+    assert_eq!(rows[0][3], "sub-000001-1", "{rows:?}");
+    assert_eq!((rows[0][4].as_str(), rows[0][5].as_str()), ("matched", "true"));
+    assert_eq!(
+        rows[1][1..5],
+        ["".to_string(), "".into(), "".into(), "user_unknown".into()],
+        "{rows:?}"
+    );
+    // One commit carried the events and their enrichment: the only one adding files (the
+    // other created the table).
+    let root = dir.path().join("lake");
+    let log = crate::handler::raw_files(&root, "silver/events/watch/_delta_log/");
+    let adding: Vec<_> = log
+        .iter()
+        .filter(|p| p.ends_with(".json"))
+        .filter(|p| {
+            std::fs::read_to_string(root.join(p))
+                .expect("commit")
+                .contains("{\"add\"")
+        })
+        .collect();
+    assert_eq!(adding.len(), 1, "{log:?}");
 }

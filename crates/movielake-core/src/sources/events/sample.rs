@@ -94,7 +94,13 @@ pub struct SampleOptions {
     pub duplicate_share: f64,
     /// How many viewing sessions start per second of event time (each gives two events).
     pub sessions_per_second: f64,
+    /// Viewers are `sql::sample::user_id(0..users)`: the users of the sample SQL database, so
+    /// the events of `movielake run` find their subscriptions (issue 17).
+    pub users: u64,
 }
+
+/// Viewers of generated events unless told otherwise.
+pub const DEFAULT_USERS: u64 = 5_000;
 
 /// Sessions of start/finish pairs spread over time; some broken, some repeated.
 pub fn watch_events(opts: &SampleOptions) -> Vec<GeneratedEvent> {
@@ -114,7 +120,7 @@ pub fn watch_events(opts: &SampleOptions) -> Vec<GeneratedEvent> {
         let mean_gap_ms = (1000.0 / opts.sessions_per_second.max(1e-6)).min(86_400_000.0) as u64;
         clock += Duration::milliseconds(rng.below(2 * mean_gap_ms + 1) as i64);
         let (movie_id, duration) = *rng.pick(MOVIES);
-        let user = format!("u-{:05}", rng.below(5_000));
+        let user = crate::sources::sql::sample::user_id(rng.below(opts.users.max(1)) as usize);
         let session = format!("s-{}", &rng.uuid()[..13]);
         let device = *rng.pick(DEVICES);
         let country = *rng.pick(COUNTRIES);
@@ -187,6 +193,7 @@ mod tests {
             bad_share: 0.1,
             duplicate_share: 0.05,
             sessions_per_second: 0.5,
+            users: DEFAULT_USERS,
         }
     }
 

@@ -299,7 +299,7 @@ pub fn plan_detail(contract: &Contract, bronze: &BronzeDetail, body: &[u8]) -> R
             routed
         }
     };
-    let writes = routed_writes(contract, &routed, &ctx, &part_id, bronze.ingest_date)?;
+    let writes = routed_writes(contract, &routed, &ctx, &part_id, bronze.ingest_date, None)?;
     let counts = Counts::of(&routed);
     logs.insert(
         0,

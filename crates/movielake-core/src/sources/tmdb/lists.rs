@@ -103,7 +103,14 @@ pub fn plan_page(
     };
 
     let mut writes = Vec::new();
-    writes.extend(routed_writes(contract, &routed, &ctx, &part_id, bronze.ingest_date)?);
+    writes.extend(routed_writes(
+        contract,
+        &routed,
+        &ctx,
+        &part_id,
+        bronze.ingest_date,
+        None,
+    )?);
     let movies = movies::updates(contract, bronze, &routed.silver, &ctx.run_id, ingested_at);
     let counts = Counts::of(&routed);
     logs.insert(
