@@ -477,6 +477,19 @@ def check_enriched(con, t: Table, tables: dict):
         WHERE e.dimension_status = 'matched' AND h.subscription_id IS NULL""").fetchone()[0]
     check(wrong == 0, f"{name}: {wrong} matched events whose version is not in {history} as of occurred_at")
     print(f"  {name}: enriched {by_status}; every matched event found in {history} as of its time")
+    gold = "gold/watch_by_plan_country"
+    if gold in tables:
+        # The gold model's totals are silver's: every event counted once, under one plan.
+        g_events, g_seconds, g_matched = con.execute(
+            f'SELECT sum(events), sum(watch_seconds), coalesce(sum(events) FILTER (WHERE dimension_status = \'matched\'), 0) '
+            f'FROM "{gold}"').fetchone()
+        s_events, s_seconds = con.execute(
+            f"SELECT count(*), coalesce(sum(position_seconds) FILTER (WHERE event_type = 'watch_finished'), 0) "
+            f'FROM "{name}"').fetchone()
+        check((g_events, g_seconds) == (s_events, s_seconds),
+              f"{gold}: {g_events} events / {g_seconds} s watched, silver has {s_events} / {s_seconds}")
+        check(g_matched == by_status.get("matched", 0),
+              f"{gold}: {g_matched} matched events, silver has {by_status.get('matched', 0)}")
 
 
 def check_tmdb(con, tables: dict):

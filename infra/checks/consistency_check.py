@@ -76,6 +76,7 @@ NOT_SET = {
     "MOVIELAKE_SQL_KEY_CHECK_HOURS": "pull_subscriptions: defaults to pull-sql's 24 h; set on the app to override",
     "MOVIELAKE_DIMENSION_REFRESH_SECONDS": "ingest_watch_events: the default (60 s) keeps enrichment a minute behind "
                                            "the SQL pulls; set on the app to override",
+    "MOVIELAKE_REENRICH_DAYS": "maintain_tables: the default (7 days) is the issue's window; set on the app to override",
     "MOVIELAKE_SQL_PAGE_ROWS": "pull_subscriptions: defaults to pull-sql's 20,000 rows a page (BENCHMARKS.md); set on the app to override",
     "MOVIELAKE_SQL_CA_FILE": "extra PEM roots for a private CA; Azure Database for PostgreSQL's certificates chain "
                              "to public roots in the system store",

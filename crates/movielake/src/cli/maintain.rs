@@ -121,6 +121,26 @@ pub(super) async fn command(state: &AppState, args: MaintainArgs) -> anyhow::Res
         })
         .await;
     println!("{}", summary(&report, options.dry_run));
+    if !options.dry_run {
+        // Events whose dimension landed late or changed since (issue 17).
+        let outcomes = crate::pipelines::reenrich::reenrich_all(
+            state.lake.as_ref(),
+            &state.tables,
+            &state.contracts,
+            state.reenrich_days,
+            chrono::Utc::now().date_naive(),
+        )
+        .await?;
+        for (table, done) in outcomes {
+            match done {
+                Some(d) => println!(
+                    "{table}: re-enriched {} of {} rows of the last {} days ({} of {} partitions rewritten, one commit each)",
+                    d.changed, d.rows, state.reenrich_days, d.rewritten, d.partitions
+                ),
+                None => println!("{table}: the enrichment dimension has not changed since the last re-enrichment"),
+            }
+        }
+    }
     anyhow::ensure!(
         report.failed.is_empty(),
         "{} table(s) not maintained: {}",

@@ -65,6 +65,13 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     dimension_refresh_seconds: u64,
 
+    /// Days of watch events the maintenance run (`maintain_tables`, `movielake maintain`)
+    /// enriches again: events whose user's dimension landed after them, or changed since.
+    #[arg(long, env = "MOVIELAKE_REENRICH_DAYS", global = true,
+          default_value_t = crate::pipelines::reenrich::DEFAULT_DAYS,
+          value_parser = clap::value_parser!(u32).range(1..=366))]
+    reenrich_days: u32,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -210,6 +217,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     )
     .with_poison_after_attempts(cli.poison_after_attempts)
     .with_dimension_refresh(std::time::Duration::from_secs(cli.dimension_refresh_seconds))
+    .with_reenrich_days(cli.reenrich_days)
     .with_tables(crate::tables::Tables::new(crate::tables::TableLocation::for_lake(
         &cli.lake,
         cli.lake_sas.as_deref(),

@@ -62,6 +62,29 @@ pub async fn run(state: &AppState, invocation: Invocation) -> Result<InvocationR
             logs.push(line);
         })
         .await;
+    // Events whose dimension landed late or changed since are enriched again (issue 17),
+    // before gold reads them.
+    let reenriched = crate::pipelines::reenrich::reenrich_all(
+        state.lake.as_ref(),
+        &state.tables,
+        &state.contracts,
+        state.reenrich_days,
+        now.date_naive(),
+    )
+    .await;
+    match &reenriched {
+        Ok(outcomes) => logs.extend(outcomes.iter().map(|(table, done)| match done {
+            Some(d) => format!(
+                "{table}: re-enriched {} of {} rows in the last {} days ({} of {} partitions rewritten)",
+                d.changed, d.rows, state.reenrich_days, d.rewritten, d.partitions
+            ),
+            None => format!("{table}: the enrichment dimension has not changed since the last re-enrichment"),
+        })),
+        Err(e) => {
+            tracing::error!(function = NAME, error = %e, "re-enrichment failed");
+            logs.push(format!("re-enrichment failed: {e}"));
+        }
+    }
     // Gold stays current without anyone running the CLI: the models whose SQL or input tables
     // changed since their last build run again (an idle lake reads no data).
     let gold = refresh_gold(state).await;
@@ -111,6 +134,9 @@ pub async fn run(state: &AppState, invocation: Invocation) -> Result<InvocationR
             MaintainError::Lease { source, .. } => FunctionError::Lake(source),
             other => FunctionError::Internal(other.to_string()),
         });
+    }
+    if let Err(e) = reenriched {
+        return Err(FunctionError::Internal(format!("re-enrichment: {e}")));
     }
     if let Err(e) = gold {
         return Err(match e {

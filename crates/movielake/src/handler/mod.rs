@@ -66,6 +66,8 @@ pub struct AppState {
     /// The enrichment dimension of watch events, kept per instance
     /// (`MOVIELAKE_DIMENSION_REFRESH_SECONDS`).
     pub dimension: Arc<crate::pipelines::dimension::DimensionCache>,
+    /// Days of events the maintenance run enriches again (`MOVIELAKE_REENRICH_DAYS`).
+    pub reenrich_days: u32,
 }
 
 impl AppState {
@@ -82,7 +84,14 @@ impl AppState {
             dimension: Arc::new(crate::pipelines::dimension::DimensionCache::new(
                 DEFAULT_DIMENSION_REFRESH,
             )),
+            reenrich_days: crate::pipelines::reenrich::DEFAULT_DAYS,
         }
+    }
+
+    /// Enriches events of this many days again in each maintenance run.
+    pub fn with_reenrich_days(mut self, days: u32) -> Self {
+        self.reenrich_days = days;
+        self
     }
 
     /// Checks the enrichment dimension's tables for a new version at most this often.

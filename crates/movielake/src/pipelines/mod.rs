@@ -9,6 +9,7 @@ pub mod dimension;
 pub mod files;
 pub mod gold;
 pub mod ledger;
+pub mod reenrich;
 pub mod silver_tables;
 pub mod sql_pull;
 pub mod sql_scd;

@@ -48,6 +48,11 @@ pub enum Replace {
     /// Every file now in these partitions (a snapshot re-ingested: its rows are replaced, other
     /// partitions are never touched).
     Partitions(Vec<PartitionValues>),
+    /// Exactly these files (paths as the log names them), rewritten into the commit's files
+    /// (the same rows with some columns recomputed). Files others added meanwhile stay; a
+    /// file someone removed meanwhile fails the commit ([`TableError::Contended`]): the rows
+    /// it held may have moved.
+    Files(Vec<String>),
 }
 
 /// One commit of files to one table.
@@ -128,13 +133,18 @@ pub(super) async fn commit_files(
                 Some(now),
             ));
         }
-        let operation = DeltaOperation::Write {
-            mode: match commit.replace {
-                Replace::Nothing => SaveMode::Append,
-                Replace::Partitions(_) => SaveMode::Overwrite,
+        let operation = match commit.replace {
+            // Rows rewritten in place: an update of the files it names, with no read
+            // predicate, so appends to the same partitions do not conflict with it.
+            Replace::Files(_) => DeltaOperation::Update { predicate: None },
+            Replace::Nothing | Replace::Partitions(_) => DeltaOperation::Write {
+                mode: match commit.replace {
+                    Replace::Nothing => SaveMode::Append,
+                    _ => SaveMode::Overwrite,
+                },
+                partition_by: (!commit.partition_by.is_empty()).then(|| commit.partition_by.clone()),
+                predicate: predicate(&commit.replace),
             },
-            partition_by: (!commit.partition_by.is_empty()).then(|| commit.partition_by.clone()),
-            predicate: predicate(&commit.replace),
         };
         let snapshot = current.snapshot().map_err(|e| classify(name, e))?;
         let done = CommitBuilder::from(properties)
@@ -282,6 +292,26 @@ fn actions(name: &str, table: &DeltaTable, commit: &FileCommit) -> Result<Vec<Ac
             if wanted.contains(&file.partition_values_map()) {
                 actions.push(Action::Remove(file.remove_action(true)));
             }
+        }
+    }
+    if let Replace::Files(paths) = &commit.replace {
+        let wanted: std::collections::HashSet<&str> = paths.iter().map(String::as_str).collect();
+        let snapshot = table.snapshot().map_err(|e| classify(name, e))?;
+        for file in snapshot.log_data().iter() {
+            if wanted.contains(file.path().as_ref()) {
+                actions.push(Action::Remove(file.remove_action(true)));
+            }
+        }
+        if actions.len() != wanted.len() {
+            return Err(TableError::Contended {
+                table: name.to_string(),
+                attempts: 1,
+                last: format!(
+                    "{} of the {} files being rewritten were removed meanwhile (a compaction?); run again",
+                    wanted.len() - actions.len(),
+                    wanted.len()
+                ),
+            });
         }
     }
     for file in &commit.files {

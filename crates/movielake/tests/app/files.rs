@@ -462,8 +462,10 @@ async fn gold_answers_equal_hand_computed_numbers() {
     )
     .await
     .expect("gold");
-    assert!(skipped.is_empty(), "{skipped:?}");
-    assert_eq!(built.len(), models.len());
+    // This lake has no watch events: only the model over them waits.
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert!(skipped[0].starts_with("watch_by_plan_country: skipped"), "{skipped:?}");
+    assert_eq!(built.len(), models.len() - 1);
 
     // Read back through the gold table's log, in the model's order.
     let read = |name: &'static str| {

@@ -298,3 +298,130 @@ async fn watch_events_land_enriched_as_of_their_time_in_the_same_invocation() {
         .collect();
     assert_eq!(adding.len(), 1, "{log:?}");
 }
+
+/// Late dimension, then a late correction (issue 17): events that landed before their user's
+/// rows are enriched by the maintenance step once the rows are pulled; a run with nothing new
+/// reads nothing; a correction of history made later re-enriches exactly the events it
+/// concerns. Counts never change, nothing is duplicated.
+#[tokio::test]
+async fn the_maintenance_run_enriches_late_events_and_follows_a_late_correction() {
+    use movielake::pipelines::reenrich::reenrich_all;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("lake");
+    let lake: Arc<dyn Lake> = Arc::new(LocalLake::new(&root));
+    let contracts = movielake::config::load_contracts(Some(&crate::watch_events::contracts_dir())).expect("contracts");
+    let tables = Tables::new(TableLocation::for_lake(&lake.describe(), None).expect("tables"));
+    let state = AppState::new(lake.clone(), contracts.clone(), chrono::Duration::hours(24)).with_tables(tables);
+    let server = crate::watch_events::serve_state(state.clone()).await;
+    let shown = movielake::cli::run_sql::SHOWN_USER;
+    let bodies: Vec<String> = [
+        ("00000000-0000-4000-8000-000000000001", shown),
+        ("00000000-0000-4000-8000-000000000002", "someone-else"),
+        ("00000000-0000-4000-8000-000000000003", "user-000005"),
+    ]
+    .iter()
+    .map(|(id, user)| {
+        let mut e = crate::handler::event(id, "watch_started", 0);
+        e["user_id"] = (*user).into();
+        e.to_string()
+    })
+    .collect();
+    let (status, _, body) = crate::handler::post_to(
+        &server.base,
+        "ingest_watch_events",
+        crate::handler::host_request(&bodies, 1),
+        false,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let enriched = || async {
+        crate::sql_postgres::strings(
+            &state
+                .tables
+                .sql(
+                    "silver/events/watch",
+                    "SELECT user_id, dimension_status, plan FROM t ORDER BY event_id",
+                )
+                .await
+                .expect("silver"),
+        )
+    };
+    let statuses = |rows: &[Vec<String>]| rows.iter().map(|r| r[1].clone()).collect::<Vec<_>>();
+    assert_eq!(statuses(&enriched().await), ["user_unknown"; 3], "no dimension yet");
+
+    // The users and subscriptions land after the events (created the week before them).
+    let created_before = "2024-05-01T09:00:00Z".parse().expect("time");
+    let demo = movielake::cli::run_sql::run_sql(&state, dir.path(), 20, 42, created_before, &|_| {})
+        .await
+        .expect("sql");
+    let today = chrono::NaiveDate::from_ymd_opt(2024, 5, 2).expect("date");
+    let outcome = reenrich_all(lake.as_ref(), &state.tables, &contracts, 7, today)
+        .await
+        .expect("reenrich");
+    let done = outcome[0].1.clone().expect("the dimension is new: the window is read");
+    assert_eq!((done.rows, done.changed, done.rewritten), (3, 2, 1), "{done:?}");
+    let rows = enriched().await;
+    assert_eq!(statuses(&rows), ["matched", "user_unknown", "matched"]);
+    assert_eq!(rows[0][2], demo.history[0][1], "the plan before today's upgrade");
+    assert_eq!(
+        crate::handler::delta_files(&root, "silver/events/watch").len(),
+        1,
+        "the partition's file replaced by one, not added beside it"
+    );
+    // Nothing new in the dimension: nothing read, nothing committed.
+    let version = state.tables.open("silver/events/watch").await.expect("open").version();
+    let again = reenrich_all(lake.as_ref(), &state.tables, &contracts, 7, today)
+        .await
+        .expect("again");
+    assert_eq!(again[0].1, None);
+    assert_eq!(
+        state.tables.open("silver/events/watch").await.expect("open").version(),
+        version
+    );
+
+    // A late correction: user-000001's current subscription row is stamped as if its upgrade
+    // had happened on 30 April; a pull that reads far enough back lands it in history.
+    let db = Sqlite::open(&dir.path().join("platform.db")).await.expect("db");
+    let april = "2024-04-30T12:00:00Z".parse().expect("time");
+    db.execute(&format!(
+        "UPDATE subscriptions SET updated_at = {} WHERE subscription_id = 'sub-000001-1'",
+        sample::literal(Dialect::Sqlite, april)
+    ))
+    .await
+    .expect("correction");
+    let sink = movielake::pipelines::sql_pull::Sink {
+        lake: lake.as_ref(),
+        tables: &state.tables,
+        contracts: &contracts,
+    };
+    let settings = movielake::pipelines::sql_pull::PullSettings {
+        lag: chrono::Duration::zero(),
+        overlap: chrono::Duration::days(3650),
+        key_check: None,
+        ..Default::default()
+    };
+    movielake::pipelines::sql_pull::pull_table(
+        &sink,
+        &db,
+        "platform",
+        &movielake_core::sources::sql::SUBSCRIPTIONS,
+        settings,
+    )
+    .await
+    .expect("pull the correction");
+    let done = reenrich_all(lake.as_ref(), &state.tables, &contracts, 7, today)
+        .await
+        .expect("after the correction")[0]
+        .1
+        .clone()
+        .expect("the dimension moved");
+    assert_eq!(
+        (done.rows, done.changed),
+        (3, 1),
+        "exactly the corrected user's event: {done:?}"
+    );
+    let rows = enriched().await;
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0][1..], ["matched".to_string(), "premium".into()]);
+    assert_eq!(rows[2][1], "matched", "the other user's event as it was");
+}
