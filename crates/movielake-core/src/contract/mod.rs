@@ -273,6 +273,12 @@ impl ContractSet {
         self.contracts.get(name)
     }
 
+    /// The set with `contract` in place of the one of the same name.
+    pub fn with(mut self, contract: Contract) -> Self {
+        self.contracts.insert(contract.name.clone(), contract);
+        self
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Contract> {
         self.contracts.values()
     }

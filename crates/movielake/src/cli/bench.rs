@@ -31,6 +31,12 @@ pub enum BenchCommand {
         /// if present.
         #[arg(long)]
         python: Option<PathBuf>,
+        /// Users of the generated enrichment dimension (one user version and three subscription
+        /// versions each; the events' viewers are drawn from them). The in-process run is made
+        /// twice, without enrichment and with it, to show what enrichment adds per event.
+        /// 0: no enriched run.
+        #[arg(long, default_value_t = 1_000_000)]
+        dimension_users: usize,
     },
     /// Delta commits per second into one table from 8 and 32 concurrent writers (saturated, and
     /// paced as batching partitions are), commit latency p50/p99, and the freshness it gives.
@@ -59,6 +65,7 @@ pub(super) async fn command(what: BenchCommand, state: &AppState) -> anyhow::Res
             batch_size,
             seed,
             python,
+            dimension_users,
         } => {
             let python = python.or_else(|| Some(PathBuf::from(".venv/bin/python")).filter(|p| p.exists()));
             let opts = BenchOptions {
@@ -67,6 +74,7 @@ pub(super) async fn command(what: BenchCommand, state: &AppState) -> anyhow::Res
                 seed,
                 python,
                 workdir: workdir.clone(),
+                dimension_users,
             };
             let (figures, latency) = run(&opts, &state.contracts, &|line| eprintln!("  {line}")).await?;
             let memory = std::process::Command::new(std::env::current_exe()?)
@@ -83,6 +91,17 @@ pub(super) async fn command(what: BenchCommand, state: &AppState) -> anyhow::Res
                     f.events,
                     f.elapsed.as_secs_f64(),
                     f.per_second()
+                );
+            }
+            if let (Some(plain), Some(enriched)) =
+                (figures.first(), figures.iter().find(|f| f.name.contains("enriched")))
+            {
+                let added = (enriched.elapsed.as_secs_f64() - plain.elapsed.as_secs_f64()) / plain.events.max(1) as f64;
+                println!(
+                    "\nenrichment adds {:.2} µs per event in process ({:.0} -> {:.0} events/s)",
+                    added * 1e6,
+                    plain.per_second(),
+                    enriched.per_second()
                 );
             }
             let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -127,6 +146,8 @@ pub struct BenchOptions {
     /// Python with duckdb (for the side-by-side run); `None` skips DuckDB, saying so.
     pub python: Option<PathBuf>,
     pub workdir: PathBuf,
+    /// Users of the enrichment dimension of the enriched run (0: none).
+    pub dimension_users: usize,
 }
 
 /// One host request body per batch, generated up front so generation is not timed. Batches
@@ -161,7 +182,7 @@ fn batch_events(opts: &BenchOptions, i: usize) -> Vec<movielake_core::sources::e
         bad_share: 0.04,
         duplicate_share: 0.02,
         sessions_per_second: BENCH_SESSIONS_PER_SECOND,
-        users: movielake_core::sources::events::sample::DEFAULT_USERS,
+        users: (opts.dimension_users as u64).max(movielake_core::sources::events::sample::DEFAULT_USERS),
     })
 }
 
@@ -197,8 +218,17 @@ pub async fn run(
     let bodies = batches(opts);
     let mut figures = Vec::new();
 
+    // Without enrichment: the watch contract without `enrich_as_of`.
+    let plain = match contracts.get(movielake_core::pipelines::watch_events::PIPELINE) {
+        Some(watch) => {
+            let mut watch = watch.clone();
+            watch.enrich_as_of = None;
+            contracts.clone().with(watch)
+        }
+        None => contracts.clone(),
+    };
     let dir = opts.workdir.join("in-process");
-    let st = state(&dir, contracts);
+    let st = state(&dir, &plain);
     let mut invocations = Vec::with_capacity(bodies.len());
     let started = Instant::now();
     for body in &bodies {
@@ -207,12 +237,67 @@ pub async fn run(
         invocations.push(one.elapsed());
     }
     figures.push(Figure {
-        name: "movielake in process (decode+validate+write)".into(),
+        name: "movielake in process (decode+validate+write), no enrichment".into(),
         events: opts.events,
         elapsed: started.elapsed(),
     });
     progress(&format!("in process: {:.0} events/s", figures[0].per_second()));
     let commits = commit_times(&dir)?;
+    if opts.dimension_users > 0 {
+        let built = Instant::now();
+        let dimension = Arc::new(generated_dimension(opts.dimension_users));
+        progress(&format!(
+            "dimension: {} users, {} versions, {:.0} MiB, built in {:.1?}",
+            dimension.users(),
+            dimension.versions(),
+            dimension.heap_bytes() as f64 / (1 << 20) as f64,
+            built.elapsed()
+        ));
+        // Enriched and plain in turn, each into a fresh lake, three rounds: the medians
+        // compare runs made under the same conditions (the first plain run above warmed up).
+        let mut times = [Vec::new(), Vec::new()];
+        for round in 0..3 {
+            for (mode, enriched) in [false, true].into_iter().enumerate() {
+                let dir = opts.workdir.join(format!("in-process-{round}-{mode}"));
+                let st = if enriched {
+                    state(&dir, contracts).with_dimension(crate::pipelines::dimension::DimensionCache::preloaded(
+                        crate::handler::DEFAULT_DIMENSION_REFRESH,
+                        dimension.clone(),
+                        (None, None),
+                    ))
+                } else {
+                    state(&dir, &plain)
+                };
+                let started = Instant::now();
+                for body in &bodies {
+                    call(&st, "ingest_watch_events", body).await?;
+                }
+                times[mode].push(started.elapsed());
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+        let median = |mut v: Vec<Duration>| {
+            v.sort();
+            v[v.len() / 2]
+        };
+        let [plain_times, enriched_times] = times;
+        progress(&format!(
+            "plain {plain_times:.2?}, enriched {enriched_times:.2?} (rounds in turn)"
+        ));
+        figures[0] = Figure {
+            name: "movielake in process (decode+validate+write), no enrichment (median of 3, in turn)".into(),
+            events: opts.events,
+            elapsed: median(plain_times),
+        };
+        figures.push(Figure {
+            name: format!(
+                "movielake in process, enriched ({} M-user dimension; median of 3, in turn)",
+                opts.dimension_users as f64 / 1e6
+            ),
+            events: opts.events,
+            elapsed: median(enriched_times),
+        });
+    }
     let latency = Latency {
         invocation: Spread::of(invocations),
         commit: Spread::of(commits),
@@ -239,7 +324,10 @@ pub async fn run(
     });
     let _ = stop.send(());
     let _ = server.await;
-    progress(&format!("through HTTP: {:.0} events/s", figures[1].per_second()));
+    progress(&format!(
+        "through HTTP: {:.0} events/s",
+        figures.last().map_or(0.0, Figure::per_second)
+    ));
 
     match &opts.python {
         None => progress("DuckDB skipped: no Python with duckdb (create .venv: scripts/test.sh does)"),
@@ -331,6 +419,33 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// `users` users (`user-000000`…), each created in 2020 with three subscription versions:
+/// basic, standard from mid-2023, premium from 2024-05-01 12:00 (inside the benchmark's
+/// events, so lookups fall on both sides of a boundary).
+fn generated_dimension(users: usize) -> movielake_core::enrich::Dimension {
+    let at = |s: &str| {
+        s.parse::<DateTime<Utc>>()
+            .map(|t| t.timestamp_micros())
+            .unwrap_or_default()
+    };
+    let (created, standard, premium) = (
+        at("2020-01-01T00:00:00Z"),
+        at("2023-06-01T00:00:00Z"),
+        at("2024-05-01T12:00:00Z"),
+    );
+    const COUNTRIES: [&str; 8] = ["FR", "DE", "US", "GB", "ES", "IT", "NL", "BR"];
+    let mut b = movielake_core::enrich::Dimension::builder();
+    for u in 0..users {
+        let user = movielake_core::sources::sql::sample::user_id(u);
+        let id = format!("sub-{u:06}-1");
+        b.user(&user, created, None, Some(COUNTRIES[u % COUNTRIES.len()]));
+        b.subscription(&user, &id, created, Some(standard), Some("basic"), Some("active"));
+        b.subscription(&user, &id, standard, Some(premium), Some("standard"), Some("active"));
+        b.subscription(&user, &id, premium, None, Some("premium"), Some("active"));
+    }
+    b.build()
+}
+
 /// One batch in this process, for a clean peak-memory reading (`bench memory`).
 pub async fn one_batch(
     events: usize,
@@ -343,6 +458,7 @@ pub async fn one_batch(
         seed: 7,
         python: None,
         workdir: workdir.to_path_buf(),
+        dimension_users: 0,
     };
     let body = batches(&opts).pop().unwrap_or_default();
     let st = state(&workdir.join("memory"), contracts);

@@ -88,6 +88,12 @@ impl AppState {
         }
     }
 
+    /// Enriches watch events from this cache (benchmarks: a generated dimension).
+    pub fn with_dimension(mut self, cache: crate::pipelines::dimension::DimensionCache) -> Self {
+        self.dimension = Arc::new(cache);
+        self
+    }
+
     /// Enriches events of this many days again in each maintenance run.
     pub fn with_reenrich_days(mut self, days: u32) -> Self {
         self.reenrich_days = days;
