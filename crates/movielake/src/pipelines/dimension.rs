@@ -161,7 +161,15 @@ impl DimensionCache {
             if loaded.checked.elapsed() < self.refresh {
                 return Ok(loaded.dimension.clone());
             }
-            let now = versions(tables).await?;
+            // A failed check keeps the dimension held: better a minute stale than none.
+            let now = match versions(tables).await {
+                Ok(now) => now,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check the enrichment dimension's tables; keeping the one held");
+                    loaded.checked = Instant::now();
+                    return Ok(loaded.dimension.clone());
+                }
+            };
             loaded.checked = Instant::now();
             if now == loaded.versions {
                 return Ok(loaded.dimension.clone());

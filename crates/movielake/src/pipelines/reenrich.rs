@@ -58,16 +58,22 @@ pub struct Reenriched {
     /// Rows read, and rows whose enrichment changed.
     pub rows: u64,
     pub changed: u64,
+    /// The table version whose files were read.
+    pub version: Option<u64>,
+    /// Partitions that could not be done (their error); the next run does them again.
+    pub failed: Vec<String>,
 }
 
 /// Re-enriches the partitions of `contract`'s table (it must have `enrich_as_of`) dated on or
-/// after `since` with `dimension`.
+/// after `since` with `dimension`; with `added_after`, only the files added since that table
+/// version (the rest were compared with this dimension already).
 pub async fn reenrich(
     lake: &dyn Lake,
     tables: &Tables,
     contract: &Contract,
     dimension: &Dimension,
     since: NaiveDate,
+    added_after: Option<u64>,
 ) -> Result<Reenriched, ReenrichError> {
     let mut done = Reenriched::default();
     let Some((user, at)) = contract.enrich_as_of else {
@@ -78,6 +84,15 @@ pub async fn reenrich(
     let table = tables.open(&name).await?;
     if table.version().is_none() {
         return Ok(done);
+    }
+    done.version = table.version();
+    // The files the earlier version had (none to skip when its log is gone).
+    let mut seen = std::collections::HashSet::new();
+    if let Some(v) = added_after
+        && let Ok(old) = tables.open_at(&name, v).await
+        && let Ok(snapshot) = old.snapshot()
+    {
+        seen.extend(snapshot.log_data().iter().map(|f| f.path().to_string()));
     }
     // The partitions' files at this version; the date column bounds the window.
     let date_column = contract
@@ -102,7 +117,7 @@ pub async fn reenrich(
                 .is_some_and(|d| d >= since),
             None => true,
         };
-        if in_window {
+        if in_window && !seen.contains(file.path().as_ref()) {
             partitions
                 .entry(values.into_iter().collect())
                 .or_default()
@@ -110,90 +125,141 @@ pub async fn reenrich(
         }
     }
     done.partitions = partitions.len();
-    let schema = silver_schema(contract);
-    let enrichment = enriched::fields();
     for (_, files) in partitions {
-        let mut batches = Vec::new();
-        for file in &files {
-            batches.extend(read_parquet(lake, &format!("{name}/{file}")).await?);
-        }
-        let Some(first) = batches.first() else {
-            continue;
-        };
-        let bad = |message: String| ReenrichError::File {
-            path: format!("{name}/{}", files[0]),
-            message,
-        };
-        let rows = concat_batches(&first.schema(), &batches).map_err(|e| bad(e.to_string()))?;
-        done.rows += rows.num_rows() as u64;
-        let users =
-            cast(column(&rows, &user).map_err(bad)?.as_ref(), &DataType::Utf8).map_err(|e| bad(e.to_string()))?;
-        let times = cast(
-            column(&rows, &at).map_err(bad)?.as_ref(),
-            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        match partition(
+            lake,
+            tables,
+            contract,
+            dimension,
+            (user.as_str(), at.as_str()),
+            &name,
+            &files,
         )
-        .map_err(|e| bad(e.to_string()))?;
-        let (users, times) = (
-            users.as_string::<i32>(),
-            times.as_primitive::<TimestampMicrosecondType>(),
-        );
-        let keys = (0..rows.num_rows()).map(|i| {
-            (
-                (!users.is_null(i)).then(|| users.value(i)),
-                (!times.is_null(i)).then(|| times.value(i)),
-            )
-        });
-        let fresh = enriched::arrays(Some(dimension), keys);
-        // Which rows differ from what the file says (a missing column: every row).
-        let mut differs = BooleanArray::from(vec![false; rows.num_rows()]);
-        for (field, new) in enrichment.iter().zip(&fresh) {
-            let changed = match rows.column_by_name(field.name()) {
-                Some(old) => {
-                    let old = cast(old.as_ref(), field.data_type()).map_err(|e| bad(e.to_string()))?;
-                    distinct(&old, new).map_err(|e| bad(e.to_string()))?
+        .await
+        {
+            Ok((rows, changed)) => {
+                done.rows += rows;
+                if changed > 0 {
+                    done.rewritten += 1;
+                    done.changed += changed;
                 }
-                None => BooleanArray::from(vec![true; rows.num_rows()]),
-            };
-            differs = or(&differs, &changed).map_err(|e| bad(e.to_string()))?;
+            }
+            Err(e) => {
+                tracing::warn!(table = %name, error = %e, "a partition was not re-enriched; the next run tries again");
+                done.failed.push(e.to_string());
+            }
         }
-        let changed = differs.true_count() as u64;
-        if changed == 0 {
-            continue;
-        }
-        // The same rows in the contract's column order, the enrichment replaced.
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-        for field in schema.fields() {
-            let column = match enrichment.iter().position(|f| f.name() == field.name()) {
-                Some(i) => fresh[i].clone(),
-                None => match rows.column_by_name(field.name()) {
-                    Some(c) => cast(c.as_ref(), field.data_type()).map_err(|e| bad(e.to_string()))?,
-                    None => new_null_array(field.data_type(), rows.num_rows()),
-                },
-            };
-            columns.push(column);
-        }
-        let rewritten = RecordBatch::try_new(schema.clone(), columns).map_err(|e| bad(e.to_string()))?;
-        let bytes = encode(contract, &rewritten).map_err(bad)?;
-        let folder = files[0].rsplit_once('/').map_or("", |(dir, _)| dir);
-        let path = format!(
-            "{name}/{folder}{}part-enriched-{:016x}.parquet",
-            if folder.is_empty() { "" } else { "/" },
-            xxhash_rust::xxh3::xxh3_64(&bytes)
-        );
-        let size = bytes.len() as u64;
-        lake.put(&path, bytes, PutMode::Overwrite).await?;
-        let commit = FileCommit {
-            schema: table_schema(contract),
-            partition_by: partition_columns(contract),
-            files: vec![data_file(&path, size, rewritten.num_rows() as u64)?],
-            replace: Replace::Files(files.clone()),
-            txn: None,
-        };
-        tables.commit_files(&name, &commit).await?;
-        done.rewritten += 1;
-        done.changed += changed;
     }
     Ok(done)
+}
+
+/// One partition's `files`: read, compared, rewritten when a row's enrichment differs. Returns
+/// the rows read and the rows changed.
+async fn partition(
+    lake: &dyn Lake,
+    tables: &Tables,
+    contract: &Contract,
+    dimension: &Dimension,
+    key: (&str, &str),
+    name: &str,
+    files: &[String],
+) -> Result<(u64, u64), ReenrichError> {
+    let (user, at) = key;
+    let mut batches = Vec::new();
+    for file in files {
+        batches.extend(read_parquet(lake, &format!("{name}/{file}")).await?);
+    }
+    let schema = silver_schema(contract);
+    let enrichment = enriched::fields();
+    let bad = |message: String| ReenrichError::File {
+        path: format!("{name}/{}", files[0]),
+        message,
+    };
+    // Each file in the contract's columns, by name: files written before the table was
+    // enriched lack the enrichment columns, and a concatenation matches columns by position.
+    let conformed = batches
+        .iter()
+        .map(|b| conform(b, &schema))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad)?;
+    let rows = concat_batches(&schema, &conformed).map_err(|e| bad(e.to_string()))?;
+    let users = cast(column(&rows, user).map_err(bad)?.as_ref(), &DataType::Utf8).map_err(|e| bad(e.to_string()))?;
+    let times = cast(
+        column(&rows, at).map_err(bad)?.as_ref(),
+        &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+    )
+    .map_err(|e| bad(e.to_string()))?;
+    let (users, times) = (
+        users.as_string::<i32>(),
+        times.as_primitive::<TimestampMicrosecondType>(),
+    );
+    let keys = (0..rows.num_rows()).map(|i| {
+        (
+            (!users.is_null(i)).then(|| users.value(i)),
+            (!times.is_null(i)).then(|| times.value(i)),
+        )
+    });
+    let fresh = enriched::arrays(Some(dimension), keys);
+    // Which rows differ from what the file says (a missing column: every row).
+    let mut differs = BooleanArray::from(vec![false; rows.num_rows()]);
+    for (field, new) in enrichment.iter().zip(&fresh) {
+        let changed = match rows.column_by_name(field.name()) {
+            Some(old) => {
+                let old = cast(old.as_ref(), field.data_type()).map_err(|e| bad(e.to_string()))?;
+                distinct(&old, new).map_err(|e| bad(e.to_string()))?
+            }
+            None => BooleanArray::from(vec![true; rows.num_rows()]),
+        };
+        differs = or(&differs, &changed).map_err(|e| bad(e.to_string()))?;
+    }
+    let changed = differs.true_count() as u64;
+    if changed == 0 {
+        return Ok((rows.num_rows() as u64, 0));
+    }
+    // The same rows in the contract's column order, the enrichment replaced.
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let column = match enrichment.iter().position(|f| f.name() == field.name()) {
+            Some(i) => fresh[i].clone(),
+            None => match rows.column_by_name(field.name()) {
+                Some(c) => cast(c.as_ref(), field.data_type()).map_err(|e| bad(e.to_string()))?,
+                None => new_null_array(field.data_type(), rows.num_rows()),
+            },
+        };
+        columns.push(column);
+    }
+    let rewritten = RecordBatch::try_new(schema.clone(), columns).map_err(|e| bad(e.to_string()))?;
+    let bytes = encode(contract, &rewritten).map_err(bad)?;
+    let folder = files[0].rsplit_once('/').map_or("", |(dir, _)| dir);
+    let path = format!(
+        "{name}/{folder}{}part-enriched-{:016x}.parquet",
+        if folder.is_empty() { "" } else { "/" },
+        xxhash_rust::xxh3::xxh3_64(&bytes)
+    );
+    let size = bytes.len() as u64;
+    lake.put(&path, bytes, PutMode::Overwrite).await?;
+    let commit = FileCommit {
+        schema: table_schema(contract),
+        partition_by: partition_columns(contract),
+        files: vec![data_file(&path, size, rewritten.num_rows() as u64)?],
+        replace: Replace::Files(files.to_vec()),
+        txn: None,
+    };
+    tables.commit_files(name, &commit).await?;
+    Ok((rows.num_rows() as u64, changed))
+}
+
+/// `batch`'s columns in `schema`'s order, by name, cast to its types; a column the file lacks
+/// is null.
+fn conform(batch: &RecordBatch, schema: &deltalake::arrow::datatypes::SchemaRef) -> Result<RecordBatch, String> {
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        columns.push(match batch.column_by_name(field.name()) {
+            Some(c) => cast(c.as_ref(), field.data_type()).map_err(|e| e.to_string())?,
+            None => new_null_array(field.data_type(), batch.num_rows()),
+        });
+    }
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
 }
 
 fn column(batch: &RecordBatch, name: &str) -> Result<Arc<dyn Array>, String> {
@@ -228,16 +294,15 @@ fn state_path(table: &str) -> String {
     format!("ops/reenrich/{}.json", table.replace('/', "_"))
 }
 
-/// One table's outcome in [`reenrich_all`]: `None` when the dimension has not moved since the
-/// last complete run (nothing read).
+/// One table's outcome in [`reenrich_all`]: `None` when neither the dimension nor the table
+/// has moved since the last complete run (nothing read).
 pub type TableOutcome = (String, Option<Reenriched>);
 
 /// The maintenance run's step: every contract with `enrich_as_of` whose table exists is
-/// re-enriched over the `days` days up to `today`, with the dimension as it stands. A table is
-/// skipped when the dimension's two history tables are at the versions its last complete run
-/// used: every row was then already compared with that dimension (rows ingested since were
-/// enriched with it, or with one at most a refresh interval older, which the next change of
-/// the dimension corrects).
+/// re-enriched over the `days` days up to `today`, with the dimension as it stands. When the
+/// dimension's two history tables are at the versions the table's last complete run used, only
+/// the files added to the table since that run are read (the others were compared with this
+/// dimension already); nothing at all when the table has not moved either.
 pub async fn reenrich_all(
     lake: &dyn Lake,
     tables: &Tables,
@@ -261,15 +326,28 @@ pub async fn reenrich_all(
             Err(LakeError::NotFound { .. }) => None,
             Err(e) => return Err(e.into()),
         };
-        if last.as_ref().and_then(|l| l.get("dimension")) == Some(&stamp) {
+        // The dimension unchanged since the last complete run: only the files added since
+        // (events enriched while the dimension could not be read, or by an instance holding
+        // an older one) are compared.
+        let same = last.as_ref().and_then(|l| l.get("dimension")) == Some(&stamp);
+        let table_version = last
+            .as_ref()
+            .and_then(|l| l.get("table_version"))
+            .and_then(|v| v.as_u64());
+        let current = tables.open(&name).await?.version();
+        if same && table_version.is_some() && table_version == current {
             out.push((name, None));
             continue;
         }
-        let done = reenrich(lake, tables, contract, &dimension, since).await?;
-        let record = serde_json::json!({"dimension": stamp, "since": since.to_string(), "done": {
-            "partitions": done.partitions, "rewritten": done.rewritten, "rows": done.rows, "changed": done.changed}});
-        lake.put(&path, Bytes::from(record.to_string()), PutMode::Overwrite)
-            .await?;
+        let added_after = if same { table_version } else { None };
+        let done = reenrich(lake, tables, contract, &dimension, since, added_after).await?;
+        if done.failed.is_empty() {
+            let record = serde_json::json!({"dimension": stamp, "table_version": done.version,
+                "since": since.to_string(), "done": {"partitions": done.partitions,
+                "rewritten": done.rewritten, "rows": done.rows, "changed": done.changed}});
+            lake.put(&path, Bytes::from(record.to_string()), PutMode::Overwrite)
+                .await?;
+        }
         out.push((name, Some(done)));
     }
     Ok(out)

@@ -11,7 +11,9 @@
 //! from all of their changes and deletes, by `movielake_core::sources::sql::scd` (its property
 //! test holds the rules), and written with one MERGE each that replaces exactly those keys'
 //! rows and deletes the history rows the recomputation no longer has. Every read joins the
-//! table with the page's keys, so a page costs what its keys hold, however large the table.
+//! table with the page's keys, so a page holds only what its keys hold; it still scans the
+//! tables (the key is compared as text, which file statistics cannot prune), so a page's time
+//! grows with the tables (BENCHMARKS.md).
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -119,8 +121,29 @@ pub struct Refreshed {
     pub current: Option<u64>,
 }
 
+/// Whole refreshes (reads, recomputation, MERGEs) tried while other writers win the race.
+const REFRESH_ATTEMPTS: u32 = 5;
+
 /// Recomputes the history and the current state of `keys` from their changes and deletes.
+/// A MERGE that loses a race to another writer of the same table is not replayed with what was
+/// read before it: the whole refresh reads and recomputes again (a rival refresh may have
+/// written rows this one did not see, which it must then delete or close).
 pub async fn refresh(tables: &Tables, contract: &Contract, keys: &BTreeSet<String>) -> Result<Refreshed, TableError> {
+    let mut attempt = 1;
+    loop {
+        match refresh_once(tables, contract, keys).await {
+            Err(TableError::Contended { .. }) if attempt < REFRESH_ATTEMPTS => {
+                let pause = 50u64 << attempt.min(6);
+                let jitter = u64::from(std::process::id() % 50);
+                tokio::time::sleep(std::time::Duration::from_millis(pause + jitter)).await;
+                attempt += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
+async fn refresh_once(tables: &Tables, contract: &Contract, keys: &BTreeSet<String>) -> Result<Refreshed, TableError> {
     if keys.is_empty() {
         return Ok(Refreshed::default());
     }
@@ -234,16 +257,17 @@ fn with_vanished(history: &RecordBatch, key: &str, held: Option<&RecordBatch>) -
             .map(|(k, f)| k.zip(f.map(|f| f.timestamp_micros())))
             .collect::<Vec<_>>()
     };
-    let kept: HashSet<(String, i64)> = id(strings(history, key)?, times(history, "valid_from")?)
+    let mut kept: HashSet<(String, i64)> = id(strings(history, key)?, times(history, "valid_from")?)
         .into_iter()
         .flatten()
         .collect();
+    // Each vanished (key, valid_from) once: two source rows matching one target row would be
+    // refused by the MERGE, and a duplicate in the table is deleted by either.
     let vanished = UInt32Array::from_iter_values(
         id(strings(held, key)?, times(held, "valid_from")?)
-            .iter()
+            .into_iter()
             .enumerate()
-            .filter(|(_, id)| id.as_ref().is_some_and(|id| !kept.contains(id)))
-            .map(|(i, _)| i as u32),
+            .filter_map(|(i, id)| id.filter(|id| kept.insert(id.clone())).map(|_| i as u32)),
     );
     if vanished.is_empty() {
         return Ok(fresh);

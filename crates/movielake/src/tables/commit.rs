@@ -233,7 +233,13 @@ pub(super) async fn merge(
     };
     let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
     let mut last = String::new();
-    for attempt in 1..=retry.attempts.max(1) {
+    // A recomputed slice (`Sync`) was computed from what its caller read: after a lost race
+    // the caller reads and computes again, rather than this MERGE replaying a stale source.
+    let attempts = match upsert {
+        Upsert::Sync { .. } => 1,
+        _ => retry.attempts.max(1),
+    };
+    for attempt in 1..=attempts {
         let mut table = location.open(name, None).await?;
         if table.version().is_none() {
             match super::files::create_empty(table, name, &schema, &[]).await {

@@ -134,8 +134,9 @@ pub(super) async fn commit_files(
             ));
         }
         let operation = match commit.replace {
-            // Rows rewritten in place: an update of the files it names, with no read
-            // predicate, so appends to the same partitions do not conflict with it.
+            // Rows rewritten in place: an update of the files it names. delta-rs' conflict
+            // checker does not run (no retries, below): a lost race comes back to this loop,
+            // which removes the named files from the new snapshot, or fails if one is gone.
             Replace::Files(_) => DeltaOperation::Update { predicate: None },
             Replace::Nothing | Replace::Partitions(_) => DeltaOperation::Write {
                 mode: match commit.replace {

@@ -312,6 +312,29 @@ async fn the_maintenance_run_enriches_late_events_and_follows_a_late_correction(
     let contracts = movielake::config::load_contracts(Some(&crate::watch_events::contracts_dir())).expect("contracts");
     let tables = Tables::new(TableLocation::for_lake(&lake.describe(), None).expect("tables"));
     let state = AppState::new(lake.clone(), contracts.clone(), chrono::Duration::hours(24)).with_tables(tables);
+    // An event written before the table was enriched: its file has no enrichment columns, and
+    // shares its partition with the files written after.
+    let mut plain_watch = contracts.get("watch_events").expect("watch").clone();
+    plain_watch.enrich_as_of = None;
+    let before = AppState::new(
+        lake.clone(),
+        contracts.clone().with(plain_watch),
+        chrono::Duration::hours(24),
+    )
+    .with_tables(Tables::new(
+        TableLocation::for_lake(&lake.describe(), None).expect("tables"),
+    ));
+    let old = crate::watch_events::serve_state(before).await;
+    let mut e = crate::handler::event("00000000-0000-4000-8000-000000000000", "watch_started", 0);
+    e["user_id"] = "user-000006".into();
+    let (status, _, body) = crate::handler::post_to(
+        &old.base,
+        "ingest_watch_events",
+        crate::handler::host_request(&[e.to_string()], 1),
+        false,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
     let server = crate::watch_events::serve_state(state.clone()).await;
     let shown = movielake::cli::run_sql::SHOWN_USER;
     let bodies: Vec<String> = [
@@ -329,7 +352,7 @@ async fn the_maintenance_run_enriches_late_events_and_follows_a_late_correction(
     let (status, _, body) = crate::handler::post_to(
         &server.base,
         "ingest_watch_events",
-        crate::handler::host_request(&bodies, 1),
+        crate::handler::host_request(&bodies, 10),
         false,
     )
     .await;
@@ -347,7 +370,11 @@ async fn the_maintenance_run_enriches_late_events_and_follows_a_late_correction(
         )
     };
     let statuses = |rows: &[Vec<String>]| rows.iter().map(|r| r[1].clone()).collect::<Vec<_>>();
-    assert_eq!(statuses(&enriched().await), ["user_unknown"; 3], "no dimension yet");
+    assert_eq!(
+        statuses(&enriched().await),
+        ["", "user_unknown", "user_unknown", "user_unknown"],
+        "no dimension yet (and none at all for the event written before enrichment)"
+    );
 
     // The users and subscriptions land after the events (created the week before them).
     let created_before = "2024-05-01T09:00:00Z".parse().expect("time");
@@ -359,25 +386,31 @@ async fn the_maintenance_run_enriches_late_events_and_follows_a_late_correction(
         .await
         .expect("reenrich");
     let done = outcome[0].1.clone().expect("the dimension is new: the window is read");
-    assert_eq!((done.rows, done.changed, done.rewritten), (3, 2, 1), "{done:?}");
+    assert_eq!((done.rows, done.changed, done.rewritten), (4, 3, 1), "{done:?}");
     let rows = enriched().await;
-    assert_eq!(statuses(&rows), ["matched", "user_unknown", "matched"]);
-    assert_eq!(rows[0][2], demo.history[0][1], "the plan before today's upgrade");
+    assert_eq!(statuses(&rows), ["matched", "matched", "user_unknown", "matched"]);
+    assert_eq!(rows[1][2], demo.history[0][1], "the plan before today's upgrade");
     assert_eq!(
         crate::handler::delta_files(&root, "silver/events/watch").len(),
         1,
-        "the partition's file replaced by one, not added beside it"
+        "the partition's two files replaced by one, not added beside them"
     );
-    // Nothing new in the dimension: nothing read, nothing committed.
+    // Nothing new in the dimension: only the file added since (the rewrite) is compared, and
+    // nothing committed; then, nothing moved at all, nothing is read.
     let version = state.tables.open("silver/events/watch").await.expect("open").version();
     let again = reenrich_all(lake.as_ref(), &state.tables, &contracts, 7, today)
         .await
         .expect("again");
-    assert_eq!(again[0].1, None);
+    let again = again[0].1.clone().expect("the rewrite is a file added since");
+    assert_eq!((again.rows, again.changed, again.rewritten), (4, 0, 0), "{again:?}");
     assert_eq!(
         state.tables.open("silver/events/watch").await.expect("open").version(),
         version
     );
+    let idle = reenrich_all(lake.as_ref(), &state.tables, &contracts, 7, today)
+        .await
+        .expect("idle");
+    assert_eq!(idle[0].1, None);
 
     // A late correction: user-000001's current subscription row is stamped as if its upgrade
     // had happened on 30 April; a pull that reads far enough back lands it in history.
@@ -417,11 +450,15 @@ async fn the_maintenance_run_enriches_late_events_and_follows_a_late_correction(
         .expect("the dimension moved");
     assert_eq!(
         (done.rows, done.changed),
-        (3, 1),
+        (4, 1),
         "exactly the corrected user's event: {done:?}"
     );
     let rows = enriched().await;
-    assert_eq!(rows.len(), 3);
-    assert_eq!(rows[0][1..], ["matched".to_string(), "premium".into()]);
-    assert_eq!(rows[2][1], "matched", "the other user's event as it was");
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[1][1..], ["matched".to_string(), "premium".into()]);
+    assert_eq!(
+        (rows[0][1].as_str(), rows[3][1].as_str()),
+        ("matched", "matched"),
+        "the others as they were"
+    );
 }
