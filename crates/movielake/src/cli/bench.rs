@@ -43,6 +43,16 @@ pub enum BenchCommand {
     /// On the lake given with --lake (a folder by default: pass Azurite's URL to measure blob
     /// storage). Build with --release.
     Commits(super::bench_commits::CommitsArgs),
+    /// Load time and memory of the enrichment dimension: generated SCD2 histories of this many
+    /// users (one user version, three subscription versions each) written to a scratch lake,
+    /// then loaded in a fresh process as `ingest_watch_events` loads them. Build with --release.
+    Dimension {
+        #[arg(long, default_value_t = 1_000_000)]
+        users: usize,
+    },
+    /// Loads the dimension from the lake given with --lake and prints the figures (used by
+    /// `bench dimension`).
+    DimensionLoad,
     /// One batch in a fresh process, printing its peak resident memory (used by `bench events`).
     Memory {
         #[arg(long, default_value_t = 50_000)]
@@ -56,6 +66,10 @@ pub(super) async fn command(what: BenchCommand, state: &AppState) -> anyhow::Res
         BenchCommand::Commits(args) => {
             super::bench_commits::command(args, state.lake.clone(), state.tables.clone()).await?;
         }
+        BenchCommand::Dimension { users } => {
+            super::bench_dimension::command(users, &workdir.join("lake")).await?;
+        }
+        BenchCommand::DimensionLoad => super::bench_dimension::load_command(state).await?,
         BenchCommand::Memory { events } => {
             let (elapsed, peak) = one_batch(events, &state.contracts, &workdir).await?;
             println!("{events} {} {}", elapsed.as_secs_f64(), peak.unwrap_or(f64::NAN));

@@ -12,6 +12,7 @@ use crate::handler::{self, AppState};
 
 pub mod bench;
 mod bench_commits;
+mod bench_dimension;
 mod contracts;
 mod gold;
 mod ingest;
